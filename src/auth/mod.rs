@@ -1,0 +1,166 @@
+//! Authentication and authorization: HS256 JWT bearer tokens, argon2 password hashes, roles
+//! enforced by extractors so that a handler states the least role it needs in its signature.
+
+mod password;
+mod token;
+
+use std::future::{ready, Ready};
+use std::marker::PhantomData;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+pub use password::{hash_password, verify_password, PasswordError, MIN_PASSWORD_CHARS};
+pub use token::{Claims, TokenIssuer};
+
+use crate::configuration::AuthSettings;
+use crate::domain::Role;
+use crate::error::ApiError;
+
+/// Who is calling, as proven by their token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub username: String,
+    pub role: Role,
+}
+
+/// Shared auth state for the HTTP workers.
+pub struct Auth {
+    /// `None` when auth is switched off: every caller is then an anonymous admin.
+    issuer: Option<TokenIssuer>,
+    login_limiter: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl Auth {
+    pub fn from_settings(settings: &AuthSettings) -> Self {
+        let issuer = if settings.enabled {
+            settings
+                .jwt_secret
+                .as_ref()
+                .map(|secret| TokenIssuer::new(secret, settings.token_ttl_secs))
+        } else {
+            None
+        };
+        let per_minute =
+            NonZeroU32::new(settings.login_attempts_per_minute).unwrap_or(NonZeroU32::MIN);
+        Self {
+            issuer,
+            login_limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.issuer.is_some()
+    }
+
+    pub fn issuer(&self) -> Option<&TokenIssuer> {
+        self.issuer.as_ref()
+    }
+
+    /// Counts a login attempt from `ip`; too many in a minute get 429.
+    pub fn check_login_rate(&self, ip: IpAddr) -> Result<(), ApiError> {
+        // The keyed store grows with distinct clients; forget idle ones now and then.
+        if self.login_limiter.len() > 10_000 {
+            self.login_limiter.retain_recent();
+        }
+        self.login_limiter.check_key(&ip).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            ApiError::RateLimited {
+                retry_after_secs: wait.as_secs().max(1),
+            }
+        })
+    }
+
+    fn authenticate(&self, req: &HttpRequest) -> Result<Caller, ApiError> {
+        let Some(issuer) = &self.issuer else {
+            return Ok(Caller {
+                username: "anonymous".into(),
+                role: Role::Admin,
+            });
+        };
+        let value = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .ok_or(ApiError::Unauthorized("missing Authorization header"))?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(ApiError::Unauthorized(
+                "expected Authorization: Bearer <token>",
+            ))?;
+        let claims = issuer.verify(token)?;
+        Ok(Caller {
+            username: claims.sub,
+            role: claims.role,
+        })
+    }
+}
+
+/// The least role a route needs.
+pub trait MinRole {
+    const ROLE: Role;
+}
+
+pub enum ViewerRole {}
+pub enum OperatorRole {}
+pub enum AdminRole {}
+
+impl MinRole for ViewerRole {
+    const ROLE: Role = Role::Viewer;
+}
+impl MinRole for OperatorRole {
+    const ROLE: Role = Role::Operator;
+}
+impl MinRole for AdminRole {
+    const ROLE: Role = Role::Admin;
+}
+
+/// An extractor that admits callers holding at least `R`: 401 without a valid token, 403 with
+/// a role too small.
+pub struct Authorized<R: MinRole> {
+    pub caller: Caller,
+    _role: PhantomData<R>,
+}
+
+pub type Viewer = Authorized<ViewerRole>;
+pub type Operator = Authorized<OperatorRole>;
+pub type Admin = Authorized<AdminRole>;
+
+impl<R: MinRole> FromRequest for Authorized<R> {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authorize::<R>(req))
+    }
+}
+
+fn authorize<R: MinRole>(req: &HttpRequest) -> Result<Authorized<R>, ApiError> {
+    let auth = req
+        .app_data::<web::Data<Arc<Auth>>>()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("auth state missing")))?;
+    let caller = auth.authenticate(req)?;
+    if caller.role < R::ROLE {
+        return Err(ApiError::Forbidden(format!(
+            "this action needs the {} role; you are {}",
+            R::ROLE,
+            caller.role
+        )));
+    }
+    Ok(Authorized {
+        caller,
+        _role: PhantomData,
+    })
+}

@@ -1,0 +1,192 @@
+//! One typed settings tree: `config/default.toml`, then an optional `--config` file, then
+//! `DEVICEHUB__SECTION__KEY` environment variables. Secrets are `SecretString`s, so they never
+//! appear in logs or `Debug` output.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use sqlx::postgres::PgConnectOptions;
+
+/// The defaults ship inside the binary, so `devicehub` runs from any directory.
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// Shortest HS256 secret accepted (RFC 7518 asks for a key at least as long as the hash).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    pub bind: SocketAddr,
+    pub max_body_bytes: usize,
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub acquire_timeout_secs: u64,
+    pub create_if_missing: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub enabled: bool,
+    pub jwt_secret: Option<SecretString>,
+    pub token_ttl_secs: u64,
+    pub login_attempts_per_minute: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid database.url: {0}")]
+    DatabaseUrl(String),
+    #[error(
+        "auth is enabled but auth.jwt_secret is missing or shorter than {MIN_JWT_SECRET_BYTES} bytes; \
+         set DEVICEHUB__AUTH__JWT_SECRET (e.g. `openssl rand -base64 48`) or, on a trusted LAN \
+         only, DEVICEHUB__AUTH__ENABLED=false"
+    )]
+    WeakJwtSecret,
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+}
+
+impl Settings {
+    /// Loads the layered settings. `check` (called before serving) refuses unsafe ones; commands
+    /// like `migrate` and `user add` need no JWT secret.
+    pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(file) = file {
+            builder = builder.add_source(config::File::from(file).required(true));
+        }
+        let settings: Settings = builder
+            .add_source(
+                config::Environment::with_prefix("DEVICEHUB")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()?
+            .try_deserialize()?;
+        settings.database.connect_options()?;
+        Ok(settings)
+    }
+
+    pub fn check(&self) -> Result<(), SettingsError> {
+        self.database.connect_options()?;
+        if self.auth.enabled {
+            let long_enough = self
+                .auth
+                .jwt_secret
+                .as_ref()
+                .is_some_and(|s| s.expose_secret().len() >= MIN_JWT_SECRET_BYTES);
+            if !long_enough {
+                return Err(SettingsError::WeakJwtSecret);
+            }
+        }
+        if self.auth.token_ttl_secs == 0 {
+            return Err(SettingsError::Zero("auth.token_ttl_secs"));
+        }
+        if self.auth.login_attempts_per_minute == 0 {
+            return Err(SettingsError::Zero("auth.login_attempts_per_minute"));
+        }
+        if self.database.max_connections == 0 {
+            return Err(SettingsError::Zero("database.max_connections"));
+        }
+        if self.http.max_body_bytes == 0 {
+            return Err(SettingsError::Zero("http.max_body_bytes"));
+        }
+        Ok(())
+    }
+}
+
+impl DatabaseSettings {
+    pub fn connect_options(&self) -> Result<PgConnectOptions, SettingsError> {
+        self.url
+            .expose_secret()
+            .parse::<PgConnectOptions>()
+            .map_err(|e| SettingsError::DatabaseUrl(e.to_string()))
+    }
+
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_secs(self.acquire_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Settings {
+        config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap()
+    }
+
+    #[test]
+    fn auth_without_secret_is_refused() {
+        let settings = defaults();
+        assert!(matches!(
+            settings.check(),
+            Err(SettingsError::WeakJwtSecret)
+        ));
+    }
+
+    #[test]
+    fn short_secret_is_refused_and_long_one_accepted() {
+        let mut settings = defaults();
+        settings.auth.jwt_secret = Some(SecretString::from("too-short"));
+        assert!(matches!(
+            settings.check(),
+            Err(SettingsError::WeakJwtSecret)
+        ));
+        settings.auth.jwt_secret = Some(SecretString::from("x".repeat(32)));
+        assert!(settings.check().is_ok());
+    }
+
+    #[test]
+    fn auth_off_needs_no_secret() {
+        let mut settings = defaults();
+        settings.auth.enabled = false;
+        assert!(settings.check().is_ok());
+    }
+
+    #[test]
+    fn secrets_do_not_appear_in_debug_output() {
+        let mut settings = defaults();
+        settings.auth.jwt_secret = Some(SecretString::from("s3cr3t-value-".repeat(4)));
+        settings.database.url = SecretString::from("postgres://u:hunter2@db/x");
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("s3cr3t"), "{printed}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+    }
+}

@@ -1,0 +1,35 @@
+//! Domain types, parsed once at the edge: a value of one of these types is valid by construction,
+//! so handlers and storage never re-check.
+
+mod alert;
+mod config_key;
+mod device;
+mod device_id;
+mod page;
+mod role;
+mod text;
+
+pub use alert::{AlertQuery, NewAlert, Severity};
+pub use config_key::ConfigKey;
+pub use device::{DeviceFilter, DeviceListQuery, DevicePatch, DeviceStatus, NewDevice};
+pub use device_id::DeviceId;
+pub use page::Page;
+pub use role::Role;
+pub use text::{bounded_json_object, bounded_json_value};
+
+/// Why a value was refused; the API turns it into a 422 (or 400 for paths and queries).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! devicehub: a device registry, telemetry collector and analytics service.
+
+pub mod auth;
+pub mod cli;
+pub mod configuration;
+pub mod database;
+pub mod domain;
+pub mod error;
+pub mod registry;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,90 @@
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use utoipa::ToSchema;
+
+use super::{devices, missing_device};
+use crate::domain::{DeviceId, NewAlert, Page, Severity};
+use crate::error::ApiError;
+
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+pub struct Alert {
+    pub id: i64,
+    pub device_id: String,
+    pub alert_type: String,
+    pub severity: Severity,
+    pub message: String,
+    pub acknowledged: bool,
+    /// Who acknowledged it, once acknowledged.
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Parsed alert listing filter.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertFilter {
+    pub acknowledged: Option<bool>,
+    pub severity: Option<Severity>,
+    pub page: Page,
+}
+
+const COLUMNS: &str = "id, device_id, alert_type, severity, message, acknowledged, \
+    acknowledged_by, acknowledged_at, created_at";
+
+pub async fn raise(pool: &PgPool, id: &DeviceId, alert: NewAlert) -> Result<Alert, ApiError> {
+    let sql = format!(
+        "INSERT INTO alerts (device_id, alert_type, severity, message) VALUES ($1, $2, $3, $4) \
+         RETURNING {COLUMNS}"
+    );
+    sqlx::query_as::<_, Alert>(&sql)
+        .bind(id.as_str())
+        .bind(alert.alert_type)
+        .bind(alert.severity)
+        .bind(alert.message)
+        .fetch_one(pool)
+        .await
+        .map_err(missing_device(id.as_str()))
+}
+
+/// Alerts of one device (`Some`) or of all devices (`None`), newest first.
+pub async fn list(
+    pool: &PgPool,
+    device: Option<&DeviceId>,
+    filter: AlertFilter,
+) -> Result<Vec<Alert>, ApiError> {
+    if let Some(id) = device {
+        devices::ensure_exists(pool, id).await?;
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM alerts \
+         WHERE ($1::text IS NULL OR device_id = $1) \
+           AND ($2::bool IS NULL OR acknowledged = $2) \
+           AND ($3::text IS NULL OR severity = $3) \
+         ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
+    );
+    Ok(sqlx::query_as::<_, Alert>(&sql)
+        .bind(device.map(DeviceId::as_str))
+        .bind(filter.acknowledged)
+        .bind(filter.severity)
+        .bind(filter.page.limit)
+        .bind(filter.page.offset)
+        .fetch_all(pool)
+        .await?)
+}
+
+/// Marks the alert acknowledged by `who`; acknowledging again keeps the first acknowledgement.
+pub async fn acknowledge(pool: &PgPool, alert_id: i64, who: &str) -> Result<Alert, ApiError> {
+    let sql = format!(
+        "UPDATE alerts SET acknowledged = true, \
+           acknowledged_by = COALESCE(acknowledged_by, $2), \
+           acknowledged_at = COALESCE(acknowledged_at, now()) \
+         WHERE id = $1 RETURNING {COLUMNS}"
+    );
+    sqlx::query_as::<_, Alert>(&sql)
+        .bind(alert_id)
+        .bind(who)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found("alert", alert_id))
+}

@@ -1,0 +1,150 @@
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use utoipa::ToSchema;
+
+use crate::domain::{DeviceFilter, DeviceId, DevicePatch, DeviceStatus, NewDevice};
+use crate::error::ApiError;
+
+/// A registered device as the API shows it (seed 004 field names).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+pub struct Device {
+    pub id: i64,
+    pub device_id: String,
+    pub device_name: String,
+    pub device_type: Option<String>,
+    pub location: Option<String>,
+    pub status: DeviceStatus,
+    /// `online`, `offline` or `unknown`, from the device's own traffic.
+    pub connection_status: String,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub fw_version: Option<String>,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `GET /api/devices/{device_id}/status`.
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+pub struct ConnectionState {
+    pub device_id: String,
+    /// `online`, `offline` or `unknown`.
+    pub connection_status: String,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub fw_version: Option<String>,
+}
+
+const COLUMNS: &str = "id, device_id, device_name, device_type, location, status, \
+    connection_status, last_seen, fw_version, metadata, created_at, updated_at";
+
+pub async fn register(pool: &PgPool, id: &DeviceId, new: NewDevice) -> Result<Device, ApiError> {
+    let sql = format!(
+        "INSERT INTO devices (device_id, device_name, device_type, location, status, metadata) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id) DO NOTHING RETURNING {COLUMNS}"
+    );
+    sqlx::query_as::<_, Device>(&sql)
+        .bind(id.as_str())
+        .bind(new.device_name)
+        .bind(new.device_type)
+        .bind(new.location)
+        .bind(new.status.unwrap_or(DeviceStatus::Active))
+        .bind(new.metadata.unwrap_or_else(|| serde_json::json!({})))
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| ApiError::Conflict(format!("device {id} already exists")))
+}
+
+pub async fn find(pool: &PgPool, id: &DeviceId) -> Result<Device, ApiError> {
+    let sql = format!("SELECT {COLUMNS} FROM devices WHERE device_id = $1");
+    sqlx::query_as::<_, Device>(&sql)
+        .bind(id.as_str())
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found("device", id.as_str()))
+}
+
+/// Fails with 404 unless the device is registered.
+pub async fn ensure_exists(pool: &PgPool, id: &DeviceId) -> Result<(), ApiError> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM devices WHERE device_id = $1")
+        .bind(id.as_str())
+        .fetch_optional(pool)
+        .await?;
+    found
+        .map(|_| ())
+        .ok_or_else(|| ApiError::not_found("device", id.as_str()))
+}
+
+pub async fn list(pool: &PgPool, filter: &DeviceFilter) -> Result<Vec<Device>, ApiError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM devices \
+         WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR device_type = $2) \
+         ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+    );
+    Ok(sqlx::query_as::<_, Device>(&sql)
+        .bind(filter.status)
+        .bind(filter.device_type.as_deref())
+        .bind(filter.page.limit)
+        .bind(filter.page.offset)
+        .fetch_all(pool)
+        .await?)
+}
+
+pub async fn update(pool: &PgPool, id: &DeviceId, patch: DevicePatch) -> Result<Device, ApiError> {
+    let sql = format!(
+        "UPDATE devices SET \
+           device_name = COALESCE($2, device_name), \
+           device_type = COALESCE($3, device_type), \
+           location = COALESCE($4, location), \
+           status = COALESCE($5, status), \
+           metadata = COALESCE($6, metadata), \
+           updated_at = now() \
+         WHERE device_id = $1 RETURNING {COLUMNS}"
+    );
+    sqlx::query_as::<_, Device>(&sql)
+        .bind(id.as_str())
+        .bind(patch.device_name)
+        .bind(patch.device_type)
+        .bind(patch.location)
+        .bind(patch.status)
+        .bind(patch.metadata)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found("device", id.as_str()))
+}
+
+/// Deletes the device; its configs, alerts, commands and sequence state go with it.
+pub async fn delete(pool: &PgPool, id: &DeviceId) -> Result<(), ApiError> {
+    let deleted = sqlx::query("DELETE FROM devices WHERE device_id = $1")
+        .bind(id.as_str())
+        .execute(pool)
+        .await?
+        .rows_affected();
+    if deleted == 0 {
+        return Err(ApiError::not_found("device", id.as_str()));
+    }
+    Ok(())
+}
+
+/// Records that the device is alive now.
+pub async fn heartbeat(pool: &PgPool, id: &DeviceId) -> Result<DateTime<Utc>, ApiError> {
+    sqlx::query_scalar(
+        "UPDATE devices SET last_seen = now(), connection_status = 'online' \
+         WHERE device_id = $1 RETURNING last_seen",
+    )
+    .bind(id.as_str())
+    .fetch_optional(pool)
+    .await?
+    .flatten()
+    .ok_or_else(|| ApiError::not_found("device", id.as_str()))
+}
+
+pub async fn connection_state(pool: &PgPool, id: &DeviceId) -> Result<ConnectionState, ApiError> {
+    sqlx::query_as::<_, ConnectionState>(
+        "SELECT device_id, connection_status, last_seen, fw_version FROM devices WHERE device_id = $1",
+    )
+    .bind(id.as_str())
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| ApiError::not_found("device", id.as_str()))
+}

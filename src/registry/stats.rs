@@ -1,0 +1,47 @@
+use serde::Serialize;
+use sqlx::PgPool;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+pub struct StatusCount {
+    pub status: String,
+    pub count: i64,
+}
+
+/// `GET /api/stats` (seed 004 fields first).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Stats {
+    pub total_devices: i64,
+    pub device_by_status: Vec<StatusCount>,
+    pub unacknowledged_alerts: i64,
+    /// Devices whose connection status is `online`.
+    pub online_devices: i64,
+    /// Stored `qs/v1` events.
+    pub total_events: i64,
+}
+
+pub async fn read(pool: &PgPool) -> Result<Stats, ApiError> {
+    let (total_devices, online_devices, unacknowledged_alerts, total_events): (i64, i64, i64, i64) =
+        sqlx::query_as(
+            "SELECT (SELECT count(*) FROM devices), \
+                    (SELECT count(*) FROM devices WHERE connection_status = 'online'), \
+                    (SELECT count(*) FROM alerts WHERE NOT acknowledged), \
+                    (SELECT count(*) FROM events)",
+        )
+        .fetch_one(pool)
+        .await?;
+    let device_by_status = sqlx::query_as::<_, StatusCount>(
+        "SELECT status, count(*) AS count FROM devices GROUP BY status ORDER BY status",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(Stats {
+        total_devices,
+        device_by_status,
+        unacknowledged_alerts,
+        online_devices,
+        total_events,
+    })
+}

@@ -1,0 +1,97 @@
+use actix_web::{web, HttpResponse};
+use sqlx::PgPool;
+use validator::Validate;
+
+use super::device_id;
+use crate::auth::{Operator, Viewer};
+use crate::domain::{AlertQuery, NewAlert, Page};
+use crate::error::{ApiError, ErrorBody};
+use crate::registry::alerts::{self, Alert, AlertFilter};
+
+fn filter(query: AlertQuery) -> Result<AlertFilter, ApiError> {
+    Ok(AlertFilter {
+        acknowledged: query.acknowledged,
+        severity: query.severity,
+        page: Page::parse(query.limit, query.offset).map_err(ApiError::invalid_parameter)?,
+    })
+}
+
+/// Alerts of one device, newest first.
+#[utoipa::path(get, path = "/api/devices/{device_id}/alerts", tag = "alerts",
+    params(("device_id" = String, Path), AlertQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, body = Vec<Alert>),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn list_for_device(
+    _: Viewer,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    query: web::Query<AlertQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = device_id(&path)?;
+    let filter = filter(query.into_inner())?;
+    Ok(HttpResponse::Ok().json(alerts::list(&pool, Some(&id), filter).await?))
+}
+
+/// Raises an alert on a device (operator).
+#[utoipa::path(post, path = "/api/devices/{device_id}/alerts", tag = "alerts",
+    params(("device_id" = String, Path)), request_body = NewAlert, security(("bearer" = [])),
+    responses(
+        (status = 201, body = Alert),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ))]
+pub async fn raise(
+    _: Operator,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    body: web::Json<NewAlert>,
+) -> Result<HttpResponse, ApiError> {
+    let id = device_id(&path)?;
+    body.validate()?;
+    Ok(HttpResponse::Created().json(alerts::raise(&pool, &id, body.into_inner()).await?))
+}
+
+/// Alerts across all devices, newest first.
+#[utoipa::path(get, path = "/api/alerts", tag = "alerts", params(AlertQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Vec<Alert>),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+    ))]
+pub async fn list(
+    _: Viewer,
+    pool: web::Data<PgPool>,
+    query: web::Query<AlertQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let filter = filter(query.into_inner())?;
+    Ok(HttpResponse::Ok().json(alerts::list(&pool, None, filter).await?))
+}
+
+/// Acknowledges an alert (operator); acknowledging twice keeps the first acknowledgement.
+#[utoipa::path(post, path = "/api/alerts/{id}/acknowledge", tag = "alerts",
+    params(("id" = i64, Path)), security(("bearer" = [])),
+    responses(
+        (status = 200, body = Alert),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn acknowledge(
+    caller: Operator,
+    pool: web::Data<PgPool>,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let alert = alerts::acknowledge(&pool, path.into_inner(), &caller.caller.username).await?;
+    Ok(HttpResponse::Ok().json(alert))
+}

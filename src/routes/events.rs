@@ -1,0 +1,54 @@
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use sqlx::PgPool;
+use utoipa::IntoParams;
+
+use super::device_id;
+use crate::auth::Viewer;
+use crate::domain::{Invalid, Page};
+use crate::error::{ApiError, ErrorBody};
+use crate::registry::events::{self, Event};
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    /// Only events of this type.
+    pub event_type: Option<String>,
+    /// 1–1000, default 100.
+    pub limit: Option<i64>,
+    /// Default 0.
+    pub offset: Option<i64>,
+}
+
+/// Stored `qs/v1` events of a device, newest first.
+#[utoipa::path(get, path = "/api/devices/{device_id}/events", tag = "events",
+    params(("device_id" = String, Path), EventQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, body = Vec<Event>),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn list(
+    _: Viewer,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+    query: web::Query<EventQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = device_id(&path)?;
+    let query = query.into_inner();
+    if query
+        .event_type
+        .as_ref()
+        .is_some_and(|t| t.is_empty() || t.len() > 128)
+    {
+        return Err(ApiError::invalid_parameter(Invalid::new(
+            "event_type",
+            "must be 1 to 128 characters long",
+        )));
+    }
+    let page = Page::parse(query.limit, query.offset).map_err(ApiError::invalid_parameter)?;
+    let events = events::list(&pool, &id, query.event_type.as_deref(), page).await?;
+    Ok(HttpResponse::Ok().json(events))
+}

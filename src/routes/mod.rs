@@ -1,0 +1,67 @@
+//! One file per resource; handlers parse input into domain types, call the registry and return
+//! JSON. The least role each route needs is the type of its `Viewer`/`Operator`/`Admin` argument.
+
+pub mod alerts;
+pub mod auth;
+pub mod configs;
+pub mod devices;
+pub mod events;
+pub mod health;
+pub mod openapi;
+pub mod stats;
+
+use actix_web::web;
+
+use crate::domain::DeviceId;
+use crate::error::ApiError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    // Explicit resources, so that a known path with the wrong method answers 405, not 404.
+    cfg.route("/health", web::get().to(health::health))
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/api-docs/openapi.json", web::get().to(openapi::document))
+        .service(
+            web::scope("/api")
+                .service(web::resource("/auth/login").post(auth::login))
+                .service(
+                    web::resource("/devices")
+                        .get(devices::list)
+                        .post(devices::register),
+                )
+                .service(
+                    web::resource("/devices/{device_id}")
+                        .get(devices::read)
+                        .put(devices::update)
+                        .delete(devices::delete),
+                )
+                .service(web::resource("/devices/{device_id}/heartbeat").post(devices::heartbeat))
+                .service(web::resource("/devices/{device_id}/status").get(devices::status))
+                .service(web::resource("/devices/{device_id}/configs").get(configs::list))
+                .service(
+                    web::resource("/devices/{device_id}/configs/{key}")
+                        .put(configs::set)
+                        .delete(configs::delete),
+                )
+                .service(
+                    web::resource("/devices/{device_id}/alerts")
+                        .get(alerts::list_for_device)
+                        .post(alerts::raise),
+                )
+                .service(web::resource("/devices/{device_id}/events").get(events::list))
+                .service(web::resource("/alerts").get(alerts::list))
+                .service(web::resource("/alerts/{id}/acknowledge").post(alerts::acknowledge))
+                .service(web::resource("/stats").get(stats::read)),
+        );
+}
+
+/// Parses a `{device_id}` path segment: 400 when it cannot be a device id.
+pub(crate) fn device_id(raw: &str) -> Result<DeviceId, ApiError> {
+    DeviceId::parse(raw).map_err(ApiError::invalid_parameter)
+}
+
+/// The message body of deletes and other actions without a resource to return.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Message {
+    pub message: String,
+}

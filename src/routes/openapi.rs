@@ -1,0 +1,74 @@
+use actix_web::HttpResponse;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{alerts, auth, configs, devices, events, health, stats};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "devicehub",
+        description = "Device registry, telemetry and analytics API. Every `/api` route except \
+                       login needs `Authorization: Bearer <token>`; errors are \
+                       `{\"error\": ..., \"details\": ...}`.",
+    ),
+    paths(
+        health::health, health::healthz, health::readyz, document,
+        auth::login,
+        devices::list, devices::register, devices::read, devices::update, devices::delete,
+        devices::heartbeat, devices::status,
+        configs::list, configs::set, configs::delete,
+        alerts::list_for_device, alerts::raise, alerts::list, alerts::acknowledge,
+        events::list,
+        stats::read,
+    ),
+    components(schemas(
+        crate::error::ErrorBody, crate::domain::Role, super::Message,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "health", description = "Liveness and readiness"),
+        (name = "auth", description = "Tokens"),
+        (name = "devices", description = "The device registry"),
+        (name = "configs", description = "Per-device configuration"),
+        (name = "alerts", description = "Alerts and acknowledgements"),
+        (name = "events", description = "qs/v1 events"),
+        (name = "stats", description = "Fleet counters"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document, pretty-printed exactly as `devicehub openapi` prints it.
+pub fn document_json() -> String {
+    let mut json = ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    json.push('\n');
+    json
+}
+
+/// This OpenAPI 3 document.
+#[utoipa::path(get, path = "/api-docs/openapi.json", tag = "health",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")))]
+pub async fn document() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(document_json())
+}

@@ -1,0 +1,85 @@
+//! Builds the whole application from its settings. `Application::build` binds the listener (port
+//! 0 picks a free one) so that callers, tests included, learn the real port before serving.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::ErrorHandlers;
+use actix_web::{web, App, HttpServer};
+use sqlx::PgPool;
+use tracing_actix_web::TracingLogger;
+
+use crate::auth::Auth;
+use crate::configuration::Settings;
+use crate::error::{json_error, json_error_page, path_error, query_error};
+use crate::{database, routes};
+
+pub struct Application {
+    port: u16,
+    pool: PgPool,
+    server: Server,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.check()?;
+        if !settings.auth.enabled {
+            tracing::warn!(
+                "auth is DISABLED: every API caller is treated as an admin; \
+                 run like this only on a trusted network"
+            );
+        }
+        let pool = database::prepare(&settings.database).await?;
+        let listener = TcpListener::bind(settings.http.bind)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.http.bind))?;
+        let port = listener.local_addr()?.port();
+        let server = serve(listener, pool.clone(), &settings)?;
+        tracing::info!(address = %listener_address(&settings, port), "devicehub API listening");
+        Ok(Self { port, pool, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Serves until SIGINT/SIGTERM, then finishes in-flight requests.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn listener_address(settings: &Settings, port: u16) -> String {
+    format!("{}:{port}", settings.http.bind.ip())
+}
+
+fn serve(listener: TcpListener, pool: PgPool, settings: &Settings) -> anyhow::Result<Server> {
+    let pool = web::Data::new(pool);
+    let auth = web::Data::new(Arc::new(Auth::from_settings(&settings.auth)));
+    let limit = settings.http.max_body_bytes;
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(ErrorHandlers::new().default_handler(json_error_page))
+            .wrap(TracingLogger::default())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(limit)
+                    .error_handler(json_error(limit)),
+            )
+            .app_data(web::QueryConfig::default().error_handler(query_error))
+            .app_data(web::PathConfig::default().error_handler(path_error))
+            .app_data(web::PayloadConfig::new(limit))
+            .app_data(pool.clone())
+            .app_data(auth.clone())
+            .configure(routes::configure)
+    })
+    .listen(listener)?;
+    if settings.http.workers > 0 {
+        server = server.workers(settings.http.workers);
+    }
+    Ok(server.run())
+}

@@ -1,0 +1,168 @@
+//! `spawn_app()`: the real application on a random port, against its own freshly created and
+//! migrated PostgreSQL database, so tests never share state and run in parallel.
+
+use devicehub::auth::{hash_password, TokenIssuer};
+use devicehub::configuration::Settings;
+use devicehub::domain::Role;
+use devicehub::registry::users;
+use devicehub::startup::Application;
+use reqwest::{Method, RequestBuilder, Response};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+pub const TEST_SECRET: &str = "test-only-secret-0123456789-abcdefghijklmnop";
+
+pub struct TestApp {
+    pub address: String,
+    pub pool: PgPool,
+    pub client: reqwest::Client,
+    pub settings: Settings,
+    pub admin: String,
+    pub operator: String,
+    pub viewer: String,
+}
+
+/// Settings for a test app: a unique database on the configured server, port 0, auth on.
+pub fn test_settings() -> Settings {
+    let mut settings = Settings::load(None).expect("settings load");
+    let base = std::env::var("DEVICEHUB_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
+    let name = format!("devicehub_test_{}", uuid::Uuid::new_v4().simple());
+    settings.database.url = SecretString::from(format!("{}/{name}", base.trim_end_matches('/')));
+    settings.database.max_connections = 4;
+    settings.http.bind = "127.0.0.1:0".parse().unwrap();
+    settings.http.workers = 1;
+    settings.auth.enabled = true;
+    settings.auth.jwt_secret = Some(SecretString::from(TEST_SECRET));
+    settings
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(test_settings()).await
+}
+
+pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    let app = Application::build(settings.clone())
+        .await
+        .expect("application starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let pool = app.pool().clone();
+    tokio::spawn(app.run_until_stopped());
+    let issuer = TokenIssuer::new(&SecretString::from(TEST_SECRET), 3600);
+    TestApp {
+        address,
+        pool,
+        client: reqwest::Client::new(),
+        settings,
+        admin: issuer.issue("test-admin", Role::Admin).unwrap(),
+        operator: issuer.issue("test-operator", Role::Operator).unwrap(),
+        viewer: issuer.issue("test-viewer", Role::Viewer).unwrap(),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let builder = self.client.request(method, self.url(path));
+        match token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.request(Method::GET, path, Some(token))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> Response {
+        self.request(method, path, Some(token))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.send_json(Method::POST, path, token, body).await
+    }
+
+    pub async fn post_empty(&self, path: &str, token: &str) -> Response {
+        self.request(Method::POST, path, Some(token))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Registers a device as admin and returns the stored JSON.
+    pub async fn register(&self, device_id: &str) -> Value {
+        self.register_with(
+            json!({"device_id": device_id, "device_name": format!("Device {device_id}")}),
+        )
+        .await
+    }
+
+    pub async fn register_with(&self, body: Value) -> Value {
+        let response = self.post_json("/api/devices", &self.admin, &body).await;
+        assert_eq!(response.status(), 201, "registering {body}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn raise_alert(&self, device_id: &str, severity: &str) -> Value {
+        let response = self
+            .post_json(
+                &format!("/api/devices/{device_id}/alerts"),
+                &self.operator,
+                &json!({"alert_type": "high_temperature", "severity": severity, "message": "hot"}),
+            )
+            .await;
+        assert_eq!(response.status(), 201);
+        response.json().await.unwrap()
+    }
+
+    /// Adds a user the way the CLI does (argon2 hash in PostgreSQL).
+    pub async fn add_user(&self, username: &str, password: &str, role: Role) {
+        let hash = hash_password(&SecretString::from(password.to_owned())).unwrap();
+        users::create(&self.pool, username, &hash, role)
+            .await
+            .unwrap();
+    }
+
+    pub fn database_url(&self) -> String {
+        self.settings.database.url.expose_secret().to_owned()
+    }
+}
+
+/// Asserts the status and the JSON error body, returning the body.
+pub async fn assert_error(response: Response, status: u16) -> Value {
+    let got = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let text = response.text().await.unwrap();
+    assert_eq!(got, status, "body: {text}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "content type {content_type:?}: {text}"
+    );
+    let body: Value = serde_json::from_str(&text).expect("error body is JSON");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "no error message: {text}"
+    );
+    body
+}

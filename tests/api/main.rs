@@ -1,0 +1,13 @@
+//! Integration tests: the real application over HTTP against a real PostgreSQL.
+
+mod alerts;
+mod auth;
+mod cli;
+mod configs;
+mod devices;
+mod errors;
+mod events;
+mod health;
+mod helpers;
+mod openapi;
+mod stats;
