@@ -17,7 +17,7 @@ fn filter(query: AlertQuery) -> Result<AlertFilter, ApiError> {
 }
 
 /// Alerts of one device, newest first.
-#[utoipa::path(get, path = "/api/devices/{device_id}/alerts", tag = "alerts",
+#[utoipa::path(get, operation_id = "list_device_alerts", path = "/api/devices/{device_id}/alerts", tag = "alerts",
     params(("device_id" = String, Path), AlertQuery), security(("bearer" = [])),
     responses(
         (status = 200, body = Vec<Alert>),
@@ -37,7 +37,7 @@ pub async fn list_for_device(
 }
 
 /// Raises an alert on a device (operator).
-#[utoipa::path(post, path = "/api/devices/{device_id}/alerts", tag = "alerts",
+#[utoipa::path(post, operation_id = "raise_alert", path = "/api/devices/{device_id}/alerts", tag = "alerts",
     params(("device_id" = String, Path)), request_body = NewAlert, security(("bearer" = [])),
     responses(
         (status = 201, body = Alert),
@@ -61,7 +61,7 @@ pub async fn raise(
 }
 
 /// Alerts across all devices, newest first.
-#[utoipa::path(get, path = "/api/alerts", tag = "alerts", params(AlertQuery),
+#[utoipa::path(get, operation_id = "list_alerts", path = "/api/alerts", tag = "alerts", params(AlertQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, body = Vec<Alert>),
@@ -78,7 +78,7 @@ pub async fn list(
 }
 
 /// Acknowledges an alert (operator); acknowledging twice keeps the first acknowledgement.
-#[utoipa::path(post, path = "/api/alerts/{id}/acknowledge", tag = "alerts",
+#[utoipa::path(post, operation_id = "acknowledge_alert", path = "/api/alerts/{id}/acknowledge", tag = "alerts",
     params(("id" = i64, Path)), security(("bearer" = [])),
     responses(
         (status = 200, body = Alert),

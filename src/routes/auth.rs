@@ -32,7 +32,7 @@ pub struct TokenResponse {
 }
 
 /// Exchanges a username and password for a bearer token. Rate limited per client address.
-#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
+#[utoipa::path(post, operation_id = "login", path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, body = TokenResponse),
         (status = 400, description = "Malformed JSON, or auth is disabled", body = ErrorBody),

@@ -27,7 +27,7 @@ fn config_key(raw: &str) -> Result<ConfigKey, ApiError> {
 }
 
 /// All configuration pairs of a device, by key.
-#[utoipa::path(get, path = "/api/devices/{device_id}/configs", tag = "configs",
+#[utoipa::path(get, operation_id = "list_device_configs", path = "/api/devices/{device_id}/configs", tag = "configs",
     params(("device_id" = String, Path)), security(("bearer" = [])),
     responses(
         (status = 200, body = Vec<ConfigEntry>),
@@ -45,7 +45,7 @@ pub async fn list(
 }
 
 /// Sets one configuration value, creating or replacing it (operator).
-#[utoipa::path(put, path = "/api/devices/{device_id}/configs/{key}", tag = "configs",
+#[utoipa::path(put, operation_id = "set_device_config", path = "/api/devices/{device_id}/configs/{key}", tag = "configs",
     params(("device_id" = String, Path), ("key" = String, Path, description = "1–64 of [A-Za-z0-9._-]")),
     request_body = ConfigValue, security(("bearer" = [])),
     responses(
@@ -72,7 +72,7 @@ pub async fn set(
 }
 
 /// Removes one configuration value (operator).
-#[utoipa::path(delete, path = "/api/devices/{device_id}/configs/{key}", tag = "configs",
+#[utoipa::path(delete, operation_id = "delete_device_config", path = "/api/devices/{device_id}/configs/{key}", tag = "configs",
     params(("device_id" = String, Path), ("key" = String, Path)), security(("bearer" = [])),
     responses(
         (status = 200, body = Message),

@@ -12,7 +12,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::registry::devices::{self, ConnectionState, Device};
 
 /// Lists devices, newest first.
-#[utoipa::path(get, path = "/api/devices", tag = "devices", params(DeviceListQuery),
+#[utoipa::path(get, operation_id = "list_devices", path = "/api/devices", tag = "devices", params(DeviceListQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, body = Vec<Device>),
@@ -29,7 +29,7 @@ pub async fn list(
 }
 
 /// Registers a device (admin).
-#[utoipa::path(post, path = "/api/devices", tag = "devices", request_body = NewDevice,
+#[utoipa::path(post, operation_id = "register_device", path = "/api/devices", tag = "devices", request_body = NewDevice,
     security(("bearer" = [])),
     responses(
         (status = 201, body = Device),
@@ -55,7 +55,7 @@ pub async fn register(
 }
 
 /// Reads one device.
-#[utoipa::path(get, path = "/api/devices/{device_id}", tag = "devices",
+#[utoipa::path(get, operation_id = "get_device", path = "/api/devices/{device_id}", tag = "devices",
     params(("device_id" = String, Path)), security(("bearer" = [])),
     responses(
         (status = 200, body = Device),
@@ -73,7 +73,7 @@ pub async fn read(
 }
 
 /// Changes the fields present in the body (admin).
-#[utoipa::path(put, path = "/api/devices/{device_id}", tag = "devices",
+#[utoipa::path(put, operation_id = "update_device", path = "/api/devices/{device_id}", tag = "devices",
     params(("device_id" = String, Path)), request_body = DevicePatch, security(("bearer" = [])),
     responses(
         (status = 200, body = Device),
@@ -103,7 +103,7 @@ pub async fn update(
 }
 
 /// Deletes a device with its configs, alerts and commands (admin).
-#[utoipa::path(delete, path = "/api/devices/{device_id}", tag = "devices",
+#[utoipa::path(delete, operation_id = "delete_device", path = "/api/devices/{device_id}", tag = "devices",
     params(("device_id" = String, Path)), security(("bearer" = [])),
     responses(
         (status = 200, body = Message),
@@ -133,7 +133,7 @@ pub struct HeartbeatRecorded {
 }
 
 /// Records that the device is alive now: sets `last_seen` and marks it online (operator).
-#[utoipa::path(post, path = "/api/devices/{device_id}/heartbeat", tag = "devices",
+#[utoipa::path(post, operation_id = "device_heartbeat", path = "/api/devices/{device_id}/heartbeat", tag = "devices",
     params(("device_id" = String, Path)), security(("bearer" = [])),
     responses(
         (status = 200, body = HeartbeatRecorded),
@@ -157,7 +157,7 @@ pub async fn heartbeat(
 }
 
 /// Connection state: `online`/`offline`/`unknown`, last seen and firmware version.
-#[utoipa::path(get, path = "/api/devices/{device_id}/status", tag = "devices",
+#[utoipa::path(get, operation_id = "device_status", path = "/api/devices/{device_id}/status", tag = "devices",
     params(("device_id" = String, Path)), security(("bearer" = [])),
     responses(
         (status = 200, body = ConnectionState),

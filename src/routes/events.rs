@@ -22,7 +22,7 @@ pub struct EventQuery {
 }
 
 /// Stored `qs/v1` events of a device, newest first.
-#[utoipa::path(get, path = "/api/devices/{device_id}/events", tag = "events",
+#[utoipa::path(get, operation_id = "list_device_events", path = "/api/devices/{device_id}/events", tag = "events",
     params(("device_id" = String, Path), EventQuery), security(("bearer" = [])),
     responses(
         (status = 200, body = Vec<Event>),

@@ -28,21 +28,21 @@ impl HealthStatus {
 }
 
 /// Liveness (seed 004 shape).
-#[utoipa::path(get, path = "/health", tag = "health",
+#[utoipa::path(get, operation_id = "health", path = "/health", tag = "health",
     responses((status = 200, body = HealthStatus, example = json!({"status": "healthy"}))))]
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(HealthStatus::ok("healthy"))
 }
 
 /// Liveness for orchestrators: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "health",
+#[utoipa::path(get, operation_id = "healthz", path = "/healthz", tag = "health",
     responses((status = 200, body = HealthStatus, example = json!({"status": "alive"}))))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(HealthStatus::ok("alive"))
 }
 
 /// Readiness: every backing store answers. 503 names the failing dependency.
-#[utoipa::path(get, path = "/readyz", tag = "health",
+#[utoipa::path(get, operation_id = "readyz", path = "/readyz", tag = "health",
     responses(
         (status = 200, body = HealthStatus, example = json!({"status": "ready"})),
         (status = 503, body = HealthStatus, example = json!({

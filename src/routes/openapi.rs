@@ -65,7 +65,7 @@ pub fn document_json() -> String {
 }
 
 /// This OpenAPI 3 document.
-#[utoipa::path(get, path = "/api-docs/openapi.json", tag = "health",
+#[utoipa::path(get, operation_id = "openapi_document", path = "/api-docs/openapi.json", tag = "health",
     responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")))]
 pub async fn document() -> HttpResponse {
     HttpResponse::Ok()

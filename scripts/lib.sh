@@ -1,0 +1,97 @@
+# Shared helpers for devicehub's scripts: install (Debian packages) and start what is missing,
+# leave alone what already runs. Sourced, not executed.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Build artefacts live outside the clone so that fresh clones (CI) reuse them.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/devicehub/target}"
+mkdir -p "$CARGO_TARGET_DIR"
+
+PG_HOST=127.0.0.1
+PG_PORT=5432
+MQTT_PORT=1883
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+APT_UPDATED=0
+apt_install() {
+  command -v apt-get >/dev/null || die "cannot install $*: apt-get not found (devicehub's scripts target Debian)"
+  if [ "$APT_UPDATED" = 0 ]; then
+    log "apt-get update"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    APT_UPDATED=1
+  fi
+  log "installing $*"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+wait_for_port() {
+  local host=$1 port=$2 what=$3 i
+  for i in $(seq 1 60); do
+    port_open "$host" "$port" && return 0
+    sleep 0.5
+  done
+  die "$what did not come up on $host:$port"
+}
+
+require_cargo() {
+  command -v cargo >/dev/null || die "cargo not found: install Rust ≥ 1.80 with rustup (https://rustup.rs), then run this again"
+}
+
+ensure_postgres() {
+  if ! command -v pg_ctlcluster >/dev/null && ! port_open "$PG_HOST" "$PG_PORT"; then
+    apt_install postgresql postgresql-client
+  fi
+  if ! port_open "$PG_HOST" "$PG_PORT"; then
+    local version
+    version="$(ls /etc/postgresql | sort -V | tail -n 1)"
+    log "starting PostgreSQL $version"
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main start
+    wait_for_port "$PG_HOST" "$PG_PORT" PostgreSQL
+  fi
+  command -v psql >/dev/null || apt_install postgresql-client
+  local i
+  for i in $(seq 1 30); do
+    pg_isready -q -h "$PG_HOST" -p "$PG_PORT" && break
+    sleep 0.5
+  done
+  # devicehub's development default connects as `postgres` without a password over TCP. A fresh
+  # Debian cluster asks for one; allow it from loopback only (development machines).
+  if ! psql -w -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Atqc 'SELECT 1' >/dev/null 2>&1; then
+    local hba
+    hba="$($SUDO -u postgres psql -Atqc 'SHOW hba_file' 2>/dev/null || true)"
+    [ -n "$hba" ] || die "cannot connect to PostgreSQL as postgres@$PG_HOST and cannot find pg_hba.conf"
+    log "allowing password-less loopback connections for user postgres in $hba (development setup)"
+    $SUDO sed -i "1i host all postgres 127.0.0.1/32 trust\nhost all postgres ::1/128 trust" "$hba"
+    $SUDO -u postgres psql -Atqc 'SELECT pg_reload_conf()' >/dev/null
+    sleep 1
+    psql -w -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Atqc 'SELECT 1' >/dev/null \
+      || die "still cannot connect to PostgreSQL as postgres@$PG_HOST"
+  fi
+  log "PostgreSQL is up on $PG_HOST:$PG_PORT"
+}
+
+ensure_mosquitto() {
+  if ! command -v mosquitto >/dev/null && ! port_open 127.0.0.1 "$MQTT_PORT"; then
+    apt_install mosquitto mosquitto-clients
+  fi
+  command -v mosquitto_pub >/dev/null || apt_install mosquitto-clients
+  if ! port_open 127.0.0.1 "$MQTT_PORT"; then
+    log "starting Mosquitto"
+    $SUDO mosquitto -d -c /etc/mosquitto/mosquitto.conf
+    wait_for_port 127.0.0.1 "$MQTT_PORT" Mosquitto
+  fi
+  log "Mosquitto is up on 127.0.0.1:$MQTT_PORT"
+}
+
+ensure_services() {
+  ensure_postgres
+  ensure_mosquitto
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Starts devicehub with everything it needs on this machine: installs and starts PostgreSQL and
+# Mosquitto when missing, builds the release binary and serves the API on :8080 (Ctrl-C stops).
+#
+# DEVELOPMENT DEFAULTS: unless you set DEVICEHUB__AUTH__JWT_SECRET, this uses a fixed, publicly
+# known signing secret. Never expose a server started like this to an untrusted network.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+require_cargo
+ensure_services
+
+export DEVICEHUB__AUTH__JWT_SECRET="${DEVICEHUB__AUTH__JWT_SECRET:-dev-only-insecure-jwt-secret-change-me-0123456789}"
+
+log "building devicehub (release)"
+cargo build --release --locked --workspace
+BIN="$CARGO_TARGET_DIR/release/devicehub"
+
+"$BIN" migrate
+log "devicehub on http://127.0.0.1:8080 — add a first admin in another shell with:"
+log "  $BIN user add --username admin --role admin"
+exec "$BIN" serve

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Sets up what the tests need (PostgreSQL, Mosquitto) and runs the whole suite: formatting,
+# clippy, unit and integration tests, and OpenAPI validation. Idempotent.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+require_cargo
+ensure_services
+
+log "dropping databases left by earlier test runs"
+psql -w -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Atqc \
+  "SELECT datname FROM pg_database WHERE datname LIKE 'devicehub\_test\_%'" |
+  while read -r db; do
+    psql -w -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+  done
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "building tests"
+cargo test --workspace --locked --no-run
+
+log "validating openapi/openapi.json as OpenAPI 3"
+VENV="$HOME/.cache/devicehub/venv"
+if [ ! -x "$VENV/bin/openapi-spec-validator" ]; then
+  python3 -m venv "$VENV" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$VENV"; }
+  "$VENV/bin/pip" install -q openapi-spec-validator
+fi
+"$VENV/bin/openapi-spec-validator" openapi/openapi.json
+
+log "running tests"
+cargo test --workspace --locked
