@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use sqlx::postgres::PgConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
 /// The defaults ship inside the binary, so `devicehub` runs from any directory.
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -127,11 +127,23 @@ impl Settings {
 }
 
 impl DatabaseSettings {
+    /// Connection options from the URL. Without an explicit `sslmode`, a loopback or Unix-socket
+    /// server is reached without TLS: there is no wire to protect, and TLS costs both sides CPU.
     pub fn connect_options(&self) -> Result<PgConnectOptions, SettingsError> {
-        self.url
-            .expose_secret()
+        let url = self.url.expose_secret();
+        let options = url
             .parse::<PgConnectOptions>()
-            .map_err(|e| SettingsError::DatabaseUrl(e.to_string()))
+            .map_err(|e| SettingsError::DatabaseUrl(e.to_string()))?;
+        let host = options.get_host();
+        let local = host == "localhost"
+            || host.starts_with('/')
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if local && !url.contains("sslmode=") {
+            return Ok(options.ssl_mode(PgSslMode::Disable));
+        }
+        Ok(options)
     }
 
     pub fn acquire_timeout(&self) -> Duration {

@@ -1,0 +1,1 @@
+-- wrk script: the plain request given on the command line.
