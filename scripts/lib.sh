@@ -71,11 +71,11 @@ ensure_postgres() {
   # Debian cluster asks for one; allow it from loopback only (development machines).
   if ! psql -w -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Atqc 'SELECT 1' >/dev/null 2>&1; then
     local hba
-    hba="$(cd / && as_postgres psql -Atqc 'SHOW hba_file' 2>/dev/null || true)"
+    hba="$(cd / && as_postgres psql -p "$PG_PORT" -Atqc 'SHOW hba_file' 2>/dev/null || true)"
     [ -n "$hba" ] || die "cannot connect to PostgreSQL as postgres@$PG_HOST and cannot find pg_hba.conf"
     log "allowing password-less loopback connections for user postgres in $hba (development setup)"
     $SUDO sed -i "1i host all postgres 127.0.0.1/32 trust\nhost all postgres ::1/128 trust" "$hba"
-    (cd / && as_postgres psql -Atqc 'SELECT pg_reload_conf()' >/dev/null)
+    (cd / && as_postgres psql -p "$PG_PORT" -Atqc 'SELECT pg_reload_conf()' >/dev/null)
     sleep 1
     psql -w -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Atqc 'SELECT 1' >/dev/null \
       || die "still cannot connect to PostgreSQL as postgres@$PG_HOST"
