@@ -22,6 +22,99 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub log: LogSettings,
+    pub roles: Vec<Role>,
+    pub mqtt: MqttSettings,
+    pub influxdb: InfluxSettings,
+    pub archive: ArchiveSettings,
+    pub s3: S3Settings,
+    pub collector: CollectorSettings,
+}
+
+/// A part of devicehub that a process runs.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Api,
+    Collector,
+    Pollers,
+    Analytics,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MqttSettings {
+    pub url: SecretString,
+    pub client_id: String,
+    pub shared_group: String,
+    pub keep_alive_secs: u64,
+    pub iot_prefix: String,
+    pub qs_prefix: String,
+    pub deadletter_topic: String,
+    pub max_payload_bytes: usize,
+    pub unknown_devices: UnknownDevicePolicy,
+    pub local_timezone: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownDevicePolicy {
+    Register,
+    Reject,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InfluxApi {
+    V1,
+    V2,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct InfluxSettings {
+    pub url: String,
+    pub api: InfluxApi,
+    pub org: String,
+    pub bucket: String,
+    pub token: Option<SecretString>,
+    pub database: String,
+    pub retention_policy: String,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub batch_size: usize,
+    pub flush_interval_ms: u64,
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchiveBackend {
+    Local,
+    S3,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ArchiveSettings {
+    pub backend: ArchiveBackend,
+    pub dir: std::path::PathBuf,
+    pub flush_interval_secs: u64,
+    pub max_window_records: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    pub region: String,
+    pub access_key: Option<SecretString>,
+    pub secret_key: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CollectorSettings {
+    pub journal_dir: std::path::PathBuf,
+    pub max_journal_bytes: u64,
+    pub send_interval_secs: u64,
+    pub hello_interval_secs: u64,
+    pub liveness_check_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -74,6 +167,8 @@ pub enum SettingsError {
     WeakJwtSecret,
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl Settings {
@@ -90,7 +185,9 @@ impl Settings {
                 config::Environment::with_prefix("DEVICEHUB")
                     .prefix_separator("__")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("roles"),
             )
             .build()?
             .try_deserialize()?;
@@ -118,6 +215,28 @@ impl Settings {
         }
         if self.database.max_connections == 0 {
             return Err(SettingsError::Zero("database.max_connections"));
+        }
+        if self.roles.is_empty() {
+            return Err(SettingsError::Zero("the number of roles"));
+        }
+        if self.mqtt.local_timezone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(SettingsError::Invalid(format!(
+                "mqtt.local_timezone {:?} is not an IANA zone name",
+                self.mqtt.local_timezone
+            )));
+        }
+        if self.influxdb.batch_size == 0 || self.archive.max_window_records == 0 {
+            return Err(SettingsError::Zero(
+                "influxdb.batch_size and archive.max_window_records",
+            ));
+        }
+        if self.archive.backend == ArchiveBackend::S3
+            && self.s3.endpoint.is_none()
+            && self.s3.access_key.is_none()
+        {
+            return Err(SettingsError::Invalid(
+                "archive.backend is s3 but neither s3.endpoint nor s3.access_key is set".into(),
+            ));
         }
         if self.http.max_body_bytes == 0 {
             return Err(SettingsError::Zero("http.max_body_bytes"));
@@ -148,6 +267,12 @@ impl DatabaseSettings {
 
     pub fn acquire_timeout(&self) -> Duration {
         Duration::from_secs(self.acquire_timeout_secs)
+    }
+}
+
+impl Settings {
+    pub fn runs(&self, role: Role) -> bool {
+        self.roles.contains(&role)
     }
 }
 

@@ -6,6 +6,7 @@ pub mod configuration;
 pub mod database;
 pub mod domain;
 pub mod error;
+pub mod journal;
 pub mod pipeline;
 pub mod registry;
 pub mod routes;

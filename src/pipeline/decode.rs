@@ -672,19 +672,20 @@ impl Ctx<'_> {
         let map = self.object(value)?;
         self.same_device(&id, &map)?;
         let cmd_id = cmd_id(&map)?;
-        let result =
-            match required_str(&map, "result")? {
-                "accepted" => CommandResult::Accepted,
-                "rejected" => CommandResult::Rejected,
-                "error" => CommandResult::Error,
-                "unsupported" => CommandResult::Unsupported,
-                other => return Err(reject(
+        let result = match required_str(&map, "result")? {
+            "accepted" => CommandResult::Accepted,
+            "rejected" => CommandResult::Rejected,
+            "error" => CommandResult::Error,
+            "unsupported" => CommandResult::Unsupported,
+            other => {
+                return Err(reject(
                     RejectKind::WrongShape,
                     format!(
                         "result must be accepted, rejected, error or unsupported, got {other:?}"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let detail = optional_str(&map, "detail")?.map(|d| truncate(d, 1000));
         Ok(Message::CommandAck {
             device_id: id,
