@@ -26,6 +26,7 @@ export DEVICEHUB__DATABASE__URL="postgres://postgres@$PG_HOST:$PG_PORT/$DB"
 export DEVICEHUB__HTTP__BIND="127.0.0.1:$PORT"
 export DEVICEHUB__AUTH__JWT_SECRET="bench-only-secret-not-for-production-0123456789"
 export DEVICEHUB__LOG__LEVEL=warn
+export DEVICEHUB__ROLES=api
 
 "$BIN" migrate >/dev/null
 echo "bench-password" | "$BIN" user add --username bench --role admin >/dev/null

@@ -96,7 +96,40 @@ ensure_mosquitto() {
   log "Mosquitto is up on 127.0.0.1:$MQTT_PORT"
 }
 
+INFLUX_PORT=8086
+VM_PORT=8428
+
+# InfluxDB 1.x from Debian: serves the v1 write API and InfluxQL on /query.
+ensure_influxdb() {
+  command -v influxd >/dev/null || apt_install influxdb
+  if ! port_open 127.0.0.1 "$INFLUX_PORT"; then
+    log "starting InfluxDB"
+    mkdir -p /var/lib/influxdb /var/log/influxdb
+    chown -R influxdb: /var/lib/influxdb /var/log/influxdb 2>/dev/null || true
+    $SUDO start-stop-daemon --start --oknodo --background --chuid influxdb \
+      --exec /usr/bin/influxd -- -config /etc/influxdb/influxdb.conf
+    wait_for_port 127.0.0.1 "$INFLUX_PORT" InfluxDB
+  fi
+  log "InfluxDB is up on 127.0.0.1:$INFLUX_PORT"
+}
+
+# VictoriaMetrics from Debian: accepts the InfluxDB v2 write API (/api/v2/write).
+ensure_victoria_metrics() {
+  command -v victoria-metrics >/dev/null || apt_install victoria-metrics
+  if ! port_open 127.0.0.1 "$VM_PORT"; then
+    log "starting VictoriaMetrics"
+    mkdir -p /var/lib/victoria-metrics-devicehub
+    $SUDO start-stop-daemon --start --oknodo --background --make-pidfile \
+      --pidfile /run/victoria-metrics-devicehub.pid --exec /usr/bin/victoria-metrics -- \
+      -httpListenAddr "127.0.0.1:$VM_PORT" -storageDataPath /var/lib/victoria-metrics-devicehub \
+      -search.latencyOffset 0s
+    wait_for_port 127.0.0.1 "$VM_PORT" VictoriaMetrics
+  fi
+  log "VictoriaMetrics is up on 127.0.0.1:$VM_PORT"
+}
+
 ensure_services() {
   ensure_postgres
   ensure_mosquitto
+  ensure_influxdb
 }

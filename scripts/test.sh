@@ -6,6 +6,7 @@ cd "$ROOT"
 
 require_cargo
 ensure_services
+ensure_victoria_metrics
 
 log "dropping databases left by earlier test runs"
 psql -w -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Atqc \

@@ -345,8 +345,9 @@ impl JournalReader {
                 }
                 // End of this segment: the next one starts at `self.next`.
                 _ => {
+                    let current_first = self.open.as_ref().map(|(first, _)| *first);
                     let next_segment = segment_path(&self.dir, self.next);
-                    if next_segment.exists() {
+                    if current_first != Some(self.next) && next_segment.exists() {
                         self.open = Some((
                             self.next,
                             BufReader::with_capacity(256 * 1024, File::open(next_segment)?),
@@ -456,6 +457,30 @@ mod tests {
         let (mut journal, end) = Journal::open(&dir, 200).unwrap();
         assert_eq!(end.current(), 50);
         assert_eq!(*journal.append(&[entry(50)]).unwrap().start(), 51);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn reading_past_the_end_returns_what_there_is() {
+        let dir = temp_dir();
+        let (mut journal, _) = Journal::open(&dir, 1 << 20).unwrap();
+        assert!(
+            JournalReader::new(&dir, 0)
+                .read(u64::MAX, 10)
+                .unwrap()
+                .is_empty(),
+            "empty journal"
+        );
+        journal.append(&[entry(0), entry(1)]).unwrap();
+        let mut reader = JournalReader::new(&dir, 0);
+        assert_eq!(reader.read(u64::MAX, 10).unwrap().len(), 2);
+        assert!(reader.read(u64::MAX, 10).unwrap().is_empty());
+        journal.append(&[entry(2)]).unwrap();
+        assert_eq!(
+            reader.read(u64::MAX, 10).unwrap()[0].no,
+            3,
+            "picks up new records"
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -11,14 +11,19 @@ use sqlx::PgPool;
 use tracing_actix_web::TracingLogger;
 
 use crate::auth::Auth;
-use crate::configuration::Settings;
+use crate::collector::{self, Counters};
+use crate::configuration::{Role, Settings};
 use crate::error::{json_error, json_error_page, path_error, query_error};
+use crate::ingest::mqtt::Publisher;
+use crate::routes::Stores;
+use crate::sinks::archive::ObjectStore;
+use crate::sinks::influxdb::InfluxClient;
 use crate::{database, routes};
 
 pub struct Application {
     port: u16,
     pool: PgPool,
-    server: Server,
+    server: Option<Server>,
 }
 
 impl Application {
@@ -31,12 +36,53 @@ impl Application {
             );
         }
         let pool = database::prepare(&settings.database).await?;
+        let publisher = Publisher::start(
+            &settings.mqtt,
+            &format!(
+                "{}-pub-{}",
+                settings.mqtt.client_id,
+                uuid::Uuid::new_v4().simple()
+            ),
+        )?;
+        let influx = InfluxClient::new(&settings.influxdb)?;
+        if let Err(e) = influx.ensure_database().await {
+            tracing::warn!(error = %e, "cannot create the InfluxDB database yet");
+        }
+        let counters = settings
+            .runs(Role::Collector)
+            .then(|| Arc::new(Counters::default()));
+        if let Some(counters) = &counters {
+            collector::start(&settings, pool.clone(), publisher.clone(), counters.clone()).await?;
+            tracing::info!("collector started");
+        }
+        let stores = Stores {
+            influx,
+            archive: ObjectStore::Local(settings.archive.dir.clone()),
+            publisher,
+            iot_prefix: settings.mqtt.iot_prefix.clone(),
+            ingest: counters,
+        };
+        if !settings.runs(Role::Api) {
+            return Ok(Self {
+                port: 0,
+                pool,
+                server: None,
+            });
+        }
+        tokio::spawn(routes::commands::resend_queued(
+            pool.clone(),
+            stores.clone(),
+        ));
         let listener = TcpListener::bind(settings.http.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.http.bind))?;
         let port = listener.local_addr()?.port();
-        let server = serve(listener, pool.clone(), &settings)?;
+        let server = serve(listener, pool.clone(), stores, &settings)?;
         tracing::info!(address = %listener_address(&settings, port), "devicehub API listening");
-        Ok(Self { port, pool, server })
+        Ok(Self {
+            port,
+            pool,
+            server: Some(server),
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -47,9 +93,21 @@ impl Application {
         &self.pool
     }
 
-    /// Serves until SIGINT/SIGTERM, then finishes in-flight requests.
+    /// Serves until SIGINT/SIGTERM, then finishes in-flight requests. Without the API role, the
+    /// collector runs until the same signals.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        match self.server {
+            Some(server) => server.await,
+            None => shutdown_signal().await,
+        }
+    }
+}
+
+async fn shutdown_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
     }
 }
 
@@ -57,8 +115,14 @@ fn listener_address(settings: &Settings, port: u16) -> String {
     format!("{}:{port}", settings.http.bind.ip())
 }
 
-fn serve(listener: TcpListener, pool: PgPool, settings: &Settings) -> anyhow::Result<Server> {
+fn serve(
+    listener: TcpListener,
+    pool: PgPool,
+    stores: Stores,
+    settings: &Settings,
+) -> anyhow::Result<Server> {
     let pool = web::Data::new(pool);
+    let stores = web::Data::new(stores);
     let auth = web::Data::new(Arc::new(Auth::from_settings(&settings.auth)));
     let limit = settings.http.max_body_bytes;
     let mut server = HttpServer::new(move || {
@@ -75,6 +139,7 @@ fn serve(listener: TcpListener, pool: PgPool, settings: &Settings) -> anyhow::Re
             .app_data(web::PayloadConfig::new(limit))
             .app_data(pool.clone())
             .app_data(auth.clone())
+            .app_data(stores.clone())
             .configure(routes::configure)
     })
     .listen(listener)?;

@@ -9,6 +9,7 @@ mod metric;
 mod page;
 mod role;
 mod text;
+mod time_range;
 
 pub use alert::{AlertQuery, NewAlert, Severity};
 pub use config_key::ConfigKey;
@@ -18,6 +19,7 @@ pub use metric::{MetricName, Unit};
 pub use page::Page;
 pub use role::Role;
 pub use text::{bounded_json_object, bounded_json_value};
+pub use time_range::{Aggregate, Downsample, TimeBound, TimeRange};
 
 /// Why a value was refused; the API turns it into a 422 (or 400 for paths and queries).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -20,6 +20,9 @@ pub struct Stats {
     pub online_devices: i64,
     /// Stored `qs/v1` events.
     pub total_events: i64,
+    /// Collector counters (messages, dead letters by reason, points written), when the collector
+    /// runs in the process that answers.
+    pub ingest: Option<crate::collector::IngestStats>,
 }
 
 pub async fn read(pool: &PgPool) -> Result<Stats, ApiError> {
@@ -43,5 +46,6 @@ pub async fn read(pool: &PgPool) -> Result<Stats, ApiError> {
         unacknowledged_alerts,
         online_devices,
         total_events,
+        ingest: None,
     })
 }

@@ -41,27 +41,55 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(HealthStatus::ok("alive"))
 }
 
-/// Readiness: every backing store answers. 503 names the failing dependency.
+/// Readiness: PostgreSQL, the MQTT broker, InfluxDB and the archive all answer. 503 names
+/// each failing dependency.
 #[utoipa::path(get, operation_id = "readyz", path = "/readyz", tag = "health",
     responses(
         (status = 200, body = HealthStatus, example = json!({"status": "ready"})),
         (status = 503, body = HealthStatus, example = json!({
-            "status": "not_ready", "error": "database is unavailable",
+            "status": "not_ready", "error": "database unavailable",
             "details": {"database": "pool timed out while waiting for an open connection"}})),
     ))]
-pub async fn readyz(pool: web::Data<PgPool>) -> HttpResponse {
-    let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool.get_ref());
-    let failure = match tokio::time::timeout(Duration::from_secs(2), probe).await {
-        Ok(Ok(_)) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some("no answer within 2 s".to_owned()),
+pub async fn readyz(pool: web::Data<PgPool>, stores: web::Data<super::Stores>) -> HttpResponse {
+    let limit = Duration::from_secs(2);
+    let database = async {
+        match tokio::time::timeout(
+            limit,
+            sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool.get_ref()),
+        )
+        .await
+        {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("no answer within 2 s".to_owned()),
+        }
     };
-    match failure {
-        None => HttpResponse::Ok().json(HealthStatus::ok("ready")),
-        Some(reason) => HttpResponse::ServiceUnavailable().json(HealthStatus {
-            status: "not_ready",
-            error: Some("database is unavailable".into()),
-            details: Some(serde_json::json!({ "database": reason })),
-        }),
+    let influx = async {
+        match tokio::time::timeout(limit, stores.influx.check()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("no answer within 2 s".to_owned()),
+        }
+    };
+    let archive = async { stores.archive.check().await.err().map(|e| e.to_string()) };
+    let (database, influx, archive) = tokio::join!(database, influx, archive);
+    let broker = (!stores.publisher.is_connected()).then(|| "not connected".to_owned());
+    let failing: serde_json::Map<String, serde_json::Value> = [
+        ("database", database),
+        ("broker", broker),
+        ("influxdb", influx),
+        ("archive", archive),
+    ]
+    .into_iter()
+    .filter_map(|(name, failure)| failure.map(|f| (name.to_owned(), serde_json::Value::from(f))))
+    .collect();
+    if failing.is_empty() {
+        return HttpResponse::Ok().json(HealthStatus::ok("ready"));
     }
+    let names: Vec<&str> = failing.keys().map(String::as_str).collect();
+    HttpResponse::ServiceUnavailable().json(HealthStatus {
+        status: "not_ready",
+        error: Some(format!("{} unavailable", names.join(", "))),
+        details: Some(serde_json::Value::Object(failing)),
+    })
 }

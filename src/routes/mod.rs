@@ -3,17 +3,38 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod commands;
 pub mod configs;
 pub mod devices;
 pub mod events;
 pub mod health;
+pub mod metrics;
 pub mod openapi;
+pub mod prometheus;
+pub mod raw_data;
 pub mod stats;
+
+use std::sync::Arc;
 
 use actix_web::web;
 
+use crate::collector::Counters;
 use crate::domain::DeviceId;
 use crate::error::ApiError;
+use crate::ingest::mqtt::Publisher;
+use crate::sinks::archive::ObjectStore;
+use crate::sinks::influxdb::InfluxClient;
+
+/// The stores and connections the API reads besides PostgreSQL.
+#[derive(Clone)]
+pub struct Stores {
+    pub influx: InfluxClient,
+    pub archive: ObjectStore,
+    pub publisher: Publisher,
+    pub iot_prefix: String,
+    /// The collector's counters when it runs in this process.
+    pub ingest: Option<Arc<Counters>>,
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // Explicit resources, so that a known path with the wrong method answers 405, not 404.
@@ -21,6 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/api-docs/openapi.json", web::get().to(openapi::document))
+        .route("/metrics", web::get().to(prometheus::metrics))
         .service(
             web::scope("/api")
                 .service(web::resource("/auth/login").post(auth::login))
@@ -49,6 +71,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .post(alerts::raise),
                 )
                 .service(web::resource("/devices/{device_id}/events").get(events::list))
+                .service(web::resource("/devices/{device_id}/metrics").get(metrics::read))
+                .service(web::resource("/devices/{device_id}/raw-data").get(raw_data::list))
+                .service(
+                    web::resource("/devices/{device_id}/raw-data/{object:.+}").get(raw_data::get),
+                )
+                .service(
+                    web::resource("/devices/{device_id}/commands")
+                        .get(commands::list)
+                        .post(commands::create),
+                )
                 .service(web::resource("/alerts").get(alerts::list))
                 .service(web::resource("/alerts/{id}/acknowledge").post(alerts::acknowledge))
                 .service(web::resource("/stats").get(stats::read)),

@@ -2,7 +2,9 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{alerts, auth, configs, devices, events, health, stats};
+use super::{
+    alerts, auth, commands, configs, devices, events, health, metrics, prometheus, raw_data, stats,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,13 +15,16 @@ use super::{alerts, auth, configs, devices, events, health, stats};
                        `{\"error\": ..., \"details\": ...}`.",
     ),
     paths(
-        health::health, health::healthz, health::readyz, document,
+        health::health, health::healthz, health::readyz, document, prometheus::metrics,
         auth::login,
         devices::list, devices::register, devices::read, devices::update, devices::delete,
         devices::heartbeat, devices::status,
         configs::list, configs::set, configs::delete,
         alerts::list_for_device, alerts::raise, alerts::list, alerts::acknowledge,
         events::list,
+        metrics::read,
+        raw_data::list, raw_data::get,
+        commands::create, commands::list,
         stats::read,
     ),
     components(schemas(
@@ -33,6 +38,9 @@ use super::{alerts, auth, configs, devices, events, health, stats};
         (name = "configs", description = "Per-device configuration"),
         (name = "alerts", description = "Alerts and acknowledgements"),
         (name = "events", description = "qs/v1 events"),
+        (name = "metrics", description = "Time series from InfluxDB"),
+        (name = "archive", description = "The raw archive"),
+        (name = "commands", description = "Commands to devices over MQTT"),
         (name = "stats", description = "Fleet counters"),
     )
 )]

@@ -42,6 +42,14 @@ fn api_routes() -> Vec<(Method, &'static str, Option<Value>)> {
         (Method::POST, "/api/alerts/1/acknowledge", None),
         (Method::GET, "/api/devices/d1/events", None),
         (Method::GET, "/api/stats", None),
+        (Method::GET, "/api/devices/d1/metrics", None),
+        (Method::GET, "/api/devices/d1/raw-data", None),
+        (Method::GET, "/api/devices/d1/commands", None),
+        (
+            Method::POST,
+            "/api/devices/d1/commands",
+            Some(json!({"cmd": "reboot"})),
+        ),
     ]
 }
 

@@ -9,6 +9,8 @@ use devicehub::startup::Application;
 use reqwest::{Method, RequestBuilder, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
+
+pub use crate::mqtt::Device;
 use sqlx::PgPool;
 
 pub const TEST_SECRET: &str = "test-only-secret-0123456789-abcdefghijklmnop";
@@ -35,6 +37,31 @@ pub fn test_settings() -> Settings {
     settings.http.workers = 1;
     settings.auth.enabled = true;
     settings.auth.jwt_secret = Some(SecretString::from(TEST_SECRET));
+    settings.roles = vec![devicehub::configuration::Role::Api];
+    // Everything a test writes outside PostgreSQL is its own: topics, InfluxDB database, files.
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let scratch = std::env::temp_dir().join(format!("devicehub-test-{tag}"));
+    settings.mqtt.client_id = format!("devicehub-test-{tag}");
+    settings.mqtt.iot_prefix = format!("t{tag}/iot");
+    settings.mqtt.qs_prefix = format!("t{tag}/qs/v1");
+    settings.mqtt.deadletter_topic = format!("t{tag}/deadletter");
+    settings.influxdb.api = devicehub::configuration::InfluxApi::V1;
+    settings.influxdb.url = std::env::var("DEVICEHUB_TEST_INFLUXDB_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:8086".into());
+    settings.influxdb.database = format!("devicehub_test_{tag}");
+    settings.influxdb.flush_interval_ms = 100;
+    settings.archive.dir = scratch.join("archive");
+    settings.archive.flush_interval_secs = 1;
+    settings.collector.journal_dir = scratch.join("journal");
+    settings
+}
+
+/// Settings with the collector running too.
+pub fn collector_settings() -> Settings {
+    let mut settings = test_settings();
+    settings
+        .roles
+        .push(devicehub::configuration::Role::Collector);
     settings
 }
 
@@ -49,6 +76,19 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
     let pool = app.pool().clone();
     tokio::spawn(app.run_until_stopped());
+    // Ready means PostgreSQL, the broker, InfluxDB and the archive all answer.
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client
+            .get(format!("{address}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let issuer = TokenIssuer::new(&SecretString::from(TEST_SECRET), 3600);
     TestApp {
         address,
@@ -138,6 +178,35 @@ impl TestApp {
         users::create(&self.pool, username, &hash, role)
             .await
             .unwrap();
+    }
+
+    pub fn topic(&self, device: &str, kind: &str) -> String {
+        format!("{}/{device}/{kind}", self.settings.mqtt.iot_prefix)
+    }
+
+    pub fn qs_topic(&self, device: &str, kind: &str) -> String {
+        format!("{}/{device}/{kind}", self.settings.mqtt.qs_prefix)
+    }
+
+    /// Polls `GET path` until `done` accepts the JSON body, for at most `secs`.
+    pub async fn eventually(&self, path: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let body: Value = self
+                .get(path, &self.viewer)
+                .await
+                .json()
+                .await
+                .unwrap_or(Value::Null);
+            if done(&body) {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{path} did not get there within {secs} s: {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     pub fn database_url(&self) -> String {

@@ -3,11 +3,13 @@
 mod alerts;
 mod auth;
 mod cli;
+mod collector;
 mod configs;
 mod devices;
 mod errors;
 mod events;
 mod health;
 mod helpers;
+mod mqtt;
 mod openapi;
 mod stats;

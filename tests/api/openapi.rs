@@ -27,6 +27,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/alerts/{id}/acknowledge"),
     ("get", "/api/devices/{device_id}/events"),
     ("get", "/api/stats"),
+    ("get", "/metrics"),
+    ("get", "/api/devices/{device_id}/metrics"),
+    ("get", "/api/devices/{device_id}/raw-data"),
+    ("get", "/api/devices/{device_id}/raw-data/{object}"),
+    ("get", "/api/devices/{device_id}/commands"),
+    ("post", "/api/devices/{device_id}/commands"),
 ];
 
 #[tokio::test]

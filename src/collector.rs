@@ -1,0 +1,740 @@
+//! The collector: subscribes to the broker, decodes, drops repeats of `(device_id, seq)`,
+//! appends what it accepts to the journal, and only then acknowledges the broker (QoS 1). Three
+//! sinks read the journal: InfluxDB, the archive, and the PostgreSQL registry.
+//!
+//! Backpressure: when the journal holds `collector.max_journal_bytes` that some sink has not yet
+//! written, the collector stops acknowledging, so the broker keeps the rest.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rumqttc::{AsyncClient, Event, Packet, Publish, QoS, SubscribeFilter};
+use serde::Serialize;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use utoipa::ToSchema;
+
+use crate::configuration::{Settings, UnknownDevicePolicy};
+use crate::domain::DeviceId;
+use crate::ingest::mqtt::{self, Publisher};
+use crate::journal::{Entry, FileCursor, Journal, JournalEnd, JournalReader, Record};
+use crate::pipeline::decode::{Decoder, Message, RejectKind, Rejection};
+use crate::sinks::archive::{raw_objects, ObjectStore};
+use crate::sinks::influxdb::{push_line, InfluxClient};
+use crate::sinks::registry::{self, RegistryBatch, SequenceState};
+use crate::sinks::Backoff;
+
+/// Ingest counters, shown by `GET /api/stats` and `GET /metrics`.
+#[derive(Default)]
+pub struct Counters {
+    pub received: AtomicU64,
+    pub accepted: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    rejected_by_kind: [AtomicU64; RejectKind::ALL.len()],
+    pub points_written: AtomicU64,
+    pub influx_errors: AtomicU64,
+    pub archive_objects: AtomicU64,
+    pub registry_batches: AtomicU64,
+    pub journal_bytes: AtomicU64,
+}
+
+/// `GET /api/stats` → `ingest`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IngestStats {
+    pub messages_received: u64,
+    pub messages_accepted: u64,
+    pub duplicates_dropped: u64,
+    pub dead_lettered: u64,
+    /// Dead letters by reason (`not_json`, `wrong_type`, ...).
+    pub rejected: std::collections::BTreeMap<String, u64>,
+    pub points_written: u64,
+    pub influx_write_errors: u64,
+    pub archive_objects_written: u64,
+    pub journal_bytes: u64,
+}
+
+impl Counters {
+    fn reject(&self, kind: RejectKind) {
+        self.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        if let Some(i) = RejectKind::ALL.iter().position(|k| *k == kind) {
+            self.rejected_by_kind[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn snapshot(&self) -> IngestStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        IngestStats {
+            messages_received: get(&self.received),
+            messages_accepted: get(&self.accepted),
+            duplicates_dropped: get(&self.duplicates),
+            dead_lettered: get(&self.dead_lettered),
+            rejected: RejectKind::ALL
+                .iter()
+                .zip(&self.rejected_by_kind)
+                .filter(|(_, c)| get(c) > 0)
+                .map(|(k, c)| (k.as_str().to_owned(), get(c)))
+                .collect(),
+            points_written: get(&self.points_written),
+            influx_write_errors: get(&self.influx_errors),
+            archive_objects_written: get(&self.archive_objects),
+            journal_bytes: get(&self.journal_bytes),
+        }
+    }
+}
+
+/// Drops repeats of `(device_id, seq)`: the last number per device and a 64-wide window of
+/// numbers below it (devices publishing to several brokers deliver each message more than once,
+/// not always in order). A 0, or a number far below the window, is a device restart.
+#[derive(Default)]
+struct Dedupe {
+    windows: HashMap<DeviceId, (u64, u64)>,
+}
+
+impl Dedupe {
+    fn accept(&mut self, device: &DeviceId, seq: u64) -> bool {
+        let Some((last, seen)) = self.windows.get_mut(device) else {
+            self.windows.insert(device.clone(), (seq, 1));
+            return true;
+        };
+        if seq > *last {
+            let shift = seq - *last;
+            *seen = if shift >= 64 { 0 } else { *seen << shift } | 1;
+            *last = seq;
+            return true;
+        }
+        let back = *last - seq;
+        if seq == 0 && *last != 0 || back >= 64 {
+            *last = seq;
+            *seen = 1;
+            return true;
+        }
+        let bit = 1u64 << back;
+        if *seen & bit != 0 {
+            return false;
+        }
+        *seen |= bit;
+        true
+    }
+}
+
+pub struct CollectorContext {
+    pub settings: Settings,
+    pub pool: PgPool,
+    pub publisher: Publisher,
+    pub counters: Arc<Counters>,
+    pub decoder: Decoder,
+}
+
+fn decoder(settings: &Settings) -> Decoder {
+    Decoder {
+        iot_prefix: settings.mqtt.iot_prefix.clone(),
+        qs_prefix: settings.mqtt.qs_prefix.clone(),
+        max_payload_bytes: settings.mqtt.max_payload_bytes,
+        local_zone: settings
+            .mqtt
+            .local_timezone
+            .parse()
+            .unwrap_or(chrono_tz::Tz::UTC),
+        ..Decoder::default()
+    }
+}
+
+/// Starts the collector's tasks. They run until the process ends and never exit on bad input
+/// or a dead store.
+pub async fn start(
+    settings: &Settings,
+    pool: PgPool,
+    publisher: Publisher,
+    counters: Arc<Counters>,
+) -> anyhow::Result<()> {
+    let (journal, end) = Journal::open(&settings.collector.journal_dir, 64 * 1024 * 1024)?;
+    let ctx = Arc::new(CollectorContext {
+        settings: settings.clone(),
+        pool,
+        publisher,
+        counters,
+        decoder: decoder(settings),
+    });
+    let cursor_prefix = format!("{}/{}", settings.mqtt.client_id, journal.id());
+    let positions = Arc::new(SinkPositions::default());
+
+    let influx = InfluxClient::new(&settings.influxdb)?;
+    let influx_cursor = FileCursor::new(&journal, "influxdb");
+    let archive_cursor = FileCursor::new(&journal, "archive");
+    positions
+        .influx
+        .store(influx_cursor.load()?, Ordering::Relaxed);
+    positions
+        .archive
+        .store(archive_cursor.load()?, Ordering::Relaxed);
+    let registry_name = format!("{cursor_prefix}/registry");
+    positions.registry.store(
+        registry::load_cursor(&ctx.pool, &registry_name).await?,
+        Ordering::Relaxed,
+    );
+
+    let dir = settings.collector.journal_dir.clone();
+    let store = ObjectStore::Local(settings.archive.dir.clone());
+    tokio::spawn(influx_sink(
+        ctx.clone(),
+        influx,
+        JournalReader::new(&dir, positions.influx.load(Ordering::Relaxed)),
+        end.clone(),
+        influx_cursor,
+        positions.clone(),
+    ));
+    tokio::spawn(archive_sink(
+        ctx.clone(),
+        store,
+        JournalReader::new(&dir, positions.archive.load(Ordering::Relaxed)),
+        end.clone(),
+        archive_cursor,
+        positions.clone(),
+    ));
+    tokio::spawn(registry_sink(
+        ctx.clone(),
+        JournalReader::new(&dir, positions.registry.load(Ordering::Relaxed)),
+        end.clone(),
+        registry_name,
+        positions.clone(),
+    ));
+    tokio::spawn(liveness(ctx.clone()));
+
+    let dedupe = warm_dedupe(&ctx, &dir, positions.min()).await?;
+    let known = known_devices(&ctx.pool).await?;
+    let (tx, rx) = mpsc::channel(8192);
+    let options = mqtt::options(&settings.mqtt, &settings.mqtt.client_id, true)?;
+    let mut options = options;
+    options.set_manual_acks(true);
+    let (client, eventloop) = AsyncClient::new(options, 8192);
+    tokio::spawn(receive(ctx.clone(), client.clone(), eventloop, tx));
+    tokio::spawn(accept(ctx, client, rx, journal, dedupe, known, positions));
+    Ok(())
+}
+
+/// How far each sink has written (journal numbers), for journal clean-up and backpressure.
+#[derive(Default)]
+struct SinkPositions {
+    influx: AtomicU64,
+    archive: AtomicU64,
+    registry: AtomicU64,
+}
+
+impl SinkPositions {
+    fn min(&self) -> u64 {
+        [&self.influx, &self.archive, &self.registry]
+            .iter()
+            .map(|p| p.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(0)
+    }
+}
+
+/// Dedupe state after a restart: the registry's last numbers, then the journal's unsent tail.
+async fn warm_dedupe(
+    ctx: &CollectorContext,
+    dir: &std::path::Path,
+    from: u64,
+) -> anyhow::Result<Dedupe> {
+    let mut dedupe = Dedupe::default();
+    for (device, seq) in SequenceState::load(&ctx.pool).await?.into_pairs() {
+        if let Ok(id) = DeviceId::parse(&device) {
+            dedupe.accept(&id, seq);
+        }
+    }
+    let mut reader = JournalReader::new(dir, from);
+    loop {
+        let records = reader.read(u64::MAX, 10_000)?;
+        if records.is_empty() {
+            break;
+        }
+        for r in records {
+            if let Ok(m) = ctx.decoder.decode(&r.topic, &r.payload, r.received) {
+                if let (Some(id), Some(seq)) = (m.device_id(), m.seq()) {
+                    dedupe.accept(id, seq);
+                }
+            }
+        }
+    }
+    Ok(dedupe)
+}
+
+async fn known_devices(pool: &PgPool) -> Result<HashSet<String>, sqlx::Error> {
+    Ok(sqlx::query_scalar("SELECT device_id FROM devices")
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .collect())
+}
+
+/// Polls the broker connection and hands publishes over; reconnects with backoff.
+async fn receive(
+    ctx: Arc<CollectorContext>,
+    client: AsyncClient,
+    mut eventloop: rumqttc::EventLoop,
+    tx: mpsc::Sender<Publish>,
+) {
+    let group = ctx.settings.mqtt.shared_group.trim().to_owned();
+    let filters: Vec<SubscribeFilter> = ctx
+        .decoder
+        .subscriptions()
+        .into_iter()
+        .map(|t| {
+            SubscribeFilter::new(
+                if group.is_empty() {
+                    t
+                } else {
+                    format!("$share/{group}/{t}")
+                },
+                QoS::AtLeastOnce,
+            )
+        })
+        .collect();
+    let mut backoff = Backoff::default();
+    let mut connected = false;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                tracing::info!("collector connected to the broker");
+                connected = true;
+                backoff.reset();
+                if let Err(e) = client.subscribe_many(filters.clone()).await {
+                    tracing::error!(error = %e, "cannot subscribe");
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                if tx.send(publish).await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if connected {
+                    tracing::warn!(error = %e, "collector lost the broker; reconnecting");
+                    connected = false;
+                }
+                backoff.wait().await;
+            }
+        }
+    }
+}
+
+/// Decodes, dedupes, journals and only then acknowledges, in batches of whatever has arrived.
+async fn accept(
+    ctx: Arc<CollectorContext>,
+    client: AsyncClient,
+    mut rx: mpsc::Receiver<Publish>,
+    mut journal: Journal,
+    mut dedupe: Dedupe,
+    mut known: HashSet<String>,
+    positions: Arc<SinkPositions>,
+) {
+    let counters = &ctx.counters;
+    let reject_unknown = ctx.settings.mqtt.unknown_devices == UnknownDevicePolicy::Reject;
+    let max_bytes = ctx.settings.collector.max_journal_bytes;
+    let mut batch = Vec::with_capacity(4096);
+    let mut entries = Vec::with_capacity(4096);
+    let mut last_sync = tokio::time::Instant::now();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let now = Utc::now();
+        for publish in &batch {
+            counters.received.fetch_add(1, Ordering::Relaxed);
+            let topic = publish.topic.as_str();
+            let message = ctx.decoder.decode(topic, &publish.payload, now);
+            let message = match message {
+                Ok(m) => m,
+                Err(rejection) => {
+                    dead_letter(&ctx, topic, &publish.payload, &rejection);
+                    continue;
+                }
+            };
+            if let Some(device) = message.device_id() {
+                if reject_unknown && !known.contains(device.as_str()) {
+                    if is_registered(&ctx.pool, device).await {
+                        known.insert(device.as_str().to_owned());
+                    } else {
+                        let rejection = Rejection {
+                            kind: RejectKind::InvalidDeviceId,
+                            detail: format!("device {device} is not registered"),
+                        };
+                        dead_letter(&ctx, topic, &publish.payload, &rejection);
+                        continue;
+                    }
+                }
+                if let Some(seq) = message.seq() {
+                    if !dedupe.accept(device, seq) {
+                        counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                }
+            }
+            if matches!(message, Message::Ignored) {
+                continue;
+            }
+            entries.push(Entry {
+                received: now,
+                topic: publish.topic.clone(),
+                payload: publish.payload.to_vec(),
+            });
+        }
+        // Backpressure: hold the acks while the sinks are too far behind.
+        loop {
+            if let Err(e) = journal.remove_through(positions.min()) {
+                tracing::error!(error = %e, "cannot remove consumed journal segments");
+            }
+            counters
+                .journal_bytes
+                .store(journal.bytes(), Ordering::Relaxed);
+            if journal.bytes() < max_bytes {
+                break;
+            }
+            tracing::warn!(
+                bytes = journal.bytes(),
+                "journal full: holding broker acks until the sinks catch up"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        if !entries.is_empty() {
+            let mut backoff = Backoff::default();
+            loop {
+                match journal.append(&entries) {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot write the journal; retrying (broker acks held)");
+                        backoff.wait().await;
+                    }
+                }
+            }
+            counters
+                .accepted
+                .fetch_add(entries.len() as u64, Ordering::Relaxed);
+            entries.clear();
+        }
+        for publish in batch.drain(..) {
+            if let Err(e) = client.ack(&publish).await {
+                tracing::warn!(error = %e, "cannot acknowledge a message (the broker will redeliver it)");
+            }
+        }
+        if last_sync.elapsed() > Duration::from_secs(1) {
+            last_sync = tokio::time::Instant::now();
+            if let Ok(file) = journal.sync_handle() {
+                tokio::task::spawn_blocking(move || file.sync_data());
+            }
+        }
+    }
+}
+
+async fn is_registered(pool: &PgPool, device: &DeviceId) -> bool {
+    sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM devices WHERE device_id = $1)")
+        .bind(device.as_str())
+        .fetch_one(pool)
+        .await
+        .unwrap_or(false)
+}
+
+fn dead_letter(ctx: &CollectorContext, topic: &str, payload: &[u8], rejection: &Rejection) {
+    ctx.counters.reject(rejection.kind);
+    let qs = topic.starts_with(&format!("{}/", ctx.settings.mqtt.qs_prefix));
+    let target = if qs {
+        format!("{}/deadletter", ctx.settings.mqtt.qs_prefix)
+    } else {
+        ctx.settings.mqtt.deadletter_topic.clone()
+    };
+    let preview: String = String::from_utf8_lossy(&payload[..payload.len().min(1024)]).into_owned();
+    let body = serde_json::json!({
+        "error": rejection.detail,
+        "reason": rejection.kind.as_str(),
+        "topic": topic,
+        "payload": preview,
+        "payload_bytes": payload.len(),
+        "received_at": Utc::now().to_rfc3339(),
+    });
+    log_rejection(rejection);
+    if let Err(e) = ctx
+        .publisher
+        .publish(target, body.to_string().into_bytes(), false)
+    {
+        tracing::warn!(error = %e, "cannot publish a dead letter");
+    }
+}
+
+/// Logs a rejection once per kind per minute, so a misbehaving device cannot flood the log.
+fn log_rejection(rejection: &Rejection) {
+    static LAST: std::sync::Mutex<Vec<(RejectKind, i64)>> = std::sync::Mutex::new(Vec::new());
+    let now = Utc::now().timestamp();
+    let Ok(mut last) = LAST.lock() else { return };
+    match last.iter_mut().find(|(k, _)| *k == rejection.kind) {
+        Some((_, at)) if now - *at < 60 => return,
+        Some((_, at)) => *at = now,
+        None => last.push((rejection.kind, now)),
+    }
+    tracing::warn!(reason = %rejection.kind, detail = %rejection.detail, "dead-lettered a message (logged once a minute per reason)");
+}
+
+/// Reads the next records (blocking file I/O off the async workers).
+async fn read(
+    reader: JournalReader,
+    end: u64,
+    max: usize,
+) -> (JournalReader, std::io::Result<Vec<Record>>) {
+    tokio::task::spawn_blocking(move || {
+        let mut reader = reader;
+        let records = reader.read(end, max);
+        (reader, records)
+    })
+    .await
+    .expect("journal read task")
+}
+
+/// Collects records for one batch: up to `max`, waiting at most `age` after the first.
+async fn next_batch(
+    mut reader: JournalReader,
+    end: &JournalEnd,
+    max: usize,
+    age: Duration,
+) -> (JournalReader, Vec<Record>) {
+    end.wait_past(reader.next_no() - 1).await;
+    let deadline = tokio::time::Instant::now() + age;
+    let mut batch = Vec::new();
+    loop {
+        let (r, records) = read(reader, end.current(), max - batch.len()).await;
+        reader = r;
+        match records {
+            Ok(records) => batch.extend(records),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the journal");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        if batch.len() >= max || tokio::time::Instant::now() >= deadline {
+            return (reader, batch);
+        }
+        let _ = tokio::time::timeout_at(deadline, end.wait_past(reader.next_no() - 1)).await;
+    }
+}
+
+async fn influx_sink(
+    ctx: Arc<CollectorContext>,
+    client: InfluxClient,
+    mut reader: JournalReader,
+    end: JournalEnd,
+    cursor: FileCursor,
+    positions: Arc<SinkPositions>,
+) {
+    let settings = &ctx.settings.influxdb;
+    let age = Duration::from_millis(settings.flush_interval_ms);
+    loop {
+        let (r, records) = next_batch(reader, &end, settings.batch_size, age).await;
+        reader = r;
+        let Some(last) = records.last().map(|r| r.no) else {
+            continue;
+        };
+        let mut lines = String::with_capacity(records.len() * 120);
+        let mut points = 0u64;
+        for record in &records {
+            if let Ok(message) = ctx
+                .decoder
+                .decode(&record.topic, &record.payload, record.received)
+            {
+                for reading in message.readings() {
+                    push_line(&mut lines, reading);
+                    points += 1;
+                }
+            }
+        }
+        let mut backoff = Backoff::default();
+        while !lines.is_empty() {
+            match client.write(&lines).await {
+                Ok(()) => break,
+                Err(e) if e.is_permanent() => {
+                    tracing::error!(error = %e, points, "InfluxDB refused a batch; skipping it");
+                    ctx.counters.influx_errors.fetch_add(1, Ordering::Relaxed);
+                    points = 0;
+                    break;
+                }
+                Err(e) => {
+                    ctx.counters.influx_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "InfluxDB write failed; retrying");
+                    if e.is_missing_database() {
+                        let _ = client.ensure_database().await;
+                    }
+                    backoff.wait().await;
+                }
+            }
+        }
+        ctx.counters
+            .points_written
+            .fetch_add(points, Ordering::Relaxed);
+        store_cursor(&cursor, last).await;
+        positions.influx.store(last, Ordering::Release);
+    }
+}
+
+async fn archive_sink(
+    ctx: Arc<CollectorContext>,
+    store: ObjectStore,
+    mut reader: JournalReader,
+    end: JournalEnd,
+    cursor: FileCursor,
+    positions: Arc<SinkPositions>,
+) {
+    let settings = &ctx.settings.archive;
+    let age = Duration::from_secs(settings.flush_interval_secs.max(1));
+    loop {
+        let (r, records) = next_batch(reader, &end, settings.max_window_records, age).await;
+        reader = r;
+        let Some(last) = records.last().map(|r| r.no) else {
+            continue;
+        };
+        let window: Vec<(DeviceId, &Record)> = records
+            .iter()
+            .filter_map(|r| {
+                let m = ctx.decoder.decode(&r.topic, &r.payload, r.received).ok()?;
+                Some((m.device_id()?.clone(), r))
+            })
+            .collect();
+        for (key, body) in raw_objects(&window) {
+            let mut backoff = Backoff::default();
+            while let Err(e) = store.put(&key, body.clone()).await {
+                tracing::warn!(error = %e, key, "archive write failed; retrying");
+                backoff.wait().await;
+            }
+            ctx.counters.archive_objects.fetch_add(1, Ordering::Relaxed);
+        }
+        store_cursor(&cursor, last).await;
+        positions.archive.store(last, Ordering::Release);
+    }
+}
+
+async fn store_cursor(cursor: &FileCursor, last: u64) {
+    let mut backoff = Backoff::default();
+    while let Err(e) = cursor.store(last) {
+        tracing::error!(error = %e, "cannot store a sink cursor; retrying");
+        backoff.wait().await;
+    }
+}
+
+async fn registry_sink(
+    ctx: Arc<CollectorContext>,
+    mut reader: JournalReader,
+    end: JournalEnd,
+    cursor_name: String,
+    positions: Arc<SinkPositions>,
+) {
+    let register = ctx.settings.mqtt.unknown_devices == UnknownDevicePolicy::Register;
+    let qs = ctx.settings.mqtt.qs_prefix.clone();
+    let mut sequences = loop {
+        match SequenceState::load(&ctx.pool).await {
+            Ok(s) => break s,
+            Err(e) => {
+                tracing::warn!(error = %e, "registry sink waiting for PostgreSQL");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    loop {
+        let (r, records) = next_batch(reader, &end, 5000, Duration::from_millis(200)).await;
+        reader = r;
+        if records.is_empty() {
+            continue;
+        }
+        let mut batch = RegistryBatch::default();
+        for record in &records {
+            if let Ok(message) = ctx
+                .decoder
+                .decode(&record.topic, &record.payload, record.received)
+            {
+                batch.add(record.no, record.received, &message, &mut sequences);
+            }
+        }
+        batch.last = records.last().map(|r| r.no).unwrap_or(batch.last);
+        let mut backoff = Backoff::default();
+        let outcomes = loop {
+            match batch.apply(&ctx.pool, &cursor_name, register).await {
+                Ok(outcomes) => break outcomes,
+                Err(e) => {
+                    tracing::warn!(error = %e, "registry write failed; retrying");
+                    backoff.wait().await;
+                }
+            }
+        };
+        ctx.counters
+            .registry_batches
+            .fetch_add(1, Ordering::Relaxed);
+        for (event, stored) in outcomes {
+            let topic = format!("{qs}/{}/acks", event.device_id);
+            let _ = ctx
+                .publisher
+                .publish(topic, registry::event_ack(&event, stored), false);
+        }
+        for (device, rejection) in &batch.rejected_events {
+            ctx.counters.reject(rejection.reason.kind);
+            let body = serde_json::json!({
+                "error": rejection.reason.detail,
+                "reason": rejection.reason.kind.as_str(),
+                "topic": format!("{qs}/{device}/events"),
+                "event_id": rejection.event_id,
+                "payload": rejection.raw,
+            });
+            let _ = ctx.publisher.publish(
+                format!("{qs}/deadletter"),
+                body.to_string().into_bytes(),
+                false,
+            );
+        }
+        positions.registry.store(batch.last, Ordering::Release);
+    }
+}
+
+async fn liveness(ctx: Arc<CollectorContext>) {
+    let c = &ctx.settings.collector;
+    let mut tick = tokio::time::interval(Duration::from_secs(c.liveness_check_secs.max(1)));
+    loop {
+        tick.tick().await;
+        match registry::mark_silent_devices_offline(
+            &ctx.pool,
+            c.send_interval_secs,
+            c.hello_interval_secs,
+        )
+        .await
+        {
+            Ok(devices) if !devices.is_empty() => {
+                tracing::info!(count = devices.len(), "devices went offline")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "liveness check failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedupe_drops_repeats_accepts_late_ones_and_restarts() {
+        let d = DeviceId::parse("m").unwrap();
+        let mut dedupe = Dedupe::default();
+        let accepted: Vec<bool> = [1, 2, 2, 4, 3, 3, 4, 5, 0, 0, 1]
+            .iter()
+            .map(|s| dedupe.accept(&d, *s))
+            .collect();
+        assert_eq!(
+            accepted,
+            [true, true, false, true, true, false, false, true, true, false, true]
+        );
+        assert!(dedupe.accept(&d, 1000));
+        assert!(dedupe.accept(&d, 10), "far below the window: a restart");
+    }
+}

@@ -1,0 +1,208 @@
+use chrono::{DateTime, Utc};
+
+use super::Invalid;
+
+/// One end of a metrics time range: `now()`, a relative offset like `-5m`, or an RFC 3339 time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeBound {
+    Now,
+    /// Seconds before now.
+    Ago(u64),
+    At(DateTime<Utc>),
+}
+
+/// The longest span a relative bound may reach back (10 years).
+const MAX_AGO_SECS: u64 = 10 * 366 * 24 * 3600;
+
+impl TimeBound {
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, Invalid> {
+        let raw = raw.trim();
+        if raw == "now()" || raw == "now" {
+            return Ok(TimeBound::Now);
+        }
+        if let Some(rel) = raw.strip_prefix('-') {
+            let secs = parse_duration(rel).ok_or_else(|| {
+                Invalid::new(
+                    field,
+                    "must be now(), a relative time like -5m, -1h, -7d, or an RFC 3339 time",
+                )
+            })?;
+            if secs > MAX_AGO_SECS {
+                return Err(Invalid::new(field, "reaches back more than 10 years"));
+            }
+            return Ok(TimeBound::Ago(secs));
+        }
+        DateTime::parse_from_rfc3339(raw)
+            .map(|t| TimeBound::At(t.with_timezone(&Utc)))
+            .map_err(|_| {
+                Invalid::new(
+                    field,
+                    "must be now(), a relative time like -5m, -1h, -7d, or an RFC 3339 time",
+                )
+            })
+    }
+
+    fn resolve(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            TimeBound::Now => now,
+            TimeBound::Ago(secs) => now - chrono::Duration::seconds(secs as i64),
+            TimeBound::At(t) => t,
+        }
+    }
+
+    /// The bound as an InfluxQL time expression.
+    pub fn influxql(self) -> String {
+        match self {
+            TimeBound::Now => "now()".into(),
+            TimeBound::Ago(secs) => format!("now() - {secs}s"),
+            TimeBound::At(t) => format!(
+                "'{}'",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+            ),
+        }
+    }
+}
+
+/// `start` ≤ `stop`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    pub start: TimeBound,
+    pub stop: TimeBound,
+}
+
+impl TimeRange {
+    pub fn parse(start: Option<&str>, stop: Option<&str>) -> Result<Self, Invalid> {
+        let start = TimeBound::parse("start", start.unwrap_or("-1h"))?;
+        let stop = TimeBound::parse("stop", stop.unwrap_or("now()"))?;
+        let now = Utc::now();
+        if start.resolve(now) > stop.resolve(now) {
+            return Err(Invalid::new("start", "must not be after stop"));
+        }
+        Ok(Self { start, stop })
+    }
+}
+
+/// `every=1m&fn=mean`: one aggregated value per interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Downsample {
+    pub every_secs: u64,
+    pub function: Aggregate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregate {
+    Mean,
+    Min,
+    Max,
+    Sum,
+    Count,
+    First,
+    Last,
+    Median,
+}
+
+impl Aggregate {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Aggregate::Mean => "mean",
+            Aggregate::Min => "min",
+            Aggregate::Max => "max",
+            Aggregate::Sum => "sum",
+            Aggregate::Count => "count",
+            Aggregate::First => "first",
+            Aggregate::Last => "last",
+            Aggregate::Median => "median",
+        }
+    }
+}
+
+impl Downsample {
+    pub fn parse(every: Option<&str>, function: Option<&str>) -> Result<Option<Self>, Invalid> {
+        let Some(every) = every else {
+            if function.is_some() {
+                return Err(Invalid::new("fn", "needs every (e.g. every=1m)"));
+            }
+            return Ok(None);
+        };
+        let every_secs = parse_duration(every)
+            .filter(|s| (1..=30 * 24 * 3600).contains(s))
+            .ok_or_else(|| {
+                Invalid::new(
+                    "every",
+                    "must be a duration from 1s to 30d, like 10s, 1m, 1h",
+                )
+            })?;
+        let function = match function.unwrap_or("mean") {
+            "mean" => Aggregate::Mean,
+            "min" => Aggregate::Min,
+            "max" => Aggregate::Max,
+            "sum" => Aggregate::Sum,
+            "count" => Aggregate::Count,
+            "first" => Aggregate::First,
+            "last" => Aggregate::Last,
+            "median" => Aggregate::Median,
+            _ => {
+                return Err(Invalid::new(
+                    "fn",
+                    "must be one of mean, min, max, sum, count, first, last, median",
+                ))
+            }
+        };
+        Ok(Some(Self {
+            every_secs,
+            function,
+        }))
+    }
+}
+
+/// `30s`, `5m`, `1h`, `7d`, `2w` → seconds.
+fn parse_duration(raw: &str) -> Option<u64> {
+    let split = raw.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = raw.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_parse_relative_and_absolute_bounds() {
+        let r = TimeRange::parse(Some("-5m"), None).unwrap();
+        assert_eq!((r.start, r.stop), (TimeBound::Ago(300), TimeBound::Now));
+        assert_eq!(r.start.influxql(), "now() - 300s");
+        let r = TimeRange::parse(
+            Some("2026-02-12T16:00:00Z"),
+            Some("2026-02-12T17:00:00+01:00"),
+        )
+        .unwrap();
+        assert_eq!(r.start.influxql(), "'2026-02-12T16:00:00.000000000Z'");
+        for bad in ["5m", "-5x", "-", "yesterday", "-99999999999d", "'; DROP"] {
+            assert!(TimeRange::parse(Some(bad), None).is_err(), "{bad}");
+        }
+        assert!(TimeRange::parse(Some("-1h"), Some("-2h")).is_err());
+    }
+
+    #[test]
+    fn downsampling_needs_a_sane_interval_and_a_known_function() {
+        assert_eq!(
+            Downsample::parse(Some("1m"), Some("max")).unwrap(),
+            Some(Downsample {
+                every_secs: 60,
+                function: Aggregate::Max
+            })
+        );
+        assert!(Downsample::parse(Some("0s"), None).is_err());
+        assert!(Downsample::parse(Some("1m"), Some("stddev; DROP")).is_err());
+        assert!(Downsample::parse(None, Some("mean")).is_err());
+    }
+}

@@ -1,0 +1,168 @@
+//! MQTT connections: options from settings, and a [`Publisher`] that keeps its own connection
+//! for commands, acknowledgements and dead letters.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
+use secrecy::ExposeSecret;
+
+use crate::configuration::MqttSettings;
+
+/// The largest packet accepted from the broker. Payloads above `mqtt.max_payload_bytes` are
+/// dead-lettered by the decoder, but the connection must still accept them: a packet over this
+/// limit would drop the connection and the broker would redeliver it forever.
+pub const MAX_INCOMING_PACKET: usize = 32 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerUrlError {
+    #[error("invalid mqtt.url: {0}")]
+    Invalid(String),
+}
+
+/// Options for a connection with `client_id`; `persistent` keeps the broker session (and its
+/// queued QoS 1 messages) while the client is away.
+pub fn options(
+    settings: &MqttSettings,
+    client_id: &str,
+    persistent: bool,
+) -> Result<MqttOptions, BrokerUrlError> {
+    let url = url::Url::parse(settings.url.expose_secret())
+        .map_err(|e| BrokerUrlError::Invalid(e.to_string()))?;
+    let tls = match url.scheme() {
+        "mqtt" | "tcp" => false,
+        "mqtts" | "ssl" => true,
+        other => {
+            return Err(BrokerUrlError::Invalid(format!(
+                "scheme {other:?}; use mqtt:// or mqtts://"
+            )))
+        }
+    };
+    let host = url
+        .host_str()
+        .ok_or_else(|| BrokerUrlError::Invalid("no host".into()))?;
+    let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
+    let mut options = MqttOptions::new(client_id, host, port);
+    options
+        .set_keep_alive(Duration::from_secs(settings.keep_alive_secs.max(5)))
+        .set_clean_session(!persistent)
+        .set_max_packet_size(MAX_INCOMING_PACKET, MAX_INCOMING_PACKET)
+        .set_inflight(1000);
+    if !url.username().is_empty() {
+        let password = url.password().unwrap_or_default();
+        let user = percent_decode(url.username());
+        options.set_credentials(user, percent_decode(password));
+    }
+    if tls {
+        options.set_transport(Transport::tls_with_default_config());
+    }
+    Ok(options)
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_owned())
+}
+
+/// A publishing connection with its own event loop task, for commands, ACKs and dead letters.
+#[derive(Clone)]
+pub struct Publisher {
+    client: AsyncClient,
+    connected: Arc<AtomicBool>,
+}
+
+impl Publisher {
+    /// Connects in the background (reconnecting with backoff) and returns at once.
+    pub fn start(settings: &MqttSettings, client_id: &str) -> Result<Self, BrokerUrlError> {
+        let options = options(settings, client_id, false)?;
+        let (client, mut eventloop) = AsyncClient::new(options, 4096);
+        let connected = Arc::new(AtomicBool::new(false));
+        let flag = connected.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        flag.store(true, Ordering::Release);
+                        backoff = Duration::from_millis(100);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        if flag.swap(false, Ordering::AcqRel) {
+                            tracing::warn!(error = %e, "MQTT publisher disconnected; reconnecting");
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        });
+        Ok(Self { client, connected })
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// Queues a QoS 1 publish; fails only when the local request queue is full.
+    pub fn publish(
+        &self,
+        topic: String,
+        payload: Vec<u8>,
+        retain: bool,
+    ) -> Result<(), rumqttc::ClientError> {
+        self.client
+            .try_publish(topic, QoS::AtLeastOnce, retain, payload)
+    }
+
+    /// Waits up to `timeout` for the connection to come up.
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.is_connected() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    fn settings(url: &str) -> MqttSettings {
+        MqttSettings {
+            url: SecretString::from(url.to_owned()),
+            client_id: "c".into(),
+            shared_group: String::new(),
+            keep_alive_secs: 30,
+            iot_prefix: "iot".into(),
+            qs_prefix: "qs/v1".into(),
+            deadletter_topic: "devicehub/deadletter".into(),
+            max_payload_bytes: 1024,
+            unknown_devices: crate::configuration::UnknownDevicePolicy::Register,
+            local_timezone: "UTC".into(),
+        }
+    }
+
+    #[test]
+    fn broker_urls_give_host_port_and_credentials() {
+        let o = options(&settings("mqtt://127.0.0.1:1884"), "c", true).unwrap();
+        assert_eq!(o.broker_address(), ("127.0.0.1".to_owned(), 1884));
+        assert!(!o.clean_session());
+        let o = options(&settings("mqtts://user:p%40ss@broker.lan"), "c", false).unwrap();
+        assert_eq!(o.broker_address().1, 8883);
+        let login = o.credentials().unwrap();
+        assert_eq!(
+            (login.username.as_str(), login.password.as_str()),
+            ("user", "p@ss")
+        );
+        assert!(options(&settings("http://x"), "c", false).is_err());
+    }
+}

@@ -1,0 +1,114 @@
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use sqlx::PgPool;
+use utoipa::IntoParams;
+
+use super::{device_id, Stores};
+use crate::auth::Viewer;
+use crate::domain::Invalid;
+use crate::error::{ApiError, ErrorBody};
+use crate::registry::devices;
+use crate::sinks::archive::ArchiveObject;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RawDataQuery {
+    /// 1–1000, default 100.
+    pub limit: Option<usize>,
+    /// Only objects whose name below the device's folder starts with this, e.g. `date=2026-02-12`.
+    pub prefix: Option<String>,
+}
+
+fn safe_suffix(field: &'static str, raw: &str) -> Result<(), ApiError> {
+    let ok = raw.len() <= 512
+        && raw.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'=' | b'.' | b'_' | b'-' | b'/' | b':')
+        })
+        && !raw.split('/').any(|part| part == ".." || part == ".");
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_parameter(Invalid::new(
+            field,
+            "may contain only letters, digits and = . _ - / :, and no . or .. segments",
+        )))
+    }
+}
+
+/// Archive objects of a device, newest first.
+#[utoipa::path(get, operation_id = "list_raw_data", path = "/api/devices/{device_id}/raw-data", tag = "archive",
+    params(("device_id" = String, Path), RawDataQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, body = Vec<ArchiveObject>),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+pub async fn list(
+    _: Viewer,
+    pool: web::Data<PgPool>,
+    stores: web::Data<Stores>,
+    path: web::Path<String>,
+    query: web::Query<RawDataQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = device_id(&path)?;
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid_parameter(Invalid::new(
+            "limit",
+            "must be between 1 and 1000",
+        )));
+    }
+    let mut prefix = format!("{id}/");
+    if let Some(p) = q.prefix.as_deref() {
+        safe_suffix("prefix", p)?;
+        prefix.push_str(p.trim_start_matches('/'));
+    }
+    devices::ensure_exists(&pool, &id).await?;
+    let objects = stores.archive.list(&prefix, limit).await.map_err(|e| {
+        tracing::warn!(error = %e, "archive listing failed");
+        ApiError::Unavailable("archive")
+    })?;
+    Ok(HttpResponse::Ok().json(objects))
+}
+
+/// One archive object of the device, as stored (a JSON array of received messages).
+#[utoipa::path(get, operation_id = "get_raw_data", path = "/api/devices/{device_id}/raw-data/{object}", tag = "archive",
+    params(("device_id" = String, Path), ("object" = String, Path, description = "The object name below the device's folder, or its full `filename` from the listing")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The object", content_type = "application/json"),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+pub async fn get(
+    _: Viewer,
+    stores: web::Data<Stores>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, object) = path.into_inner();
+    let id = device_id(&id)?;
+    let own = format!("{id}/");
+    let suffix = object.strip_prefix(&own).unwrap_or(&object);
+    safe_suffix("object", suffix)?;
+    let key = format!("{own}{suffix}");
+    let bytes = stores.archive.get(&key).await.map_err(|e| {
+        tracing::warn!(error = %e, "archive read failed");
+        ApiError::Unavailable("archive")
+    })?;
+    let bytes = bytes.ok_or_else(|| ApiError::NotFound {
+        what: "archive object",
+        details: serde_json::json!({"filename": key}),
+    })?;
+    let content_type = if key.ends_with(".parquet") {
+        "application/vnd.apache.parquet"
+    } else {
+        "application/json"
+    };
+    Ok(HttpResponse::Ok().content_type(content_type).body(bytes))
+}

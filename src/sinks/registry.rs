@@ -1,0 +1,371 @@
+//! The registry sink: device liveness (`last_seen`, `connection_status`), firmware versions,
+//! sequence tracking with `sequence_gap` alerts, command status from acks, and seed 003 events
+//! (stored idempotently on `event_id`, then acknowledged on MQTT). One PostgreSQL transaction per
+//! batch, which also moves this sink's journal cursor: a batch is applied exactly once.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::pipeline::decode::{CommandResult, EventRejection, Message, QsEvent};
+
+/// What one batch of messages changes in the registry, in journal order.
+#[derive(Debug, Default)]
+pub struct RegistryBatch {
+    pub last: u64,
+    /// Per device: last message time, final connection state, newest firmware.
+    devices: HashMap<String, DeviceUpdate>,
+    sequences: HashMap<String, i64>,
+    gaps: Vec<(String, u64, u64)>,
+    acks: Vec<CommandAnswer>,
+    ota: Vec<(Uuid, String, String, Option<u8>)>,
+    events: Vec<(QsEvent, DateTime<Utc>)>,
+    pub rejected_events: Vec<(String, EventRejection)>,
+}
+
+/// A device's answer to a command.
+#[derive(Debug)]
+struct CommandAnswer {
+    cmd_id: Uuid,
+    device: String,
+    result: CommandResult,
+    detail: Option<String>,
+    at: DateTime<Utc>,
+}
+
+#[derive(Debug)]
+struct DeviceUpdate {
+    seen: DateTime<Utc>,
+    online: bool,
+    fw_version: Option<String>,
+}
+
+/// The last `seq` per device, for gap detection in journal order (loaded from PostgreSQL).
+#[derive(Debug, Default)]
+pub struct SequenceState {
+    last: HashMap<String, u64>,
+}
+
+impl SequenceState {
+    pub async fn load(pool: &PgPool) -> Result<Self, sqlx::Error> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT device_id, last_seq FROM device_sequences")
+                .fetch_all(pool)
+                .await?;
+        Ok(Self {
+            last: rows
+                .into_iter()
+                .map(|(d, s)| (d, s.max(0) as u64))
+                .collect(),
+        })
+    }
+
+    pub fn into_pairs(self) -> impl Iterator<Item = (String, u64)> {
+        self.last.into_iter()
+    }
+
+    /// Records `seq`; returns the missing range when numbers were skipped.
+    fn observe(&mut self, device: &str, seq: u64) -> Option<(u64, u64)> {
+        let gap = match self.last.get(device) {
+            Some(&last) if seq > last + 1 => Some((last + 1, seq - 1)),
+            _ => None,
+        };
+        match self.last.get_mut(device) {
+            // A late copy of an older number changes nothing; 0 is a restart.
+            Some(last) if seq <= *last && seq != 0 => {}
+            Some(last) => *last = seq,
+            None => {
+                self.last.insert(device.to_owned(), seq);
+            }
+        }
+        gap
+    }
+}
+
+impl RegistryBatch {
+    pub fn add(
+        &mut self,
+        no: u64,
+        received: DateTime<Utc>,
+        message: &Message,
+        sequences: &mut SequenceState,
+    ) {
+        self.last = no;
+        let Some(device) = message.device_id() else {
+            return;
+        };
+        let device = device.as_str();
+        let update = self
+            .devices
+            .entry(device.to_owned())
+            .or_insert(DeviceUpdate {
+                seen: received,
+                online: true,
+                fw_version: None,
+            });
+        update.seen = update.seen.max(received);
+        update.online = !matches!(message, Message::Status { online: false, .. });
+        if let Some(seq) = message.seq() {
+            if let Some((from, to)) = sequences.observe(device, seq) {
+                self.gaps.push((device.to_owned(), from, to));
+            }
+            self.sequences.insert(
+                device.to_owned(),
+                sequences.last.get(device).copied().unwrap_or(seq) as i64,
+            );
+        }
+        match message {
+            Message::Hello { fw_version, .. } => update.fw_version = Some(fw_version.clone()),
+            Message::CommandAck {
+                cmd_id,
+                result,
+                detail,
+                ..
+            } => self.acks.push(CommandAnswer {
+                cmd_id: *cmd_id,
+                device: device.to_owned(),
+                result: *result,
+                detail: detail.clone(),
+                at: received,
+            }),
+            Message::OtaStatus {
+                cmd_id,
+                state,
+                progress_pct,
+                ..
+            } => self
+                .ota
+                .push((*cmd_id, device.to_owned(), state.clone(), *progress_pct)),
+            Message::Events { events, .. } => {
+                for event in events {
+                    match event {
+                        Ok(e) => self.events.push((e.clone(), received)),
+                        Err(rejection) => self
+                            .rejected_events
+                            .push((device.to_owned(), rejection.clone())),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
+    /// Applies the batch and moves the cursor in one transaction. Returns, per stored event,
+    /// whether it was new (`stored`) or already there (`duplicate`).
+    pub async fn apply(
+        &self,
+        pool: &PgPool,
+        cursor_name: &str,
+        register_unknown: bool,
+    ) -> Result<Vec<(QsEvent, bool)>, sqlx::Error> {
+        let mut tx = pool.begin().await?;
+        let ids: Vec<&str> = self.devices.keys().map(String::as_str).collect();
+        if register_unknown && !ids.is_empty() {
+            sqlx::query(
+                "INSERT INTO devices (device_id, device_name, status) \
+                 SELECT id, id, 'unregistered' FROM unnest($1::text[]) AS id ON CONFLICT (device_id) DO NOTHING",
+            )
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !ids.is_empty() {
+            let seen: Vec<DateTime<Utc>> = ids.iter().map(|d| self.devices[*d].seen).collect();
+            let online: Vec<bool> = ids.iter().map(|d| self.devices[*d].online).collect();
+            let fw: Vec<Option<&str>> = ids
+                .iter()
+                .map(|d| self.devices[*d].fw_version.as_deref())
+                .collect();
+            sqlx::query(
+                "UPDATE devices d SET last_seen = GREATEST(d.last_seen, v.seen), \
+                   connection_status = CASE WHEN v.online THEN 'online' ELSE 'offline' END, \
+                   fw_version = COALESCE(v.fw, d.fw_version) \
+                 FROM unnest($1::text[], $2::timestamptz[], $3::bool[], $4::text[]) AS v(id, seen, online, fw) \
+                 WHERE d.device_id = v.id",
+            )
+            .bind(&ids)
+            .bind(&seen)
+            .bind(&online)
+            .bind(&fw)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !self.sequences.is_empty() {
+            let (devices, seqs): (Vec<&str>, Vec<i64>) =
+                self.sequences.iter().map(|(d, s)| (d.as_str(), *s)).unzip();
+            sqlx::query(
+                "INSERT INTO device_sequences (device_id, last_seq) \
+                 SELECT v.id, v.seq FROM unnest($1::text[], $2::bigint[]) AS v(id, seq) \
+                 WHERE EXISTS (SELECT 1 FROM devices WHERE device_id = v.id) \
+                 ON CONFLICT (device_id) DO UPDATE SET last_seq = EXCLUDED.last_seq, updated_at = now()",
+            )
+            .bind(&devices)
+            .bind(&seqs)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !self.gaps.is_empty() {
+            let devices: Vec<&str> = self.gaps.iter().map(|g| g.0.as_str()).collect();
+            let messages: Vec<String> = self
+                .gaps
+                .iter()
+                .map(|(_, from, to)| {
+                    if from == to {
+                        format!("message seq {from} never arrived")
+                    } else {
+                        format!("messages seq {from} to {to} never arrived")
+                    }
+                })
+                .collect();
+            insert_alerts(&mut tx, &devices, "sequence_gap", "warning", &messages).await?;
+        }
+        for CommandAnswer {
+            cmd_id,
+            device,
+            result,
+            detail,
+            at,
+        } in &self.acks
+        {
+            sqlx::query("UPDATE commands SET status = $3, detail = $4, acked_at = $5 WHERE cmd_id = $1 AND device_id = $2")
+                .bind(cmd_id)
+                .bind(device)
+                .bind(result.as_str())
+                .bind(detail)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (cmd_id, device, state, progress) in &self.ota {
+            sqlx::query("UPDATE commands SET ota_state = $3, ota_progress = $4 WHERE cmd_id = $1 AND device_id = $2")
+                .bind(cmd_id)
+                .bind(device)
+                .bind(state)
+                .bind(progress.map(i16::from))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut outcomes = Vec::with_capacity(self.events.len());
+        if !self.events.is_empty() {
+            let e = &self.events;
+            let stored: Vec<String> = sqlx::query_scalar(
+                "INSERT INTO events (event_id, device_id, schema, event_type, value_num, value_text, unit, ts_device, ts_server, meta) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::float8[], $6::text[], $7::text[], \
+                                      $8::timestamptz[], $9::timestamptz[], $10::jsonb[]) \
+                 ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+            )
+            .bind(e.iter().map(|(x, _)| x.event_id.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|(x, _)| x.device_id.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|(x, _)| x.schema).collect::<Vec<_>>())
+            .bind(e.iter().map(|(x, _)| x.event_type.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|(x, _)| x.value_num).collect::<Vec<_>>())
+            .bind(e.iter().map(|(x, _)| x.value_text.as_deref()).collect::<Vec<_>>())
+            .bind(e.iter().map(|(x, _)| x.unit.as_deref()).collect::<Vec<_>>())
+            .bind(e.iter().map(|(x, _)| x.ts_device).collect::<Vec<_>>())
+            .bind(e.iter().map(|(_, at)| *at).collect::<Vec<_>>())
+            .bind(e.iter().map(|(x, _)| x.meta.clone()).collect::<Vec<_>>())
+            .fetch_all(&mut *tx)
+            .await?;
+            // A repeat of an id inside one batch: the first is stored, later ones are duplicates.
+            let mut fresh: std::collections::HashSet<String> = stored.into_iter().collect();
+            for (event, _) in e {
+                let new = fresh.remove(&event.event_id);
+                outcomes.push((event.clone(), new));
+            }
+        }
+        sqlx::query(
+            "INSERT INTO collector_cursors (name, position) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
+        )
+        .bind(cursor_name)
+        .bind(self.last as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+async fn insert_alerts(
+    tx: &mut sqlx::PgConnection,
+    devices: &[&str],
+    alert_type: &str,
+    severity: &str,
+    messages: &[String],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO alerts (device_id, alert_type, severity, message) \
+         SELECT v.id, $2, $3, v.msg FROM unnest($1::text[], $4::text[]) AS v(id, msg) \
+         WHERE EXISTS (SELECT 1 FROM devices WHERE device_id = v.id)",
+    )
+    .bind(devices)
+    .bind(alert_type)
+    .bind(severity)
+    .bind(messages)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn load_cursor(pool: &PgPool, name: &str) -> Result<u64, sqlx::Error> {
+    let position: Option<i64> =
+        sqlx::query_scalar("SELECT position FROM collector_cursors WHERE name = $1")
+            .bind(name)
+            .fetch_optional(pool)
+            .await?;
+    Ok(position.unwrap_or(0).max(0) as u64)
+}
+
+/// Marks devices silent for 2 × max(send interval, hello interval) offline and raises an
+/// `offline` alert for each. Per-device configs `send_interval_s` / `hello_interval_s` override
+/// the defaults. Returns the devices that went offline.
+pub async fn mark_silent_devices_offline(
+    pool: &PgPool,
+    default_send_secs: u64,
+    default_hello_secs: u64,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "WITH limits AS ( \
+           SELECT d.device_id, 2 * GREATEST( \
+             COALESCE((SELECT CASE WHEN jsonb_typeof(c.config_value) = 'number' THEN (c.config_value #>> '{}')::float8 END \
+                       FROM device_configs c WHERE c.device_id = d.device_id AND c.config_key = 'send_interval_s'), $1), \
+             COALESCE((SELECT CASE WHEN jsonb_typeof(c.config_value) = 'number' THEN (c.config_value #>> '{}')::float8 END \
+                       FROM device_configs c WHERE c.device_id = d.device_id AND c.config_key = 'hello_interval_s'), $2) \
+           ) AS secs \
+           FROM devices d WHERE d.connection_status = 'online' \
+         ), stale AS ( \
+           UPDATE devices d SET connection_status = 'offline' FROM limits l \
+           WHERE d.device_id = l.device_id AND d.connection_status = 'online' \
+             AND (d.last_seen IS NULL OR d.last_seen < now() - make_interval(secs => l.secs)) \
+           RETURNING d.device_id, d.last_seen, l.secs \
+         ), raised AS ( \
+           INSERT INTO alerts (device_id, alert_type, severity, message) \
+           SELECT device_id, 'offline', 'warning', \
+                  'no message for more than ' || secs::bigint || ' s (last seen ' || COALESCE(last_seen::text, 'never') || ')' \
+           FROM stale RETURNING device_id \
+         ) SELECT device_id FROM raised",
+    )
+    .bind(default_send_secs as f64)
+    .bind(default_hello_secs as f64)
+    .fetch_all(pool)
+    .await
+}
+
+/// The ACK payload of seed 003.
+pub fn event_ack(event: &QsEvent, stored: bool) -> Vec<u8> {
+    json!({
+        "schema": event.schema,
+        "event_id": event.event_id,
+        "device_id": event.device_id.as_str(),
+        "status": if stored { "stored" } else { "duplicate" },
+    })
+    .to_string()
+    .into_bytes()
+}

@@ -1,0 +1,497 @@
+//! End to end over the real broker and stores: MQTT in, InfluxDB / archive / PostgreSQL out, read
+//! back through the API.
+
+use chrono::{Duration, Utc};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{collector_settings, spawn_app_with, Device, TestApp};
+
+async fn collector_app() -> TestApp {
+    spawn_app_with(collector_settings()).await
+}
+
+fn v2_datagram(device: &str, seq: u64, samples: usize) -> Value {
+    let now = Utc::now();
+    let measurements: Vec<Value> = (0..samples)
+        .flat_map(|i| {
+            let ts = (now - Duration::seconds((samples - i) as i64)).to_rfc3339();
+            [
+                json!({"ts": ts, "type": "voltage_dc", "val": 750.0 + i as f64, "unit": "V"}),
+                json!({"ts": ts, "type": "current_dc", "val": 100.0 + i as f64, "unit": "A"}),
+            ]
+        })
+        .collect();
+    json!({"v": 2, "device_id": device, "ts": now.to_rfc3339(), "seq": seq, "msg_type": "telemetry", "measurements": measurements})
+}
+
+fn count(body: &Value) -> usize {
+    body.as_array().map_or(0, Vec::len)
+}
+
+#[tokio::test]
+async fn v2_datagram_is_queryable_within_3_seconds_and_archived() {
+    let app = collector_app().await;
+    app.register("meter-1").await;
+    let device = Device::connect(&[], None).await;
+    let sent = std::time::Instant::now();
+    device
+        .publish_json(
+            &app.topic("meter-1", "telemetry"),
+            &v2_datagram("meter-1", 1, 5),
+        )
+        .await;
+    let points = app
+        .eventually(
+            "/api/devices/meter-1/metrics?start=-5m&metric=voltage_dc",
+            3,
+            |b| count(b) == 5,
+        )
+        .await;
+    assert!(sent.elapsed() < std::time::Duration::from_secs(3));
+    assert_eq!(points[0]["metric"], "voltage_dc");
+    assert_eq!(points[0]["unit"], "V");
+    assert_eq!(points[0]["device_id"], "meter-1");
+    assert_eq!(points[0]["value"], 750.0, "oldest first");
+    let all = app
+        .get("/api/devices/meter-1/metrics?start=-5m", &app.viewer)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(count(&all), 10);
+
+    let objects = app
+        .eventually("/api/devices/meter-1/raw-data", 5, |b| count(b) >= 1)
+        .await;
+    let filename = objects[0]["filename"].as_str().unwrap();
+    assert!(filename.contains("meter-1"), "{filename}");
+    let raw: Value = app
+        .get(
+            &format!("/api/devices/meter-1/raw-data/{filename}"),
+            &app.viewer,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(raw[0]["payload"]["seq"], 1, "the payload as received");
+
+    let downsampled = app
+        .get(
+            "/api/devices/meter-1/metrics?start=-5m&metric=current_dc&every=1h&fn=max",
+            &app.viewer,
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert!(count(&downsampled) >= 1);
+    assert_eq!(
+        downsampled
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["value"].as_f64().unwrap())
+            .fold(0.0, f64::max),
+        104.0
+    );
+}
+
+#[tokio::test]
+async fn v1_flat_message_of_an_unknown_device_registers_it_and_is_stored() {
+    let app = collector_app().await;
+    let device = Device::connect(&[], None).await;
+    let message = json!({"timestamp": Utc::now().to_rfc3339(), "device_id": "device-001", "temperature": 23.5, "unit": "celsius"});
+    device
+        .publish_json(&app.topic("device-001", "telemetry"), &message)
+        .await;
+    let points = app
+        .eventually("/api/devices/device-001/metrics?start=-5m", 5, |b| {
+            count(b) == 1
+        })
+        .await;
+    assert_eq!(
+        (
+            points[0]["metric"].as_str(),
+            points[0]["value"].as_f64(),
+            points[0]["unit"].as_str()
+        ),
+        (Some("temperature"), Some(23.5), Some("celsius"))
+    );
+    let registered: Value = app
+        .get("/api/devices/device-001", &app.viewer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(registered["status"], "unregistered");
+    assert_eq!(registered["connection_status"], "online");
+    app.eventually("/api/devices/device-001/raw-data", 5, |b| count(b) == 1)
+        .await;
+}
+
+#[tokio::test]
+async fn hello_sets_the_firmware_version_and_health_metrics() {
+    let app = collector_app().await;
+    app.register("m2").await;
+    let device = Device::connect(&[], None).await;
+    let hello = json!({"v": 2, "device_id": "m2", "ts": Utc::now().to_rfc3339(), "seq": 0, "msg_type": "hello",
+                       "fw_version": "2.4.1", "uptime_s": 42, "broker_connections": 2, "buf_usage_pct": 1.5});
+    device.publish_json(&app.topic("m2", "hello"), &hello).await;
+    let status = app
+        .eventually("/api/devices/m2/status", 5, |b| b["fw_version"] == "2.4.1")
+        .await;
+    assert_eq!(status["connection_status"], "online");
+    app.eventually(
+        "/api/devices/m2/metrics?start=-5m&metric=uptime_s",
+        5,
+        |b| count(b) == 1,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn status_online_then_the_last_will_sets_offline() {
+    let app = collector_app().await;
+    app.register("m3").await;
+    let topic = app.topic("m3", "status");
+    let will = json!({"v": 2, "device_id": "m3", "status": "offline"})
+        .to_string()
+        .into_bytes();
+    let device = Device::connect(&[], Some((topic.clone(), will))).await;
+    device
+        .publish_json(
+            &topic,
+            &json!({"v": 2, "device_id": "m3", "status": "online", "ts": Utc::now().to_rfc3339()}),
+        )
+        .await;
+    app.eventually("/api/devices/m3/status", 5, |b| {
+        b["connection_status"] == "online"
+    })
+    .await;
+    device.drop_connection();
+    app.eventually("/api/devices/m3/status", 10, |b| {
+        b["connection_status"] == "offline"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn command_round_trip_ends_accepted_in_the_history() {
+    let app = collector_app().await;
+    app.register("m4").await;
+    let mut device = Device::connect(&[app.topic("m4", "command")], None).await;
+    let response = app
+        .post_json(
+            "/api/devices/m4/commands",
+            &app.operator,
+            &json!({"cmd": "update_config", "params": {"send_interval_s": 10}}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(created["status"], "sent");
+    let (_, command) = device.next(5).await;
+    assert_eq!(command["cmd"], "update_config");
+    assert_eq!(command["v"], 2);
+    assert_eq!(command["cmd_id"], created["cmd_id"]);
+    assert_eq!(command["params"]["send_interval_s"], 10);
+    device
+        .publish_json(
+            &app.topic("m4", "command/ack"),
+            &json!({"cmd_id": command["cmd_id"], "result": "accepted", "detail": "cadence 10 s"}),
+        )
+        .await;
+    let history = app
+        .eventually("/api/devices/m4/commands", 5, |b| {
+            b[0]["status"] == "accepted"
+        })
+        .await;
+    assert_eq!(history[0]["detail"], "cadence 10 s");
+    assert_eq!(history[0]["requested_by"], "test-operator");
+
+    let response = app
+        .post_json(
+            "/api/devices/m4/commands",
+            &app.operator,
+            &json!({"cmd": "self_destruct"}),
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+    let response = app
+        .post_json(
+            "/api/devices/m4/commands",
+            &app.viewer,
+            &json!({"cmd": "reboot"}),
+        )
+        .await;
+    assert_eq!(response.status(), 403);
+}
+
+#[tokio::test]
+async fn qs_events_are_stored_once_acked_and_bad_ones_dead_lettered() {
+    let app = collector_app().await;
+    app.register("esp32-01").await;
+    let deadletter = format!("{}/deadletter", app.settings.mqtt.qs_prefix);
+    let mut device = Device::connect(&[app.qs_topic("esp32-01", "acks"), deadletter], None).await;
+    let event = json!({"schema": 1, "event_id": "esp32-01-1707523200000", "device_id": "esp32-01", "event_type": "temperature",
+                       "value": 23.5, "unit": "C", "ts_device": "2026-02-10T00:00:00Z", "meta": {"sensor": "dht22"}});
+    let topic = app.qs_topic("esp32-01", "events");
+    device.publish_json(&topic, &event).await;
+    let (_, ack) = device.next(5).await;
+    assert_eq!(
+        ack,
+        json!({"schema": 1, "event_id": "esp32-01-1707523200000", "device_id": "esp32-01", "status": "stored"})
+    );
+    device.publish_json(&topic, &event).await;
+    let (_, ack) = device.next(5).await;
+    assert_eq!(ack["status"], "duplicate");
+    device
+        .publish_json(
+            &topic,
+            &json!({"schema": 1, "event_id": "no-type", "device_id": "esp32-01"}),
+        )
+        .await;
+    let (dl_topic, dead) = device.next(5).await;
+    assert!(dl_topic.ends_with("/deadletter"));
+    assert_eq!(dead["reason"], "missing_field");
+    assert_eq!(dead["event_id"], "no-type");
+    assert!(dead["topic"].as_str().unwrap().ends_with("esp32-01/events"));
+
+    let events: Value = app
+        .get("/api/devices/esp32-01/events", &app.viewer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(count(&events), 1);
+    assert_eq!(events[0]["meta"]["sensor"], "dht22");
+    // Numeric events are also metrics.
+    app.eventually(
+        "/api/devices/esp32-01/metrics?start=-3650d&metric=temperature",
+        5,
+        |b| count(b) == 1,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn duplicate_v2_messages_give_one_set_of_points_and_a_skipped_seq_one_gap_alert() {
+    let app = collector_app().await;
+    app.register("m5").await;
+    let device = Device::connect(&[], None).await;
+    let topic = app.topic("m5", "telemetry");
+    let first = v2_datagram("m5", 1, 1);
+    device.publish_json(&topic, &first).await;
+    device.publish_json(&topic, &first).await; // the same message via a second broker
+    let mut third = v2_datagram("m5", 3, 1);
+    third["measurements"][0]["val"] = json!(800.0);
+    device.publish_json(&topic, &third).await;
+    device.publish_json(&topic, &third).await;
+    app.eventually(
+        "/api/devices/m5/metrics?start=-5m&metric=voltage_dc",
+        5,
+        |b| count(b) == 2,
+    )
+    .await;
+    let alerts = app
+        .eventually("/api/devices/m5/alerts", 5, |b| count(b) >= 1)
+        .await;
+    assert_eq!(count(&alerts), 1);
+    assert_eq!(alerts[0]["alert_type"], "sequence_gap");
+    assert!(alerts[0]["message"].as_str().unwrap().contains("seq 2"));
+    let stats: Value = app
+        .get("/api/stats", &app.viewer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["ingest"]["duplicates_dropped"], 2);
+}
+
+#[tokio::test]
+async fn malformed_payloads_are_dead_lettered_with_a_reason_while_valid_traffic_flows() {
+    let app = collector_app().await;
+    app.register("m6").await;
+    let mut device = Device::connect(
+        std::slice::from_ref(&app.settings.mqtt.deadletter_topic),
+        None,
+    )
+    .await;
+    let topic = app.topic("m6", "telemetry");
+    let far_future = (Utc::now() + Duration::days(30)).to_rfc3339();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"not json".to_vec(), "not_json"),
+        (b"[1, 2, 3]".to_vec(), "wrong_shape"),
+        (
+            br#"{"v": 2, "measurements": [{"type": "voltage_dc", "val": "high"}]}"#.to_vec(),
+            "wrong_type",
+        ),
+        (vec![b' '; 1024 * 1024], "too_large"),
+        (
+            br#"{"device_id": "someone-else", "temperature": 1}"#.to_vec(),
+            "device_mismatch",
+        ),
+        (
+            br#"{"v": 2, "measurements": [{"type": "voltage_dc", "val": "NaN"}]}"#.to_vec(),
+            "non_finite_value",
+        ),
+        (
+            format!(r#"{{"timestamp": "{far_future}", "temperature": 1}}"#).into_bytes(),
+            "timestamp_out_of_range",
+        ),
+    ];
+    for (payload, _) in &cases {
+        device.publish(&topic, payload.clone()).await;
+    }
+    device.publish_json(&topic, &v2_datagram("m6", 1, 1)).await;
+    for (_, reason) in &cases {
+        let (_, dead) = device.next(5).await;
+        assert_eq!(dead["reason"], *reason, "{dead}");
+        assert!(dead["error"].as_str().is_some_and(|e| !e.is_empty()));
+        assert_eq!(dead["topic"], topic);
+    }
+    app.eventually(
+        "/api/devices/m6/metrics?start=-5m&metric=voltage_dc",
+        5,
+        |b| count(b) == 1,
+    )
+    .await;
+    let stats: Value = app
+        .get("/api/stats", &app.viewer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["ingest"]["dead_lettered"], cases.len());
+    assert_eq!(stats["ingest"]["rejected"]["not_json"], 1);
+    let prometheus = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        prometheus.contains("devicehub_mqtt_dead_letters_total{reason=\"too_large\"} 1"),
+        "{prometheus}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_devices_are_dead_lettered_when_the_policy_rejects_them() {
+    let mut settings = collector_settings();
+    settings.mqtt.unknown_devices = devicehub::configuration::UnknownDevicePolicy::Reject;
+    let app = spawn_app_with(settings).await;
+    app.register("known").await;
+    let mut device = Device::connect(
+        std::slice::from_ref(&app.settings.mqtt.deadletter_topic),
+        None,
+    )
+    .await;
+    device
+        .publish_json(
+            &app.topic("stranger", "telemetry"),
+            &json!({"temperature": 1}),
+        )
+        .await;
+    device
+        .publish_json(&app.topic("known", "telemetry"), &json!({"temperature": 2}))
+        .await;
+    let (_, dead) = device.next(5).await;
+    assert!(dead["error"].as_str().unwrap().contains("stranger"));
+    app.eventually("/api/devices/known/metrics?start=-5m", 5, |b| count(b) == 1)
+        .await;
+    assert_eq!(
+        app.get("/api/devices/stranger", &app.viewer).await.status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn a_silent_device_goes_offline_with_an_alert_and_comes_back_online() {
+    let mut settings = collector_settings();
+    settings.collector.liveness_check_secs = 1;
+    let app = spawn_app_with(settings).await;
+    app.register("quiet").await;
+    for key in ["send_interval_s", "hello_interval_s"] {
+        app.send_json(
+            Method::PUT,
+            &format!("/api/devices/quiet/configs/{key}"),
+            &app.operator,
+            &json!({"value": 1}),
+        )
+        .await;
+    }
+    let device = Device::connect(&[], None).await;
+    let topic = app.topic("quiet", "telemetry");
+    device
+        .publish_json(&topic, &json!({"temperature": 20}))
+        .await;
+    app.eventually("/api/devices/quiet/status", 5, |b| {
+        b["connection_status"] == "online"
+    })
+    .await;
+    app.eventually("/api/devices/quiet/status", 10, |b| {
+        b["connection_status"] == "offline"
+    })
+    .await;
+    let alerts = app
+        .eventually("/api/devices/quiet/alerts", 5, |b| count(b) == 1)
+        .await;
+    assert_eq!(alerts[0]["alert_type"], "offline");
+    device
+        .publish_json(&topic, &json!({"temperature": 21}))
+        .await;
+    app.eventually("/api/devices/quiet/status", 5, |b| {
+        b["connection_status"] == "online"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_v2_write_api_stores_points_in_a_real_server() {
+    // VictoriaMetrics accepts InfluxDB's /api/v2/write; read the point back through its own API.
+    let mut settings = collector_settings().influxdb;
+    settings.api = devicehub::configuration::InfluxApi::V2;
+    settings.url = std::env::var("DEVICEHUB_TEST_VICTORIA_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:8428".into());
+    let client = devicehub::sinks::influxdb::InfluxClient::new(&settings).unwrap();
+    let device = format!("vm-{}", uuid::Uuid::new_v4().simple());
+    let reading = devicehub::pipeline::decode::Reading {
+        device_id: devicehub::domain::DeviceId::parse(&device).unwrap(),
+        time: Utc::now(),
+        metric: devicehub::domain::MetricName::parse("voltage_ac").unwrap(),
+        value: 25_000.5,
+        unit: Some(devicehub::domain::Unit::parse("V").unwrap()),
+    };
+    let mut lines = String::new();
+    devicehub::sinks::influxdb::push_line(&mut lines, &reading);
+    client.write(&lines).await.unwrap();
+    client.check().await.unwrap();
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let export = http
+            .get(format!("{}/api/v1/export", settings.url))
+            .query(&[("match[]", format!("{{device_id=\"{device}\"}}"))])
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if export.contains("25000.5") {
+            assert!(export.contains("iot_telemetry_value"), "{export}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "point not found: {export}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
