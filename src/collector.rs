@@ -121,6 +121,49 @@ impl Dedupe {
     }
 }
 
+/// Fingerprints of the most recently journaled messages. After a crash between writing the
+/// journal and acknowledging, the broker redelivers those messages with the DUP flag; a DUP
+/// message whose exact topic and payload were journaled recently is one of them.
+struct Redeliveries {
+    order: std::collections::VecDeque<u64>,
+    seen: HashSet<u64>,
+}
+
+impl Redeliveries {
+    /// More than any batch of unacknowledged messages can hold.
+    const CAPACITY: usize = 65_536;
+
+    fn new() -> Self {
+        Self {
+            order: Default::default(),
+            seen: Default::default(),
+        }
+    }
+
+    fn fingerprint(topic: &str, payload: &[u8]) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        topic.hash(&mut h);
+        payload.hash(&mut h);
+        h.finish()
+    }
+
+    fn remember(&mut self, fingerprint: u64) {
+        if self.seen.insert(fingerprint) {
+            self.order.push_back(fingerprint);
+            if self.order.len() > Self::CAPACITY {
+                if let Some(old) = self.order.pop_front() {
+                    self.seen.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn contains(&self, fingerprint: u64) -> bool {
+        self.seen.contains(&fingerprint)
+    }
+}
+
 pub struct CollectorContext {
     pub settings: Settings,
     pub pool: PgPool,
@@ -205,6 +248,22 @@ pub async fn start(
     tokio::spawn(liveness(ctx.clone()));
 
     let dedupe = warm_dedupe(&ctx, &dir, positions.min()).await?;
+    let mut redeliveries = Redeliveries::new();
+    let tail_start = journal.first_no().max(
+        journal
+            .last_no()
+            .saturating_sub(Redeliveries::CAPACITY as u64 - 1),
+    );
+    let mut tail = JournalReader::new(&dir, tail_start.saturating_sub(1));
+    loop {
+        let records = tail.read(journal.last_no(), 10_000)?;
+        if records.is_empty() {
+            break;
+        }
+        for r in records {
+            redeliveries.remember(Redeliveries::fingerprint(&r.topic, &r.payload));
+        }
+    }
     let known = known_devices(&ctx.pool).await?;
     let (tx, rx) = mpsc::channel(8192);
     let options = mqtt::options(&settings.mqtt, &settings.mqtt.client_id, true)?;
@@ -212,7 +271,18 @@ pub async fn start(
     options.set_manual_acks(true);
     let (client, eventloop) = AsyncClient::new(options, 8192);
     tokio::spawn(receive(ctx.clone(), client.clone(), eventloop, tx));
-    tokio::spawn(accept(ctx, client, rx, journal, dedupe, known, positions));
+    tokio::spawn(accept(
+        ctx,
+        client,
+        rx,
+        journal,
+        Dedupers {
+            seq: dedupe,
+            redeliveries,
+        },
+        known,
+        positions,
+    ));
     Ok(())
 }
 
@@ -323,16 +393,25 @@ async fn receive(
     }
 }
 
+struct Dedupers {
+    seq: Dedupe,
+    redeliveries: Redeliveries,
+}
+
 /// Decodes, dedupes, journals and only then acknowledges, in batches of whatever has arrived.
 async fn accept(
     ctx: Arc<CollectorContext>,
     client: AsyncClient,
     mut rx: mpsc::Receiver<Publish>,
     mut journal: Journal,
-    mut dedupe: Dedupe,
+    dedupers: Dedupers,
     mut known: HashSet<String>,
     positions: Arc<SinkPositions>,
 ) {
+    let Dedupers {
+        seq: mut dedupe,
+        mut redeliveries,
+    } = dedupers;
     let counters = &ctx.counters;
     let reject_unknown = ctx.settings.mqtt.unknown_devices == UnknownDevicePolicy::Reject;
     let max_bytes = ctx.settings.collector.max_journal_bytes;
@@ -351,6 +430,11 @@ async fn accept(
         for publish in &batch {
             counters.received.fetch_add(1, Ordering::Relaxed);
             let topic = publish.topic.as_str();
+            let fingerprint = Redeliveries::fingerprint(topic, &publish.payload);
+            if publish.dup && redeliveries.contains(fingerprint) {
+                counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             let message = ctx.decoder.decode(topic, &publish.payload, now);
             let message = match message {
                 Ok(m) => m,
@@ -382,6 +466,7 @@ async fn accept(
             if matches!(message, Message::Ignored) {
                 continue;
             }
+            redeliveries.remember(fingerprint);
             entries.push(Entry {
                 received: now,
                 topic: publish.topic.clone(),
@@ -721,6 +806,19 @@ async fn liveness(ctx: Arc<CollectorContext>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redeliveries_remember_the_most_recent_messages_only() {
+        let mut r = Redeliveries::new();
+        let first = Redeliveries::fingerprint("iot/a/telemetry", b"{}");
+        r.remember(first);
+        assert!(r.contains(first));
+        assert!(!r.contains(Redeliveries::fingerprint("iot/b/telemetry", b"{}")));
+        for i in 0..Redeliveries::CAPACITY as u64 {
+            r.remember(Redeliveries::fingerprint("t", &i.to_le_bytes()));
+        }
+        assert!(!r.contains(first), "evicted after CAPACITY newer messages");
+    }
 
     #[test]
     fn dedupe_drops_repeats_accepts_late_ones_and_restarts() {

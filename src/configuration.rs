@@ -230,12 +230,11 @@ impl Settings {
                 "influxdb.batch_size and archive.max_window_records",
             ));
         }
-        if self.archive.backend == ArchiveBackend::S3
-            && self.s3.endpoint.is_none()
-            && self.s3.access_key.is_none()
-        {
+        if self.archive.backend == ArchiveBackend::S3 {
             return Err(SettingsError::Invalid(
-                "archive.backend is s3 but neither s3.endpoint nor s3.access_key is set".into(),
+                "archive.backend = \"s3\" is not available in this version yet; use \"local\" \
+                 (archive.dir)"
+                    .into(),
             ));
         }
         if self.http.max_body_bytes == 0 {

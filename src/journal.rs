@@ -164,6 +164,11 @@ impl Journal {
         &self.dir
     }
 
+    /// The number of the oldest record still on disk.
+    pub fn first_no(&self) -> u64 {
+        self.segments.first().map_or(self.next_no, |s| s.first)
+    }
+
     /// The number of the last record written.
     pub fn last_no(&self) -> u64 {
         self.next_no - 1

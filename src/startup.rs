@@ -35,6 +35,14 @@ impl Application {
                  run like this only on a trusted network"
             );
         }
+        for role in [Role::Pollers, Role::Analytics] {
+            if settings.runs(role) {
+                tracing::warn!(
+                    ?role,
+                    "this role is not available in this version yet; ignoring it"
+                );
+            }
+        }
         let pool = database::prepare(&settings.database).await?;
         let publisher = Publisher::start(
             &settings.mqtt,

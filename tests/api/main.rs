@@ -8,6 +8,7 @@ mod configs;
 mod devices;
 mod errors;
 mod events;
+mod faults;
 mod health;
 mod helpers;
 mod mqtt;
