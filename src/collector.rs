@@ -265,11 +265,13 @@ pub async fn start(
         }
     }
     let known = known_devices(&ctx.pool).await?;
-    let (tx, rx) = mpsc::channel(8192);
+    // Unbounded so that the event loop is always polled (acks flow out while publishes flow in);
+    // what can pile up here is bounded by the broker's in-flight window for this client.
+    let (tx, rx) = mpsc::unbounded_channel();
     let options = mqtt::options(&settings.mqtt, &settings.mqtt.client_id, true)?;
     let mut options = options;
     options.set_manual_acks(true);
-    let (client, eventloop) = AsyncClient::new(options, 8192);
+    let (client, eventloop) = AsyncClient::new(options, 65_536);
     tokio::spawn(receive(ctx.clone(), client.clone(), eventloop, tx));
     tokio::spawn(accept(
         ctx,
@@ -346,7 +348,7 @@ async fn receive(
     ctx: Arc<CollectorContext>,
     client: AsyncClient,
     mut eventloop: rumqttc::EventLoop,
-    tx: mpsc::Sender<Publish>,
+    tx: mpsc::UnboundedSender<Publish>,
 ) {
     let group = ctx.settings.mqtt.shared_group.trim().to_owned();
     let filters: Vec<SubscribeFilter> = ctx
@@ -377,7 +379,7 @@ async fn receive(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                if tx.send(publish).await.is_err() {
+                if tx.send(publish).is_err() {
                     return;
                 }
             }
@@ -402,7 +404,7 @@ struct Dedupers {
 async fn accept(
     ctx: Arc<CollectorContext>,
     client: AsyncClient,
-    mut rx: mpsc::Receiver<Publish>,
+    mut rx: mpsc::UnboundedReceiver<Publish>,
     mut journal: Journal,
     dedupers: Dedupers,
     mut known: HashSet<String>,

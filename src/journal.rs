@@ -310,11 +310,19 @@ fn read_record(reader: &mut impl Read) -> io::Result<Option<Record>> {
     }))
 }
 
-/// A sink's reading end: yields records in order from a position, across segments.
+/// A sink's reading end: yields records in order from a position, across segments. It keeps
+/// its segment open between calls and resumes at the byte after the last complete record.
 pub struct JournalReader {
     dir: PathBuf,
     next: u64,
-    open: Option<(u64, BufReader<File>)>,
+    open: Option<OpenSegment>,
+}
+
+struct OpenSegment {
+    first: u64,
+    reader: BufReader<File>,
+    /// Where the next record starts.
+    offset: u64,
 }
 
 impl JournalReader {
@@ -339,28 +347,31 @@ impl JournalReader {
             if self.open.is_none() {
                 self.seek_to_next()?;
             }
-            let Some((_, reader)) = self.open.as_mut() else {
+            let Some(segment) = self.open.as_mut() else {
                 break;
             };
-            match read_record(reader)? {
-                Some(record) if record.no < self.next => continue,
-                Some(record) if record.no == self.next => {
-                    self.next += 1;
-                    out.push(record);
+            match read_record(&mut segment.reader)? {
+                Some(record) if record.no <= self.next => {
+                    segment.offset += (HEADER + body_len(&record)) as u64;
+                    if record.no == self.next {
+                        self.next += 1;
+                        out.push(record);
+                    }
                 }
-                // End of this segment: the next one starts at `self.next`.
+                // The end of this segment's complete records.
                 _ => {
-                    let current_first = self.open.as_ref().map(|(first, _)| *first);
                     let next_segment = segment_path(&self.dir, self.next);
-                    if current_first != Some(self.next) && next_segment.exists() {
-                        self.open = Some((
-                            self.next,
-                            BufReader::with_capacity(256 * 1024, File::open(next_segment)?),
-                        ));
+                    if segment.first != self.next && next_segment.exists() {
+                        let reader =
+                            BufReader::with_capacity(256 * 1024, File::open(next_segment)?);
+                        self.open = Some(OpenSegment {
+                            first: self.next,
+                            reader,
+                            offset: 0,
+                        });
                     } else {
-                        // The writer's buffered bytes are all flushed before `end` moves; an
-                        // incomplete read here means we must reopen at the same place later.
-                        self.open = None;
+                        // Nothing more yet: come back to the same byte next time.
+                        segment.reader.seek(SeekFrom::Start(segment.offset))?;
                         break;
                     }
                 }
@@ -377,9 +388,12 @@ impl JournalReader {
                 self.next
             )));
         };
-        let mut reader = BufReader::with_capacity(256 * 1024, File::open(&segment.path)?);
-        reader.seek(SeekFrom::Start(0))?;
-        self.open = Some((segment.first, reader));
+        let reader = BufReader::with_capacity(256 * 1024, File::open(&segment.path)?);
+        self.open = Some(OpenSegment {
+            first: segment.first,
+            reader,
+            offset: 0,
+        });
         Ok(())
     }
 }

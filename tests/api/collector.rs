@@ -473,8 +473,13 @@ async fn the_v2_write_api_stores_points_in_a_real_server() {
     client.write(&lines).await.unwrap();
     client.check().await.unwrap();
     let http = reqwest::Client::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
+        // Fresh samples become searchable when VictoriaMetrics flushes its buffers.
+        let _ = http
+            .get(format!("{}/internal/force_flush", settings.url))
+            .send()
+            .await;
         let export = http
             .get(format!("{}/api/v1/export", settings.url))
             .query(&[("match[]", format!("{{device_id=\"{device}\"}}"))])

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Collector benchmark: 1,000 simulated devices publish v2 datagrams with 3 measurements each
+# (QoS 1) to a Mosquitto of the benchmark's own; devicehub (collector role, release build)
+# journals them and writes InfluxDB 1.x, the archive and PostgreSQL. Prints what the broker alone
+# delivers to a discarding subscriber (the ceiling), the collector's end-to-end rate (first
+# publish to the last point queryable in InfluxDB), our fraction of the ceiling, and peak RSS.
+# Usage: scripts/bench-collector.sh [messages, default 200000]
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+MESSAGES="${1:-200000}"
+POINTS=$((MESSAGES * 3))
+PORT=18830
+WORK="$(mktemp -d)"
+DB=devicehub_bench_collector
+
+require_cargo
+ensure_postgres
+ensure_mosquitto
+ensure_influxdb
+
+log "building devicehub and devicehub-sim (release)"
+cargo build --release --locked -p devicehub -p devicehub-sim
+BIN="$CARGO_TARGET_DIR/release/devicehub"
+SIM="$CARGO_TARGET_DIR/release/devicehub-sim"
+
+# The broker's queue and in-flight limits are part of the set-up: unlimited here, so that the
+# measurement is the collector's, not Mosquitto's default of 20 messages in flight.
+printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 0\npersistence false\n' "$PORT" > "$WORK/mosquitto.conf"
+mosquitto -c "$WORK/mosquitto.conf" > "$WORK/mosquitto.log" 2>&1 &
+BROKER=$!
+trap 'kill $BROKER ${SERVER:-} 2>/dev/null || true; rm -rf "$WORK"' EXIT
+wait_for_port 127.0.0.1 "$PORT" "benchmark broker"
+
+log "broker ceiling: $MESSAGES messages to a subscriber that discards them"
+"$SIM" drain --broker "mqtt://127.0.0.1:$PORT" --messages "$MESSAGES" --idle-secs 5 --json > "$WORK/drain.json" 2>/dev/null &
+DRAIN=$!
+sleep 1
+"$SIM" load --broker "mqtt://127.0.0.1:$PORT" --devices 1000 --messages "$MESSAGES" --qos 1 --connections 4 --json 2>/dev/null > "$WORK/load0.json"
+wait $DRAIN
+CEILING=$(python3 -c "import json; print(round(json.load(open('$WORK/drain.json'))['messages_per_second']))")
+
+curl -s -XPOST "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode "q=DROP DATABASE $DB" >/dev/null
+psql -w -h "$PG_HOST" -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
+export DEVICEHUB__ROLES=collector
+export DEVICEHUB__DATABASE__URL="postgres://postgres@$PG_HOST:$PG_PORT/$DB"
+export DEVICEHUB__MQTT__URL="mqtt://127.0.0.1:$PORT"
+export DEVICEHUB__MQTT__CLIENT_ID="bench-collector-$$"
+export DEVICEHUB__INFLUXDB__API=v1 DEVICEHUB__INFLUXDB__DATABASE=$DB
+export DEVICEHUB__ARCHIVE__DIR="$WORK/archive" DEVICEHUB__COLLECTOR__JOURNAL_DIR="$WORK/journal"
+export DEVICEHUB__AUTH__JWT_SECRET="bench-only-secret-not-for-production-0123456789"
+export DEVICEHUB__LOG__LEVEL=warn
+"$BIN" serve > "$WORK/devicehub.log" 2>&1 &
+SERVER=$!
+sleep 2
+
+count_points() {
+  curl -s "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode "db=$DB" \
+    --data-urlencode 'q=SELECT count("value") FROM iot_telemetry' |
+    python3 -c 'import sys,json; r=json.load(sys.stdin)["results"][0]; print(r["series"][0]["values"][0][1] if "series" in r else 0)'
+}
+
+log "collector: $MESSAGES messages ($POINTS points) from 1,000 devices"
+START=$(date +%s.%N)
+"$SIM" load --broker "mqtt://127.0.0.1:$PORT" --devices 1000 --messages "$MESSAGES" --qos 1 --connections 4 --json 2>/dev/null > "$WORK/load.json"
+N=0
+for _ in $(seq 1 1200); do
+  N=$(count_points)
+  [ "$N" -ge "$POINTS" ] && break
+  sleep 0.1
+done
+END=$(date +%s.%N)
+RSS=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status")
+python3 - "$START" "$END" "$MESSAGES" "$N" "$POINTS" "$CEILING" "$RSS" "$WORK/load.json" <<'PY'
+import json, sys
+start, end, messages, got, points, ceiling, rss, load = sys.argv[1:]
+seconds = float(end) - float(start)
+rate = int(messages) / seconds
+sent = json.load(open(load))
+print()
+print(f"published by the load generator : {sent['messages_sent']} messages at {sent['messages_per_second']:.0f} msg/s, {sent['publish_errors']} errors")
+print(f"broker ceiling (discarding sub) : {int(ceiling)} msg/s")
+print(f"collector, publish to queryable : {int(messages)} messages in {seconds:.2f} s = {rate:.0f} msg/s, {rate*3:.0f} points/s")
+print(f"points in InfluxDB              : {got} of {points} ({'no loss' if int(got) == int(points) else 'INCOMPLETE'})")
+print(f"fraction of the broker ceiling  : {rate/int(ceiling):.2f}")
+print(f"collector peak RSS              : {int(rss)/1024:.0f} MB")
+PY
