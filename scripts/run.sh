@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Starts devicehub with everything it needs on this machine: installs and starts PostgreSQL and
-# Mosquitto when missing, builds the release binary and serves the API on :8080 (Ctrl-C stops).
+# Starts devicehub with everything it needs on this machine: installs and starts PostgreSQL,
+# Mosquitto and InfluxDB (Debian's 1.x, so the v1 API) when missing, builds the release binary
+# and runs the API on :8080 with the collector (Ctrl-C stops). Data goes to ./data.
 #
 # DEVELOPMENT DEFAULTS: unless you set DEVICEHUB__AUTH__JWT_SECRET, this uses a fixed, publicly
 # known signing secret. Never expose a server started like this to an untrusted network.
@@ -10,6 +11,7 @@ cd "$ROOT"
 require_cargo
 ensure_services
 
+export DEVICEHUB__INFLUXDB__API="${DEVICEHUB__INFLUXDB__API:-v1}"
 export DEVICEHUB__AUTH__JWT_SECRET="${DEVICEHUB__AUTH__JWT_SECRET:-dev-only-insecure-jwt-secret-change-me-0123456789}"
 
 log "building devicehub (release)"

@@ -17,17 +17,13 @@ impl DeviceId {
                 format!("must be 1 to {} characters long", Self::MAX_LEN),
             ));
         }
-        if !raw.bytes().all(Self::allowed) {
+        if !super::text::is_token(raw, Self::MAX_LEN, b"._:-") {
             return Err(Invalid::new(
                 "device_id",
                 "may contain only letters, digits and . _ : -",
             ));
         }
         Ok(Self(raw.to_owned()))
-    }
-
-    fn allowed(b: u8) -> bool {
-        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')
     }
 
     pub fn as_str(&self) -> &str {

@@ -11,12 +11,7 @@ impl MetricName {
     pub const MAX_LEN: usize = 64;
 
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let ok = !raw.is_empty()
-            && raw.len() <= Self::MAX_LEN
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if ok {
+        if super::text::is_token(raw, Self::MAX_LEN, b"_.-") {
             Ok(Self(raw.to_owned()))
         } else {
             Err(Invalid::new(

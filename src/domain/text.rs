@@ -1,5 +1,15 @@
 use super::Invalid;
 
+/// Whether `raw` is 1 to `max_len` bytes, each an ASCII letter or digit or one of `extra`: the
+/// shape of identifiers that go into topics, tags, keys and URL paths without escaping.
+pub(crate) fn is_token(raw: &str, max_len: usize, extra: &[u8]) -> bool {
+    !raw.is_empty()
+        && raw.len() <= max_len
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+}
+
 /// Any JSON value whose serialized form is at most `max_bytes`.
 pub fn bounded_json_value(
     field: &'static str,
