@@ -684,12 +684,10 @@ async fn archive_sink(
         let Some(last) = records.last().map(|r| r.no) else {
             continue;
         };
+        // Every journaled record passed decoding at ingest; its topic names its device.
         let window: Vec<(DeviceId, &Record)> = records
             .iter()
-            .filter_map(|r| {
-                let m = ctx.decoder.decode(&r.topic, &r.payload, r.received).ok()?;
-                Some((m.device_id()?.clone(), r))
-            })
+            .filter_map(|r| Some((ctx.decoder.topic_device(&r.topic)?, r)))
             .collect();
         for (key, body) in raw_objects(&window) {
             let mut backoff = Backoff::default();

@@ -300,6 +300,22 @@ impl Decoder {
         }
     }
 
+    /// The device a topic belongs to, without reading the payload (for records already decoded
+    /// once, at ingest).
+    pub fn topic_device(&self, topic: &str) -> Option<DeviceId> {
+        match self.route(topic).ok()? {
+            Route::Telemetry(id)
+            | Route::Hello(id)
+            | Route::Status(id)
+            | Route::CommandAck(id)
+            | Route::OtaStatus(id)
+            | Route::Events(id)
+            | Route::ShellySwitch(id)
+            | Route::ShellyRpc(id) => Some(id),
+            Route::ShellyOther => None,
+        }
+    }
+
     /// The topic filters the collector subscribes to.
     pub fn subscriptions(&self) -> Vec<String> {
         let iot = &self.iot_prefix;

@@ -311,6 +311,19 @@ fn malformed_payloads_are_rejected_by_kind() {
 }
 
 #[test]
+fn topics_name_their_device() {
+    let d = Decoder::default();
+    assert_eq!(d.topic_device("iot/m1/command/ack").unwrap().as_str(), "m1");
+    assert_eq!(d.topic_device("qs/v1/esp/events").unwrap().as_str(), "esp");
+    assert_eq!(
+        d.topic_device("shelly-1/status/switch:0").unwrap().as_str(),
+        "shelly-1"
+    );
+    assert!(d.topic_device("shelly-1/status/sys").is_none());
+    assert!(d.topic_device("nope").is_none());
+}
+
+#[test]
 fn subscriptions_cover_every_routed_topic() {
     let subs = Decoder::default().subscriptions();
     assert!(subs.contains(&"iot/+/telemetry".to_owned()));
