@@ -128,8 +128,40 @@ ensure_victoria_metrics() {
   log "VictoriaMetrics is up on 127.0.0.1:$VM_PORT"
 }
 
+# An S3-compatible server for the archive and the Parquet lake: s3s-fs from crates.io (stores
+# objects as files under S3_DIR). Built once into ~/.cache/devicehub/tools.
+S3_PORT=8014
+S3_TOOLS="$HOME/.cache/devicehub/tools"
+S3_BIN="$S3_TOOLS/bin/s3s-fs"
+S3_DIR="${DEVICEHUB_S3_DIR:-$HOME/.local/share/devicehub/s3}"
+# DEVELOPMENT DEFAULTS, for the loopback-only server above. devicehub refuses these keys for an
+# S3 endpoint on another machine.
+S3_DEV_ACCESS_KEY=devicehub-dev
+S3_DEV_SECRET_KEY=devicehub-dev-secret
+
+ensure_s3() {
+  if [ ! -x "$S3_BIN" ]; then
+    require_cargo
+    log "installing s3s-fs 0.14.1 (S3-compatible server) from crates.io into $S3_TOOLS"
+    CARGO_TARGET_DIR="$S3_TOOLS/build" cargo install --locked --quiet s3s-fs --version 0.14.1 \
+      --features binary --root "$S3_TOOLS"
+    rm -rf "$S3_TOOLS/build"
+  fi
+  if ! port_open 127.0.0.1 "$S3_PORT"; then
+    log "starting s3s-fs on 127.0.0.1:$S3_PORT (data in $S3_DIR)"
+    mkdir -p "$S3_DIR"
+    start-stop-daemon --start --oknodo --background --make-pidfile \
+      --pidfile "$S3_TOOLS/s3s-fs.pid" --exec "$S3_BIN" -- \
+      --host 127.0.0.1 --port "$S3_PORT" \
+      --access-key "$S3_DEV_ACCESS_KEY" --secret-key "$S3_DEV_SECRET_KEY" "$S3_DIR"
+    wait_for_port 127.0.0.1 "$S3_PORT" s3s-fs
+  fi
+  log "S3 (s3s-fs) is up on 127.0.0.1:$S3_PORT"
+}
+
 ensure_services() {
   ensure_postgres
   ensure_mosquitto
   ensure_influxdb
+  ensure_s3
 }

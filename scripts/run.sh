@@ -13,6 +13,12 @@ ensure_services
 
 export DEVICEHUB__INFLUXDB__API="${DEVICEHUB__INFLUXDB__API:-v1}"
 export DEVICEHUB__AUTH__JWT_SECRET="${DEVICEHUB__AUTH__JWT_SECRET:-dev-only-insecure-jwt-secret-change-me-0123456789}"
+# The archive and the Parquet lake go to the local S3 server (bucket iot-data), as they would to
+# MinIO in a real deployment.
+export DEVICEHUB__ARCHIVE__BACKEND="${DEVICEHUB__ARCHIVE__BACKEND:-s3}"
+export DEVICEHUB__S3__ENDPOINT="${DEVICEHUB__S3__ENDPOINT:-http://127.0.0.1:$S3_PORT}"
+export DEVICEHUB__S3__ACCESS_KEY="${DEVICEHUB__S3__ACCESS_KEY:-$S3_DEV_ACCESS_KEY}"
+export DEVICEHUB__S3__SECRET_KEY="${DEVICEHUB__S3__SECRET_KEY:-$S3_DEV_SECRET_KEY}"
 
 log "building devicehub (release)"
 cargo build --release --locked --workspace

@@ -15,6 +15,9 @@ psql -w -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Atqc \
     psql -w -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
   done
 
+log "removing S3 buckets left by earlier test runs"
+rm -rf "$S3_DIR"/dh-test-*
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -21,9 +21,10 @@ use crate::configuration::{Settings, UnknownDevicePolicy};
 use crate::domain::DeviceId;
 use crate::ingest::mqtt::{self, Publisher};
 use crate::journal::{Entry, FileCursor, Journal, JournalEnd, JournalReader, Record};
-use crate::pipeline::decode::{Decoder, Message, RejectKind, Rejection};
+use crate::pipeline::decode::{Decoder, Message, Reading, RejectKind, Rejection};
 use crate::sinks::archive::{raw_objects, ObjectStore};
 use crate::sinks::influxdb::{push_line, InfluxClient};
+use crate::sinks::lake::{lake_objects, LakeRow};
 use crate::sinks::registry::{self, RegistryBatch, SequenceState};
 use crate::sinks::Backoff;
 
@@ -38,6 +39,7 @@ pub struct Counters {
     pub points_written: AtomicU64,
     pub influx_errors: AtomicU64,
     pub archive_objects: AtomicU64,
+    pub archive_errors: AtomicU64,
     pub registry_batches: AtomicU64,
     pub journal_bytes: AtomicU64,
 }
@@ -54,6 +56,7 @@ pub struct IngestStats {
     pub points_written: u64,
     pub influx_write_errors: u64,
     pub archive_objects_written: u64,
+    pub archive_write_errors: u64,
     pub journal_bytes: u64,
 }
 
@@ -81,6 +84,7 @@ impl Counters {
             points_written: get(&self.points_written),
             influx_write_errors: get(&self.influx_errors),
             archive_objects_written: get(&self.archive_objects),
+            archive_write_errors: get(&self.archive_errors),
             journal_bytes: get(&self.journal_bytes),
         }
     }
@@ -170,6 +174,66 @@ pub struct CollectorContext {
     pub publisher: Publisher,
     pub counters: Arc<Counters>,
     pub decoder: Decoder,
+    pub device_types: DeviceTypes,
+}
+
+/// The registry's `device_type` of each device (`None`: registered without one), for the
+/// InfluxDB tag and the lake column. Refreshed every 30 s, and at once (at most once a second)
+/// when a sink meets a device it does not know yet.
+#[derive(Default)]
+pub struct DeviceTypes {
+    map: std::sync::RwLock<Arc<DeviceTypeMap>>,
+    last_refresh: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+type DeviceTypeMap = HashMap<String, Option<String>>;
+
+impl DeviceTypes {
+    fn snapshot(&self) -> Arc<DeviceTypeMap> {
+        self.map.read().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// The types of `devices` as far as the registry knows them.
+    async fn lookup<'a>(
+        &self,
+        pool: &PgPool,
+        mut devices: impl Iterator<Item = &'a str>,
+    ) -> Arc<DeviceTypeMap> {
+        let snapshot = self.snapshot();
+        if devices.all(|d| snapshot.contains_key(d)) {
+            return snapshot;
+        }
+        let mut last = self.last_refresh.lock().await;
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            *last = Some(tokio::time::Instant::now());
+            self.refresh(pool).await;
+        }
+        self.snapshot()
+    }
+
+    async fn refresh(&self, pool: &PgPool) {
+        let query = sqlx::query_as::<_, (String, Option<String>)>(
+            "SELECT device_id, NULLIF(device_type, '') FROM devices",
+        )
+        .fetch_all(pool);
+        match tokio::time::timeout(Duration::from_secs(1), query).await {
+            Ok(Ok(rows)) => {
+                if let Ok(mut map) = self.map.write() {
+                    *map = Arc::new(rows.into_iter().collect());
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "cannot read device types"),
+            Err(_) => tracing::debug!("reading device types timed out"),
+        }
+    }
+}
+
+async fn refresh_device_types(ctx: Arc<CollectorContext>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tick.tick().await;
+        ctx.device_types.refresh(&ctx.pool).await;
+    }
 }
 
 fn decoder(settings: &Settings) -> Decoder {
@@ -192,6 +256,7 @@ pub async fn start(
     settings: &Settings,
     pool: PgPool,
     publisher: Publisher,
+    store: ObjectStore,
     counters: Arc<Counters>,
 ) -> anyhow::Result<()> {
     let (journal, end) = Journal::open(&settings.collector.journal_dir, 64 * 1024 * 1024)?;
@@ -201,7 +266,9 @@ pub async fn start(
         publisher,
         counters,
         decoder: decoder(settings),
+        device_types: DeviceTypes::default(),
     });
+    tokio::spawn(refresh_device_types(ctx.clone()));
     let cursor_prefix = format!("{}/{}", settings.mqtt.client_id, journal.id());
     let positions = Arc::new(SinkPositions::default());
 
@@ -221,7 +288,6 @@ pub async fn start(
     );
 
     let dir = settings.collector.journal_dir.clone();
-    let store = ObjectStore::Local(settings.archive.dir.clone());
     tokio::spawn(influx_sink(
         ctx.clone(),
         influx,
@@ -627,17 +693,14 @@ async fn influx_sink(
         let Some(last) = records.last().map(|r| r.no) else {
             continue;
         };
+        let messages = decode_all(&ctx.decoder, &records);
+        let types = device_types(&ctx, &messages).await;
         let mut lines = String::with_capacity(records.len() * 120);
         let mut points = 0u64;
-        for record in &records {
-            if let Ok(message) = ctx
-                .decoder
-                .decode(&record.topic, &record.payload, record.received)
-            {
-                for reading in message.readings() {
-                    push_line(&mut lines, reading);
-                    points += 1;
-                }
+        for (_, message) in &messages {
+            for reading in message.readings() {
+                push_line(&mut lines, reading, device_type(&types, reading));
+                points += 1;
             }
         }
         let mut backoff = Backoff::default();
@@ -684,22 +747,82 @@ async fn archive_sink(
         let Some(last) = records.last().map(|r| r.no) else {
             continue;
         };
-        // Every journaled record passed decoding at ingest; its topic names its device.
-        let window: Vec<(DeviceId, &Record)> = records
-            .iter()
-            .filter_map(|r| Some((ctx.decoder.topic_device(&r.topic)?, r)))
-            .collect();
-        for (key, body) in raw_objects(&window) {
+        let first = records[0].no;
+        let messages = decode_all(&ctx.decoder, &records);
+        let types = device_types(&ctx, &messages).await;
+        let objects = window_objects(&messages, &types, first);
+        for (key, body) in objects {
             let mut backoff = Backoff::default();
             while let Err(e) = store.put(&key, body.clone()).await {
                 tracing::warn!(error = %e, key, "archive write failed; retrying");
+                ctx.counters.archive_errors.fetch_add(1, Ordering::Relaxed);
                 backoff.wait().await;
+                // A bucket removed or never created: make it (again).
+                let _ = store.prepare().await;
             }
             ctx.counters.archive_objects.fetch_add(1, Ordering::Relaxed);
         }
         store_cursor(&cursor, last).await;
         positions.archive.store(last, Ordering::Release);
     }
+}
+
+/// Decodes journaled records again (each passed decoding at ingest, so each decodes alike).
+fn decode_all<'a>(decoder: &Decoder, records: &'a [Record]) -> Vec<(&'a Record, Message)> {
+    records
+        .iter()
+        .filter_map(|r| Some((r, decoder.decode(&r.topic, &r.payload, r.received).ok()?)))
+        .collect()
+}
+
+async fn device_types(
+    ctx: &CollectorContext,
+    messages: &[(&Record, Message)],
+) -> Arc<DeviceTypeMap> {
+    let devices = messages
+        .iter()
+        .filter_map(|(_, m)| m.device_id().map(DeviceId::as_str));
+    ctx.device_types.lookup(&ctx.pool, devices).await
+}
+
+fn device_type<'a>(types: &'a DeviceTypeMap, reading: &Reading) -> Option<&'a str> {
+    types
+        .get(reading.device_id.as_str())
+        .and_then(|t| t.as_deref())
+}
+
+/// The raw objects and lake files of one archive window.
+fn window_objects(
+    messages: &[(&Record, Message)],
+    types: &DeviceTypeMap,
+    first: u64,
+) -> Vec<(String, Vec<u8>)> {
+    let window: Vec<(DeviceId, &Record)> = messages
+        .iter()
+        .filter_map(|(r, m)| Some((m.device_id()?.clone(), *r)))
+        .collect();
+    let rows: Vec<LakeRow<'_>> = messages
+        .iter()
+        .flat_map(|(r, m)| {
+            let seq = m.seq();
+            m.readings().into_iter().map(move |reading| LakeRow {
+                reading,
+                device_type: device_type(types, reading),
+                seq,
+                received_at: r.received,
+                topic: &r.topic,
+                journal_no: r.no,
+            })
+        })
+        .collect();
+    let mut objects = raw_objects(&window);
+    match lake_objects(&rows, first) {
+        Ok(files) => objects.extend(files),
+        // Building Parquet from valid rows cannot fail short of a bug; the raw archive keeps
+        // the window either way.
+        Err(e) => tracing::error!(error = %e, first, "cannot build the window's lake files"),
+    }
+    objects
 }
 
 async fn store_cursor(cursor: &FileCursor, last: u64) {

@@ -106,6 +106,9 @@ pub struct S3Settings {
     pub region: String,
     pub access_key: Option<SecretString>,
     pub secret_key: Option<SecretString>,
+    /// `http://endpoint/bucket/key` instead of `http://bucket.endpoint/key` (MinIO and most
+    /// self-hosted servers need it).
+    pub path_style: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -231,14 +234,55 @@ impl Settings {
             ));
         }
         if self.archive.backend == ArchiveBackend::S3 {
-            return Err(SettingsError::Invalid(
-                "archive.backend = \"s3\" is not available in this version yet; use \"local\" \
-                 (archive.dir)"
-                    .into(),
-            ));
+            self.s3.check()?;
         }
         if self.http.max_body_bytes == 0 {
             return Err(SettingsError::Zero("http.max_body_bytes"));
+        }
+        Ok(())
+    }
+}
+
+/// Keys that ship with MinIO and in examples: never acceptable outside a developer's machine.
+const WELL_KNOWN_S3_KEYS: &[&str] = &["minioadmin", "AKIAIOSFODNN7EXAMPLE", "devicehub-dev"];
+
+impl S3Settings {
+    fn check(&self) -> Result<(), SettingsError> {
+        let (Some(access), Some(secret)) = (&self.access_key, &self.secret_key) else {
+            return Err(SettingsError::Invalid(
+                "archive.backend = \"s3\" needs s3.access_key and s3.secret_key \
+                 (DEVICEHUB__S3__ACCESS_KEY, DEVICEHUB__S3__SECRET_KEY)"
+                    .into(),
+            ));
+        };
+        if self.bucket.is_empty() {
+            return Err(SettingsError::Invalid("s3.bucket must not be empty".into()));
+        }
+        if let Some(endpoint) = self.endpoint.as_deref().filter(|e| !e.is_empty()) {
+            let url = url::Url::parse(endpoint).map_err(|e| {
+                SettingsError::Invalid(format!("s3.endpoint {endpoint:?} is not a URL: {e}"))
+            })?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(SettingsError::Invalid(format!(
+                    "s3.endpoint {endpoint:?} must be http:// or https://"
+                )));
+            }
+            let loopback = url.host_str().is_some_and(|h| {
+                h == "localhost"
+                    || h.trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            });
+            let well_known = WELL_KNOWN_S3_KEYS
+                .iter()
+                .any(|k| access.expose_secret() == *k || secret.expose_secret() == *k);
+            if well_known && !loopback {
+                return Err(SettingsError::Invalid(
+                    "s3 keys are a well-known default (e.g. minioadmin); set your own keys for \
+                     an S3 server that is not on this machine"
+                        .into(),
+                ));
+            }
         }
         Ok(())
     }

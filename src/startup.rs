@@ -56,16 +56,27 @@ impl Application {
         if let Err(e) = influx.ensure_database().await {
             tracing::warn!(error = %e, "cannot create the InfluxDB database yet");
         }
+        let archive = ObjectStore::from_settings(&settings)?;
+        if let Err(e) = archive.prepare().await {
+            tracing::warn!(error = %e, "the archive is not writable yet; the collector will retry");
+        }
         let counters = settings
             .runs(Role::Collector)
             .then(|| Arc::new(Counters::default()));
         if let Some(counters) = &counters {
-            collector::start(&settings, pool.clone(), publisher.clone(), counters.clone()).await?;
+            collector::start(
+                &settings,
+                pool.clone(),
+                publisher.clone(),
+                archive.clone(),
+                counters.clone(),
+            )
+            .await?;
             tracing::info!("collector started");
         }
         let stores = Stores {
             influx,
-            archive: ObjectStore::Local(settings.archive.dir.clone()),
+            archive,
             publisher,
             iot_prefix: settings.mqtt.iot_prefix.clone(),
             ingest: counters,

@@ -71,7 +71,13 @@ pub async fn readyz(pool: web::Data<PgPool>, stores: web::Data<super::Stores>) -
             Err(_) => Some("no answer within 2 s".to_owned()),
         }
     };
-    let archive = async { stores.archive.check().await.err().map(|e| e.to_string()) };
+    let archive = async {
+        match tokio::time::timeout(limit, stores.archive.check()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("no answer within 2 s".to_owned()),
+        }
+    };
     let (database, influx, archive) = tokio::join!(database, influx, archive);
     let broker = (!stores.publisher.is_connected()).then(|| "not connected".to_owned());
     let failing: serde_json::Map<String, serde_json::Value> = [

@@ -68,10 +68,14 @@ pub async fn list(
         prefix.push_str(p.trim_start_matches('/'));
     }
     devices::ensure_exists(&pool, &id).await?;
-    let objects = stores.archive.list(&prefix, limit).await.map_err(|e| {
+    let mut objects = stores.archive.list(&prefix, limit).await.map_err(|e| {
         tracing::warn!(error = %e, "archive listing failed");
         ApiError::Unavailable("archive")
     })?;
+    // A device's raw objects are its `date=` partitions; anything else below its folder (the
+    // lake's `lake/readings/`, for a device called `lake`) is not its raw data.
+    let own = format!("{id}/date=");
+    objects.retain(|o| o.filename.starts_with(&own));
     Ok(HttpResponse::Ok().json(objects))
 }
 
@@ -96,6 +100,12 @@ pub async fn get(
     let own = format!("{id}/");
     let suffix = object.strip_prefix(&own).unwrap_or(&object);
     safe_suffix("object", suffix)?;
+    if !suffix.starts_with("date=") {
+        return Err(ApiError::NotFound {
+            what: "archive object",
+            details: serde_json::json!({"filename": format!("{own}{suffix}")}),
+        });
+    }
     let key = format!("{own}{suffix}");
     let bytes = stores.archive.get(&key).await.map_err(|e| {
         tracing::warn!(error = %e, "archive read failed");

@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::s3::S3Store;
+use crate::configuration::{ArchiveBackend, Settings};
 use crate::domain::DeviceId;
 use crate::journal::Record;
 
@@ -27,6 +29,8 @@ pub enum ArchiveError {
     Io(#[from] std::io::Error),
     #[error("invalid object name {0:?}")]
     InvalidKey(String),
+    #[error("S3: {0}")]
+    S3(String),
 }
 
 /// The one function that builds raw-archive keys.
@@ -42,15 +46,23 @@ pub fn raw_object_key(
     )
 }
 
-/// Where archive objects live.
+/// Where archive objects live: a local directory, or an S3 / MinIO bucket.
 #[derive(Debug, Clone)]
 pub enum ObjectStore {
     Local(PathBuf),
+    S3(S3Store),
 }
 
 impl ObjectStore {
-    fn path(&self, key: &str) -> Result<PathBuf, ArchiveError> {
-        let ObjectStore::Local(root) = self;
+    /// The store the settings name; for S3 the client only (see [`ObjectStore::prepare`]).
+    pub fn from_settings(settings: &Settings) -> Result<Self, ArchiveError> {
+        Ok(match settings.archive.backend {
+            ArchiveBackend::Local => ObjectStore::Local(settings.archive.dir.clone()),
+            ArchiveBackend::S3 => ObjectStore::S3(S3Store::new(&settings.s3)?),
+        })
+    }
+
+    fn path(root: &Path, key: &str) -> Result<PathBuf, ArchiveError> {
         let relative = Path::new(key);
         if key.is_empty()
             || !relative
@@ -62,15 +74,33 @@ impl ObjectStore {
         Ok(root.join(relative))
     }
 
-    /// Whether the archive can be written (the directory exists or can be made).
+    /// Makes the store writable: creates the directory, or the bucket when it is missing.
+    pub async fn prepare(&self) -> Result<(), ArchiveError> {
+        match self {
+            ObjectStore::Local(root) => Ok(tokio::fs::create_dir_all(root).await?),
+            ObjectStore::S3(s3) => s3.ensure_bucket().await,
+        }
+    }
+
+    /// Whether the archive answers (for `/readyz`).
     pub async fn check(&self) -> Result<(), ArchiveError> {
-        let ObjectStore::Local(root) = self;
-        tokio::fs::create_dir_all(root).await?;
-        Ok(())
+        match self {
+            ObjectStore::Local(root) => Ok(tokio::fs::create_dir_all(root).await?),
+            ObjectStore::S3(s3) => s3.check().await,
+        }
     }
 
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), ArchiveError> {
-        let path = self.path(key)?;
+        let content_type = if key.ends_with(".parquet") {
+            "application/vnd.apache.parquet"
+        } else {
+            "application/json"
+        };
+        let root = match self {
+            ObjectStore::S3(s3) => return s3.put(key, bytes, content_type).await,
+            ObjectStore::Local(root) => root,
+        };
+        let path = Self::path(root, key)?;
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
@@ -85,26 +115,96 @@ impl ObjectStore {
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ArchiveError> {
-        let path = self.path(key)?;
-        match tokio::fs::read(path).await {
+        let root = match self {
+            ObjectStore::S3(s3) => {
+                Self::path(Path::new("/"), key)?;
+                return s3.get(key).await;
+            }
+            ObjectStore::Local(root) => root,
+        };
+        match tokio::fs::read(Self::path(root, key)?).await {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Objects whose key starts with `prefix` (which ends with `/`), newest key first.
+    /// Up to `limit` objects whose key starts with `prefix`, newest (largest) key first.
+    ///
+    /// Keys are time-partitioned (`.../date=YYYY-MM-DD/...`), so when `prefix` names a folder
+    /// its `date=` partitions are read newest first and reading stops once `limit` objects are
+    /// found: a device's listing costs its newest days, not its whole history.
     pub async fn list(
         &self,
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<ArchiveObject>, ArchiveError> {
-        let ObjectStore::Local(root) = self.clone();
-        let dir = self.path(prefix.trim_end_matches('/'))?;
+        let mut out = Vec::new();
+        if prefix.ends_with('/') {
+            let mut folders = self.folders(prefix).await?;
+            folders.retain(|f| f[prefix.len()..].starts_with("date="));
+            folders.sort_unstable_by(|a, b| b.cmp(a));
+            for folder in &folders {
+                let mut objects = self.list_all(folder).await?;
+                objects.sort_by(|a, b| b.filename.cmp(&a.filename));
+                out.extend(objects);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            if !folders.is_empty() {
+                out.truncate(limit);
+                return Ok(out);
+            }
+        }
+        out = self.list_all(prefix).await?;
+        out.sort_by(|a, b| b.filename.cmp(&a.filename));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// The sub-folders right below `prefix` (which ends with `/`), each ending with `/`.
+    async fn folders(&self, prefix: &str) -> Result<Vec<String>, ArchiveError> {
+        let root = match self {
+            ObjectStore::S3(s3) => return s3.folders(prefix).await,
+            ObjectStore::Local(root) => root.clone(),
+        };
+        let dir = Self::path(&root, prefix.trim_end_matches('/'))?;
+        let prefix = prefix.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
+            let mut out = Vec::new();
+            for entry in entries {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    out.push(format!("{prefix}{}/", entry.file_name().to_string_lossy()));
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
+    /// Every object whose key starts with `prefix`, in no particular order.
+    async fn list_all(&self, prefix: &str) -> Result<Vec<ArchiveObject>, ArchiveError> {
+        let root = match self {
+            ObjectStore::S3(s3) => return s3.list(prefix).await,
+            ObjectStore::Local(root) => root.clone(),
+        };
+        // Walk the deepest folder the prefix names, and filter by the rest.
+        let folder = match prefix.rfind('/') {
+            Some(i) => Self::path(&root, &prefix[..i])?,
+            None => root.clone(),
+        };
         let prefix = prefix.to_owned();
         tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
-            let mut stack = vec![dir];
+            let mut stack = vec![folder];
             while let Some(dir) = stack.pop() {
                 let entries = match std::fs::read_dir(&dir) {
                     Ok(entries) => entries,
@@ -116,32 +216,34 @@ impl ObjectStore {
                     let meta = entry.metadata()?;
                     if meta.is_dir() {
                         stack.push(entry.path());
-                    } else if entry
+                        continue;
+                    }
+                    // Finished objects only: a `.part` file is a write in progress.
+                    if !entry
                         .path()
                         .extension()
                         .is_some_and(|e| e == "json" || e == "parquet")
                     {
-                        let key = entry
-                            .path()
-                            .strip_prefix(&root)
-                            .map_err(std::io::Error::other)?
-                            .to_string_lossy()
-                            .into_owned();
-                        if key.starts_with(&prefix) {
-                            out.push(ArchiveObject {
-                                filename: key,
-                                size: meta.len(),
-                                last_modified: meta
-                                    .modified()
-                                    .map(DateTime::<Utc>::from)
-                                    .unwrap_or_default(),
-                            });
-                        }
+                        continue;
+                    }
+                    let key = entry
+                        .path()
+                        .strip_prefix(&root)
+                        .map_err(std::io::Error::other)?
+                        .to_string_lossy()
+                        .into_owned();
+                    if key.starts_with(&prefix) {
+                        out.push(ArchiveObject {
+                            filename: key,
+                            size: meta.len(),
+                            last_modified: meta
+                                .modified()
+                                .map(DateTime::<Utc>::from)
+                                .unwrap_or_default(),
+                        });
                     }
                 }
             }
-            out.sort_by(|a, b| b.filename.cmp(&a.filename));
-            out.truncate(limit);
             Ok(out)
         })
         .await
@@ -222,9 +324,11 @@ mod tests {
 
     #[test]
     fn keys_that_escape_the_archive_are_refused() {
-        let store = ObjectStore::Local(PathBuf::from("/tmp/x"));
         for key in ["../etc/passwd", "/abs", "a/../../b", ""] {
-            assert!(store.path(key).is_err(), "{key}");
+            assert!(
+                ObjectStore::path(Path::new("/tmp/x"), key).is_err(),
+                "{key}"
+            );
         }
     }
 }

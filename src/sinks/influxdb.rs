@@ -265,11 +265,16 @@ impl InfluxClient {
 }
 
 /// Appends one reading as a line of line protocol.
-pub fn push_line(out: &mut String, reading: &Reading) {
+/// One line of line protocol; tags in key order, as InfluxDB prefers them.
+pub fn push_line(out: &mut String, reading: &Reading, device_type: Option<&str>) {
     use std::fmt::Write as _;
     out.push_str(MEASUREMENT);
     out.push_str(",device_id=");
     escape_tag(out, reading.device_id.as_str());
+    if let Some(device_type) = device_type.filter(|t| !t.is_empty()) {
+        out.push_str(",device_type=");
+        escape_tag(out, device_type);
+    }
     out.push_str(",metric=");
     escape_tag(out, reading.metric.as_str());
     if let Some(unit) = reading.unit.as_ref().filter(|u| !u.as_str().is_empty()) {
@@ -307,7 +312,10 @@ mod tests {
             unit: Some(Unit::parse("k W").unwrap()),
         };
         let mut out = String::new();
-        push_line(&mut out, &reading);
+        push_line(&mut out, &reading, None);
         assert_eq!(out, "iot_telemetry,device_id=meter-1,metric=voltage_dc,unit=k\\ W value=750.0 1770912000000000000\n");
+        out.clear();
+        push_line(&mut out, &reading, Some("dc meter,v2"));
+        assert_eq!(out, "iot_telemetry,device_id=meter-1,device_type=dc\\ meter\\,v2,metric=voltage_dc,unit=k\\ W value=750.0 1770912000000000000\n");
     }
 }

@@ -3,7 +3,9 @@
 
 pub mod archive;
 pub mod influxdb;
+pub mod lake;
 pub mod registry;
+pub mod s3;
 
 use std::time::Duration;
 

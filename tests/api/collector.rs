@@ -469,7 +469,7 @@ async fn the_v2_write_api_stores_points_in_a_real_server() {
         unit: Some(devicehub::domain::Unit::parse("V").unwrap()),
     };
     let mut lines = String::new();
-    devicehub::sinks::influxdb::push_line(&mut lines, &reading);
+    devicehub::sinks::influxdb::push_line(&mut lines, &reading, None);
     client.write(&lines).await.unwrap();
     client.check().await.unwrap();
     let http = reqwest::Client::new();

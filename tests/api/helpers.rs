@@ -56,6 +56,22 @@ pub fn test_settings() -> Settings {
     settings
 }
 
+/// The S3 server the test script starts (s3s-fs), with its development keys.
+pub const TEST_S3_ACCESS_KEY: &str = "devicehub-dev";
+pub const TEST_S3_SECRET_KEY: &str = "devicehub-dev-secret";
+
+/// S3 settings for a bucket of the test's own on the test S3 server (or `endpoint`).
+pub fn s3_settings(endpoint: Option<String>) -> devicehub::configuration::S3Settings {
+    let mut s3 = Settings::load(None).expect("settings load").s3;
+    s3.endpoint = Some(endpoint.unwrap_or_else(|| {
+        std::env::var("DEVICEHUB_TEST_S3_URL").unwrap_or_else(|_| "http://127.0.0.1:8014".into())
+    }));
+    s3.bucket = format!("dh-test-{}", uuid::Uuid::new_v4().simple());
+    s3.access_key = Some(SecretString::from(TEST_S3_ACCESS_KEY));
+    s3.secret_key = Some(SecretString::from(TEST_S3_SECRET_KEY));
+    s3
+}
+
 /// Settings with the collector running too.
 pub fn collector_settings() -> Settings {
     let mut settings = test_settings();

@@ -1,0 +1,203 @@
+//! The S3 / MinIO object store behind the archive, on aws-sdk-s3: static keys from
+//! configuration, a custom endpoint and path-style addressing for MinIO and other self-hosted
+//! servers, and the bucket created on start when it is missing.
+
+use std::time::Duration;
+
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    StalledStreamProtectionConfig,
+};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+
+use super::archive::{ArchiveError, ArchiveObject};
+use crate::configuration::S3Settings;
+
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+}
+
+fn s3_error<E>(e: aws_sdk_s3::error::SdkError<E>) -> ArchiveError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    ArchiveError::S3(DisplayErrorContext(e).to_string())
+}
+
+impl S3Store {
+    pub fn new(settings: &S3Settings) -> Result<Self, ArchiveError> {
+        let (Some(access_key), Some(secret_key)) = (&settings.access_key, &settings.secret_key)
+        else {
+            return Err(ArchiveError::S3(
+                "s3.access_key and s3.secret_key are required".into(),
+            ));
+        };
+        // rustls on ring: the one crypto provider of devicehub's dependency tree.
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(Duration::from_secs(30))
+            .build();
+        let mut config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(settings.region.clone()))
+            .credentials_provider(Credentials::new(
+                access_key.expose_secret(),
+                secret_key.expose_secret(),
+                None,
+                None,
+                "devicehub-config",
+            ))
+            .force_path_style(settings.path_style)
+            .http_client(http)
+            .timeout_config(timeouts)
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+            // MinIO releases and other S3 servers differ in the checksum headers they know;
+            // send and check checksums only where the API requires them.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(endpoint) = settings.endpoint.as_deref().filter(|e| !e.is_empty()) {
+            config = config.endpoint_url(endpoint);
+        }
+        Ok(Self {
+            client: Client::from_conf(config.build()),
+            bucket: settings.bucket.clone(),
+        })
+    }
+
+    /// Whether the bucket answers.
+    pub async fn check(&self) -> Result<(), ArchiveError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(s3_error)?;
+        Ok(())
+    }
+
+    /// Creates the bucket when it does not exist.
+    pub async fn ensure_bucket(&self) -> Result<(), ArchiveError> {
+        if self.check().await.is_ok() {
+            return Ok(());
+        }
+        match self
+            .client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(bucket = %self.bucket, "created the archive bucket");
+                Ok(())
+            }
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(s3_error(e)),
+        }
+    }
+
+    pub async fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), ArchiveError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(s3_error)?;
+        Ok(())
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ArchiveError> {
+        let object = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(object) => object,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(s3_error(e)),
+        };
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| ArchiveError::S3(e.to_string()))?;
+        Ok(Some(bytes.into_bytes().to_vec()))
+    }
+
+    /// The "folders" right below `prefix`: S3's common prefixes for the delimiter `/`.
+    pub async fn folders(&self, prefix: &str) -> Result<Vec<String>, ArchiveError> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(s3_error)?;
+            out.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(str::to_owned)),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Every object under `prefix` (S3 lists in key order, a thousand at a time).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ArchiveObject>, ArchiveError> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(s3_error)?;
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                out.push(ArchiveObject {
+                    filename: key.to_owned(),
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    last_modified: object
+                        .last_modified()
+                        .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()))
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
