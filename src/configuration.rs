@@ -369,4 +369,24 @@ mod tests {
         assert!(!printed.contains("s3cr3t"), "{printed}");
         assert!(!printed.contains("hunter2"), "{printed}");
     }
+
+    #[test]
+    fn s3_needs_keys_and_refuses_well_known_ones_off_this_machine() {
+        let mut settings = defaults();
+        settings.auth.enabled = false;
+        settings.archive.backend = ArchiveBackend::S3;
+        assert!(settings.check().is_err(), "no keys");
+        settings.s3.access_key = Some(SecretString::from("minioadmin"));
+        settings.s3.secret_key = Some(SecretString::from("minioadmin"));
+        settings.s3.endpoint = Some("http://127.0.0.1:9000".into());
+        assert!(settings.check().is_ok(), "dev keys on loopback");
+        settings.s3.endpoint = Some("http://minio.lan:9000".into());
+        let refused = settings.check().unwrap_err().to_string();
+        assert!(refused.contains("well-known"), "{refused}");
+        settings.s3.access_key = Some(SecretString::from("AKIA-real-key"));
+        settings.s3.secret_key = Some(SecretString::from("a-real-secret-of-some-length"));
+        assert!(settings.check().is_ok());
+        settings.s3.endpoint = Some("ftp://minio.lan".into());
+        assert!(settings.check().is_err(), "not http(s)");
+    }
 }

@@ -1,62 +1,22 @@
-//! Fault tests: devicehub as a real process, killed and restarted mid-stream.
+//! Fault tests: devicehub as a real process while its stores go away, and while it is itself
+//! killed mid-stream. Every message must end up in InfluxDB and the archive exactly once.
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use devicehub::sinks::archive::ObjectStore;
+use devicehub::sinks::influxdb::InfluxClient;
+use devicehub::sinks::lake::READINGS_PREFIX;
 use serde_json::{json, Value};
 
+use crate::servers::{self, free_port};
+
 const BIN: &str = env!("CARGO_BIN_EXE_devicehub");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A Mosquitto of the test's own, so that its queue limits are known: the collector's session
-/// must be able to hold everything published while devicehub is down.
-struct Broker {
-    child: Child,
-    port: u16,
-}
-
-impl Broker {
-    fn start(dir: &Path) -> Self {
-        let port = free_port();
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 0\npersistence false\n"),
-        )
-        .unwrap();
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, port }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+const MESSAGES: u64 = 10_000;
+const DEVICE: &str = "train-7";
 
 struct Service {
     env: Vec<(String, String)>,
@@ -101,7 +61,7 @@ impl Service {
                 "DEVICEHUB__COLLECTOR__JOURNAL_DIR",
                 dir.join("journal").display().to_string(),
             ),
-            ("DEVICEHUB__LOG__LEVEL", "warn".into()),
+            ("DEVICEHUB__LOG__LEVEL", "error".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -111,6 +71,53 @@ impl Service {
             child: None,
             http,
         }
+    }
+
+    fn set(&mut self, key: &str, value: impl Into<String>) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.into()));
+    }
+
+    fn influx(&self) -> InfluxClient {
+        let get = |key: &str| {
+            self.env
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        let mut settings = crate::helpers::test_settings().influxdb;
+        settings.url = get("DEVICEHUB__INFLUXDB__URL");
+        settings.database = get("DEVICEHUB__INFLUXDB__DATABASE");
+        InfluxClient::new(&settings).unwrap()
+    }
+
+    /// The ingest counters of `GET /api/stats`.
+    async fn ingest_stats(&self) -> Value {
+        let issuer = devicehub::auth::TokenIssuer::new(
+            &secrecy::SecretString::from(crate::helpers::TEST_SECRET),
+            60,
+        );
+        let token = issuer
+            .issue("fault-test", devicehub::domain::Role::Viewer)
+            .unwrap();
+        let stats: Value = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{}/api/stats", self.http))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        stats["ingest"].clone()
+    }
+
+    /// Whether the process is still alive (it must never exit on its own).
+    fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 
     async fn start(&mut self) {
@@ -153,9 +160,9 @@ impl Drop for Service {
     }
 }
 
-fn archived_seqs(archive: &Path, device: &str) -> Vec<u64> {
+fn local_archived_seqs(archive: &Path) -> Vec<u64> {
     let mut seqs = Vec::new();
-    let mut stack = vec![archive.join(device)];
+    let mut stack = vec![archive.join(DEVICE)];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
@@ -165,102 +172,155 @@ fn archived_seqs(archive: &Path, device: &str) -> Vec<u64> {
             if path.is_dir() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "json") {
-                let objects: Value =
-                    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-                for o in objects.as_array().unwrap() {
-                    seqs.push(o["payload"]["seq"].as_u64().unwrap());
-                }
+                seqs.extend(payload_seqs(&std::fs::read(&path).unwrap()));
             }
         }
     }
     seqs
 }
 
-#[tokio::test]
-async fn sigkill_and_restart_mid_stream_loses_and_duplicates_nothing() {
-    const MESSAGES: u64 = 10_000;
-    let tag = uuid::Uuid::new_v4().simple().to_string();
-    let dir = std::env::temp_dir().join(format!("devicehub-fault-{tag}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let broker = Broker::start(&dir);
-    let mut service = Service::new(&tag, broker.port, &dir);
-    service.start().await;
+fn payload_seqs(object: &[u8]) -> Vec<u64> {
+    let objects: Value = serde_json::from_slice(object).unwrap();
+    objects
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["payload"]["seq"].as_u64().unwrap())
+        .collect()
+}
 
+/// The `seq` of every raw message of the device in `store`, and of every lake row.
+async fn store_seqs(store: &ObjectStore) -> Option<(Vec<u64>, Vec<u64>)> {
+    let mut raw = Vec::new();
+    for object in store.list(&format!("{DEVICE}/"), 100_000).await.ok()? {
+        raw.extend(payload_seqs(&store.get(&object.filename).await.ok()??));
+    }
+    let mut lake = Vec::new();
+    for object in store
+        .list(&format!("{READINGS_PREFIX}/"), 100_000)
+        .await
+        .ok()?
+    {
+        let bytes = store.get(&object.filename).await.ok()??;
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            bytes::Bytes::from(bytes),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let seqs = batch
+                .column_by_name("seq")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<arrow_array::UInt64Array>()
+                .unwrap();
+            lake.extend(seqs.values().iter().copied());
+        }
+    }
+    Some((raw, lake))
+}
+
+async fn influx_points(influx: &InfluxClient) -> u64 {
+    let series = influx
+        .query(&format!(
+            "SELECT count(\"value\") FROM \"iot_telemetry\" WHERE \"device_id\" = '{DEVICE}'"
+        ))
+        .await
+        .unwrap_or_default();
+    series
+        .first()
+        .and_then(|s| s.values.first())
+        .and_then(|row| row.get(1))
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
+/// Publishes `MESSAGES` v2 datagrams (one reading each, `seq` 1..) at QoS 1, 100 every
+/// `pace`, and returns the client when all are handed to the broker.
+fn stream(
+    broker_port: u16,
+    tag: &str,
+    pace: Duration,
+) -> tokio::task::JoinHandle<rumqttc::AsyncClient> {
     let mut options =
-        rumqttc::MqttOptions::new(format!("fault-device-{tag}"), "127.0.0.1", broker.port);
+        rumqttc::MqttOptions::new(format!("fault-device-{tag}"), "127.0.0.1", broker_port);
     options
         .set_keep_alive(Duration::from_secs(30))
         .set_inflight(200);
     let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 1000);
     tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
     let base = Utc::now() - chrono::Duration::minutes(30);
-    let publisher = tokio::spawn(async move {
+    tokio::spawn(async move {
         for seq in 1..=MESSAGES {
             let ts = (base + chrono::Duration::milliseconds(seq as i64)).to_rfc3339();
-            let body = json!({"v": 2, "device_id": "train-7", "ts": ts, "seq": seq, "msg_type": "telemetry",
+            let body = json!({"v": 2, "device_id": DEVICE, "ts": ts, "seq": seq, "msg_type": "telemetry",
                               "measurements": [{"ts": ts, "type": "voltage_ac", "val": 25_000.0 + seq as f64, "unit": "V"}]});
             client
                 .publish(
-                    "iot/train-7/telemetry",
+                    format!("iot/{DEVICE}/telemetry"),
                     rumqttc::QoS::AtLeastOnce,
                     false,
                     body.to_string(),
                 )
                 .await
                 .unwrap();
-            if seq % 500 == 0 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            if seq % 100 == 0 {
+                tokio::time::sleep(pace).await;
             }
         }
         client
-    });
-    // Kill devicehub while the stream is under way, and bring it back.
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    service.kill();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    service.start().await;
-    let _client = publisher.await.unwrap();
+    })
+}
 
-    let influx = {
-        let mut s = crate::helpers::test_settings().influxdb;
-        s.database = format!("devicehub_test_{tag}");
-        devicehub::sinks::influxdb::InfluxClient::new(&s).unwrap()
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
+fn assert_exactly_once(what: &str, seqs: &[u64]) {
+    let distinct: BTreeSet<u64> = seqs.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        seqs.len(),
+        "{what}: {} duplicates",
+        seqs.len() - distinct.len()
+    );
+    assert_eq!(
+        distinct,
+        (1..=MESSAGES).collect::<BTreeSet<u64>>(),
+        "{what}"
+    );
+}
+
+/// Waits (up to `secs`) until InfluxDB holds `MESSAGES` points of the device and `store` every
+/// message once in the raw archive and once in the lake; fails early on a duplicate.
+async fn assert_all_stored_once(service: &mut Service, store: &ObjectStore, secs: u64) {
+    let influx = service.influx();
+    let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        let series = influx
-            .query("SELECT count(\"value\") FROM \"iot_telemetry\" WHERE \"device_id\" = 'train-7'")
-            .await
-            .unwrap_or_default();
-        let points = series
-            .first()
-            .and_then(|s| s.values.first())
-            .and_then(|row| row.get(1))
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        let archived = archived_seqs(&dir.join("archive"), "train-7");
-        if points == MESSAGES && archived.len() as u64 == MESSAGES {
-            let distinct: BTreeSet<u64> = archived.into_iter().collect();
-            assert_eq!(
-                distinct.len() as u64,
-                MESSAGES,
-                "every message archived once"
-            );
+        let points = influx_points(&influx).await;
+        let (raw, lake) = store_seqs(store).await.unwrap_or_default();
+        assert!(
+            points <= MESSAGES && raw.len() as u64 <= MESSAGES && lake.len() as u64 <= MESSAGES,
+            "duplicates: {points} points, {} raw, {} lake rows",
+            raw.len(),
+            lake.len()
+        );
+        if points == MESSAGES && raw.len() as u64 == MESSAGES && lake.len() as u64 == MESSAGES {
+            assert_exactly_once("raw archive", &raw);
+            assert_exactly_once("lake", &lake);
             break;
         }
         assert!(
-            points <= MESSAGES && archived.len() as u64 <= MESSAGES,
-            "duplicates: {points} points, {} archived",
-            archived.len()
-        );
-        assert!(
             Instant::now() < deadline,
-            "after 60 s: {points} points in InfluxDB, {} archived, of {MESSAGES}",
-            archived.len()
+            "after {secs} s: {points} points in InfluxDB, {} raw and {} lake rows, of {MESSAGES}",
+            raw.len(),
+            lake.len()
         );
+        assert!(service.is_running(), "devicehub exited");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    // The registry saw the whole sequence without a gap.
+    assert!(service.is_running(), "devicehub exited");
+}
+
+async fn registry_saw_every_seq(tag: &str) {
     let pool = sqlx::PgPool::connect(&format!(
         "postgres://postgres@127.0.0.1:5432/devicehub_test_{tag}"
     ))
@@ -273,11 +333,125 @@ async fn sigkill_and_restart_mid_stream_loses_and_duplicates_nothing() {
             .unwrap();
     assert_eq!(gaps, 0);
     let last: i64 =
-        sqlx::query_scalar("SELECT last_seq FROM device_sequences WHERE device_id = 'train-7'")
+        sqlx::query_scalar("SELECT last_seq FROM device_sequences WHERE device_id = $1")
+            .bind(DEVICE)
             .fetch_one(&pool)
             .await
             .unwrap();
     assert_eq!(last as u64, MESSAGES);
+    pool.close().await;
+}
+
+fn scratch() -> (String, PathBuf) {
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let dir = std::env::temp_dir().join(format!("devicehub-fault-{tag}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    (tag, dir)
+}
+
+#[tokio::test]
+async fn sigkill_and_restart_mid_stream_loses_and_duplicates_nothing() {
+    let (tag, dir) = scratch();
+    let broker = servers::mosquitto(&dir);
+    let mut service = Service::new(&tag, broker.port, &dir);
+    service.start().await;
+    let publisher = stream(broker.port, &tag, Duration::from_millis(10));
+    // Kill devicehub while the stream is under way, and bring it back.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    service.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    service.start().await;
+    let _client = publisher.await.unwrap();
+
+    let store = ObjectStore::Local(dir.join("archive"));
+    assert_all_stored_once(&mut service, &store, 60).await;
+    assert_exactly_once(
+        "local archive files",
+        &local_archived_seqs(&dir.join("archive")),
+    );
+    registry_saw_every_seq(&tag).await;
+    drop(broker);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn influxdb_stopped_for_30_s_mid_stream_loses_and_duplicates_nothing() {
+    let (tag, dir) = scratch();
+    let broker = servers::mosquitto(&dir);
+    let mut influxdb = servers::influxdb(&dir);
+    let mut service = Service::new(&tag, broker.port, &dir);
+    service.set(
+        "DEVICEHUB__INFLUXDB__URL",
+        format!("http://127.0.0.1:{}", influxdb.port),
+    );
+    service.start().await;
+    // 10,000 messages over about 10 s; InfluxDB goes away 2 s in, for 30 s.
+    let publisher = stream(broker.port, &tag, Duration::from_millis(100));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    influxdb.stop();
+    let stopped = Instant::now();
+    let before = influx_points(&service.influx()).await;
+    assert_eq!(before, 0, "InfluxDB is down");
+    let _client = publisher.await.unwrap();
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(stopped.elapsed())).await;
+    assert!(
+        service.is_running(),
+        "devicehub exited while InfluxDB was down"
+    );
+    influxdb.start();
+
+    let store = ObjectStore::Local(dir.join("archive"));
+    assert_all_stored_once(&mut service, &store, 60).await;
+    let ingest = service.ingest_stats().await;
+    assert!(
+        ingest["influx_write_errors"].as_u64().unwrap() > 0,
+        "the outage was seen: {ingest}"
+    );
+    assert_eq!(ingest["points_written"], MESSAGES);
+    registry_saw_every_seq(&tag).await;
+    drop(broker);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn s3_stopped_mid_stream_loses_and_duplicates_nothing() {
+    let (tag, dir) = scratch();
+    let broker = servers::mosquitto(&dir);
+    let mut s3 = servers::s3(&dir);
+    let mut service = Service::new(&tag, broker.port, &dir);
+    let mut s3_settings =
+        crate::helpers::s3_settings(Some(format!("http://127.0.0.1:{}", s3.port)));
+    s3_settings.access_key = Some(servers::S3_ACCESS_KEY.to_owned().into());
+    s3_settings.secret_key = Some(servers::S3_SECRET_KEY.to_owned().into());
+    for (key, value) in [
+        ("DEVICEHUB__ARCHIVE__BACKEND", "s3".to_owned()),
+        (
+            "DEVICEHUB__S3__ENDPOINT",
+            format!("http://127.0.0.1:{}", s3.port),
+        ),
+        ("DEVICEHUB__S3__BUCKET", s3_settings.bucket.clone()),
+        ("DEVICEHUB__S3__ACCESS_KEY", servers::S3_ACCESS_KEY.into()),
+        ("DEVICEHUB__S3__SECRET_KEY", servers::S3_SECRET_KEY.into()),
+    ] {
+        service.set(key, value);
+    }
+    service.start().await;
+    let publisher = stream(broker.port, &tag, Duration::from_millis(100));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    s3.stop();
+    let _client = publisher.await.unwrap();
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    assert!(service.is_running(), "devicehub exited while S3 was down");
+    s3.start();
+
+    let store = ObjectStore::S3(devicehub::sinks::s3::S3Store::new(&s3_settings).unwrap());
+    assert_all_stored_once(&mut service, &store, 60).await;
+    let ingest = service.ingest_stats().await;
+    assert!(
+        ingest["archive_write_errors"].as_u64().unwrap() > 0,
+        "the outage was seen: {ingest}"
+    );
+    registry_saw_every_seq(&tag).await;
     drop(broker);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -14,4 +14,5 @@ mod health;
 mod helpers;
 mod mqtt;
 mod openapi;
+mod servers;
 mod stats;
