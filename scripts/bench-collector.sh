@@ -9,6 +9,8 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 MESSAGES="${1:-200000}"
+# Probes run for about as long as the load (at ~20,000 msg/s), at least 5 s.
+PROBE_SECS=$(( MESSAGES / 20000 > 5 ? MESSAGES / 20000 : 5 ))
 POINTS=$((MESSAGES * 3))
 PORT=18830
 WORK="$(mktemp -d)"
@@ -24,12 +26,13 @@ cargo build --release --locked -p devicehub -p devicehub-sim
 BIN="$CARGO_TARGET_DIR/release/devicehub"
 SIM="$CARGO_TARGET_DIR/release/devicehub-sim"
 
-# The broker's queue and in-flight limits are part of the set-up: unlimited here, so that the
-# measurement is the collector's, not Mosquitto's default of 20 messages in flight.
-printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 0\npersistence false\n' "$PORT" > "$WORK/mosquitto.conf"
+# The broker's queue and in-flight limits are part of the set-up: an unlimited queue and 1,000
+# messages in flight per client, so that the measurement is the collector's, not Mosquitto's
+# default of 20 in flight (a production broker for a busy collector wants the same).
+printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 1000\npersistence false\n' "$PORT" > "$WORK/mosquitto.conf"
 mosquitto -c "$WORK/mosquitto.conf" > "$WORK/mosquitto.log" 2>&1 &
 BROKER=$!
-trap 'kill $BROKER ${SERVER:-} 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $BROKER ${SERVER:-} 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 wait_for_port 127.0.0.1 "$PORT" "benchmark broker"
 
 log "broker ceiling: $MESSAGES messages to a subscriber that discards them"
@@ -53,14 +56,31 @@ export DEVICEHUB__LOG__LEVEL=warn
 "$BIN" serve > "$WORK/devicehub.log" 2>&1 &
 SERVER=$!
 sleep 2
+# BENCH_PERF=FILE records a CPU profile of devicehub during the run (perf from linux-perf).
+if [ -n "${BENCH_PERF:-}" ]; then
+  perf record -F 499 -g -p "$SERVER" -o "$BENCH_PERF" > /dev/null 2>&1 &
+  PERF=$!
+fi
+
+# CPU seconds (user + system) a process has used so far.
+cpu_secs() {
+  awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+cpu_of() { local p; for p in $(pgrep -x "$1"); do cpu_secs "$p"; done | awk '{s += $1} END {print s + 0}'; }
 
 count_points() {
   curl -s "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode "db=$DB" \
-    --data-urlencode 'q=SELECT count("value") FROM iot_telemetry' |
+    --data-urlencode "q=SELECT count(\"value\") FROM iot_telemetry WHERE metric <> 'probe'" |
     python3 -c 'import sys,json; r=json.load(sys.stdin)["results"][0]; print(r["series"][0]["values"][0][1] if "series" in r else 0)'
 }
 
-log "collector: $MESSAGES messages ($POINTS points) from 1,000 devices"
+log "collector: $MESSAGES messages ($POINTS points) from 1,000 devices, with latency probes"
+# Probes: one extra datagram every 100 ms during the load, each timed from its publish to the
+# first InfluxDB query that returns it.
+"$SIM" probe --broker "mqtt://127.0.0.1:$PORT" --influx-url "http://127.0.0.1:$INFLUX_PORT" \
+  --influx-db "$DB" --seconds "$PROBE_SECS" --json > "$WORK/probe.json" 2>/dev/null &
+PROBE=$!
+CPU0="$(cpu_secs "$SERVER") $(cpu_of influxd) $(cpu_secs "$BROKER") $(cpu_of postgres)"
 START=$(date +%s.%N)
 "$SIM" load --broker "mqtt://127.0.0.1:$PORT" --devices 1000 --messages "$MESSAGES" --qos 1 --connections 4 --json 2>/dev/null > "$WORK/load.json"
 N=0
@@ -70,10 +90,13 @@ for _ in $(seq 1 1200); do
   sleep 0.1
 done
 END=$(date +%s.%N)
+CPU1="$(cpu_secs "$SERVER") $(cpu_of influxd) $(cpu_secs "$BROKER") $(cpu_of postgres)"
+if [ -n "${PERF:-}" ]; then kill -INT "$PERF"; wait "$PERF" || true; fi
+wait $PROBE
 RSS=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status")
-python3 - "$START" "$END" "$MESSAGES" "$N" "$POINTS" "$CEILING" "$RSS" "$WORK/load.json" <<'PY'
+python3 - "$START" "$END" "$MESSAGES" "$N" "$POINTS" "$CEILING" "$RSS" "$WORK/load.json" "$WORK/probe.json" "$CPU0" "$CPU1" <<'PY'
 import json, sys
-start, end, messages, got, points, ceiling, rss, load = sys.argv[1:]
+start, end, messages, got, points, ceiling, rss, load, probe, cpu0, cpu1 = sys.argv[1:]
 seconds = float(end) - float(start)
 rate = int(messages) / seconds
 sent = json.load(open(load))
@@ -81,7 +104,13 @@ print()
 print(f"published by the load generator : {sent['messages_sent']} messages at {sent['messages_per_second']:.0f} msg/s, {sent['publish_errors']} errors")
 print(f"broker ceiling (discarding sub) : {int(ceiling)} msg/s")
 print(f"collector, publish to queryable : {int(messages)} messages in {seconds:.2f} s = {rate:.0f} msg/s, {rate*3:.0f} points/s")
+probe = json.load(open(probe))
 print(f"points in InfluxDB              : {got} of {points} ({'no loss' if int(got) == int(points) else 'INCOMPLETE'})")
+print(f"publish to queryable latency    : p50 {probe['p50_ms']:.0f} ms, p99 {probe['p99_ms']:.0f} ms, max {probe['max_ms']:.0f} ms ({probe['seen']} of {probe['probes']} probes)")
 print(f"fraction of the broker ceiling  : {rate/int(ceiling):.2f}")
 print(f"collector peak RSS              : {int(rss)/1024:.0f} MB")
+used = [float(b) - float(a) for a, b in zip(cpu0.split(), cpu1.split())]
+print("CPU seconds during the run      : " + ", ".join(
+    f"{name} {u:.1f}" for name, u in zip(["devicehub", "influxd", "mosquitto", "postgres"], used))
+    + f" (of {2 * seconds:.1f} on 2 cores)")
 PY

@@ -56,7 +56,7 @@ struct Summary {
     payload_bytes_avg: u64,
 }
 
-fn mqtt_options(broker: &str, id: String) -> anyhow::Result<MqttOptions> {
+pub fn mqtt_options(broker: &str, id: String) -> anyhow::Result<MqttOptions> {
     let url = url::Url::parse(broker)?;
     let host = url
         .host_str()

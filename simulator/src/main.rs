@@ -5,6 +5,7 @@
 //! delivers. The device profiles (`run`) come with the simulator issue.
 
 mod load;
+mod probe;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,8 @@ enum Command {
     Load(load::LoadArgs),
     /// Subscribe and discard, counting messages and the rate the broker delivers.
     Drain(load::DrainArgs),
+    /// Measure publish-to-queryable latency: publish probes, poll InfluxDB until each appears.
+    Probe(probe::ProbeArgs),
 }
 
 #[tokio::main]
@@ -32,5 +35,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Load(args) => load::run(args).await,
         Command::Drain(args) => load::drain(args).await,
+        Command::Probe(args) => probe::run(args).await,
     }
 }
