@@ -1,11 +1,6 @@
-//! devicehub-sim: emulates devicehub's devices and doubles as its load generator.
-//!
-//! `load` publishes v2 telemetry datagrams from N devices as fast as possible or at a target
-//! rate; `drain` is a subscriber that counts and discards, to measure what the broker alone
-//! delivers. The device profiles (`run`) come with the simulator issue.
+//! The `devicehub-sim` command line; see the library's documentation for what each mode does.
 
-mod load;
-mod probe;
+use devicehub_sim::{load, probe, run};
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +17,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Emulate the devices of a scenario file until stopped.
+    Run(run::RunArgs),
     /// Publish v2 telemetry from many devices, then print a summary.
     Load(load::LoadArgs),
     /// Subscribe and discard, counting messages and the rate the broker delivers.
@@ -33,6 +30,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Run(args) => run::run(args).await,
         Command::Load(args) => load::run(args).await,
         Command::Drain(args) => load::drain(args).await,
         Command::Probe(args) => probe::run(args).await,

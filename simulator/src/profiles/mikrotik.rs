@@ -1,0 +1,126 @@
+//! A Mikrotik RouterOS REST emulator: `GET /rest/ip/dhcp-server/lease` with basic auth, listing
+//! a DHCP lease for every simulated host in RouterOS's JSON (every value a string).
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::scenario::MikrotikSection;
+
+/// A host on the simulated LAN.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub host_name: String,
+    pub mac: String,
+    pub address: String,
+}
+
+/// A locally administered MAC for a host name (stable across runs).
+pub fn mac_for(name: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let bytes = (h & 0x00FF_FFFF_FFFF | 0x0200_0000_0000).to_be_bytes();
+    colon_mac(&bytes[2..])
+}
+
+/// `A8032AB1C2D4` or six bytes → `A8:03:2A:B1:C2:D4`.
+pub fn colon_mac(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+pub fn leases(hosts: &[Host]) -> Value {
+    Value::Array(
+        hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                json!({
+                    ".id": format!("*{:X}", i + 1),
+                    "address": h.address,
+                    "mac-address": h.mac,
+                    "client-id": format!("1:{}", h.mac.to_ascii_lowercase()),
+                    "address-lists": "",
+                    "server": "defconf",
+                    "dhcp-option": "",
+                    "status": "bound",
+                    "expires-after": format!("{}m{}s", 5 + i % 5, (i * 7) % 60),
+                    "last-seen": format!("{}s", 10 + (i * 13) % 50),
+                    "active-address": h.address,
+                    "active-mac-address": h.mac,
+                    "active-client-id": format!("1:{}", h.mac.to_ascii_lowercase()),
+                    "active-server": "defconf",
+                    "host-name": h.host_name,
+                    "radius": "false",
+                    "dynamic": "true",
+                    "blocked": "false",
+                    "disabled": "false",
+                })
+            })
+            .collect(),
+    )
+}
+
+struct Router {
+    username: String,
+    password: String,
+    hosts: Vec<Host>,
+}
+
+fn authorized(router: &Router, req: &HttpRequest) -> bool {
+    let Some(header) = req
+        .headers()
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(encoded) = header.strip_prefix("Basic ") else {
+        return false;
+    };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+        return false;
+    };
+    decoded == format!("{}:{}", router.username, router.password).as_bytes()
+}
+
+async fn lease(router: web::Data<Router>, req: HttpRequest) -> HttpResponse {
+    if !authorized(&router, &req) {
+        return HttpResponse::Unauthorized()
+            .insert_header(("WWW-Authenticate", "Basic realm=\"RouterOS\""))
+            .json(json!({"error": 401, "message": "Unauthorized"}));
+    }
+    HttpResponse::Ok().json(leases(&router.hosts))
+}
+
+async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound().json(json!({"error": 404, "message": "Not Found"}))
+}
+
+pub fn serve(
+    section: &MikrotikSection,
+    hosts: Vec<Host>,
+) -> anyhow::Result<actix_web::dev::Server> {
+    let router = web::Data::new(Router {
+        username: section.username.clone(),
+        password: section.password(),
+        hosts,
+    });
+    let addr = section.http;
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(router.clone())
+            .route("/rest/ip/dhcp-server/lease", web::get().to(lease))
+            .default_service(web::to(not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(addr)
+    .map_err(|e| anyhow::anyhow!("Mikrotik emulator cannot listen on {addr}: {e}"))?
+    .run())
+}

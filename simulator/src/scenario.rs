@@ -1,0 +1,286 @@
+//! Scenario files (`config/simulator/*.toml`): which devices a `run` emulates, against which
+//! brokers, and whether it registers them with devicehub first.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Seed of every random value: the same scenario and seed give the same readings.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    #[serde(default)]
+    pub mqtt: MqttSection,
+    /// Register the devices through devicehub's API before they start publishing.
+    pub api: Option<ApiSection>,
+    #[serde(default)]
+    pub meters: Vec<MeterGroup>,
+    #[serde(default)]
+    pub sensors: Vec<SensorGroup>,
+    pub house: Option<HouseSection>,
+    #[serde(default)]
+    pub esp32: Vec<Esp32Group>,
+    #[serde(default)]
+    pub shelly: Vec<ShellyDevice>,
+    pub mikrotik: Option<MikrotikSection>,
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSection {
+    /// Every device connects to each of these (v2 meters publish each message to all of them).
+    pub brokers: Vec<String>,
+    pub iot_prefix: String,
+    pub qs_prefix: String,
+}
+
+impl Default for MqttSection {
+    fn default() -> Self {
+        Self {
+            brokers: vec!["mqtt://127.0.0.1:1883".into()],
+            iot_prefix: "iot".into(),
+            qs_prefix: "qs/v1".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    pub url: String,
+    pub username: String,
+    /// The password, or (better) `password_env`, the variable that holds it.
+    pub password: Option<String>,
+    pub password_env: Option<String>,
+}
+
+impl ApiSection {
+    pub fn password(&self) -> anyhow::Result<String> {
+        if let Some(var) = &self.password_env {
+            return std::env::var(var)
+                .map_err(|_| anyhow::anyhow!("api.password_env names {var}, which is not set"));
+        }
+        self.password
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("api needs password or password_env"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MeterKind {
+    /// 25 kV 50 Hz AC traction meter: voltage, current, frequency, power factor, energy.
+    Ac,
+    /// 750 V DC traction meter: voltage, current, energy.
+    Dc,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeterGroup {
+    /// Device ids are `{prefix}-001`, `{prefix}-002`, ...
+    pub prefix: String,
+    pub count: usize,
+    pub kind: MeterKind,
+    #[serde(default = "default_sample_ms")]
+    pub sample_interval_ms: u64,
+    #[serde(default = "default_send_s")]
+    pub send_interval_s: u64,
+    #[serde(default = "default_hello_s")]
+    pub hello_interval_s: u64,
+    #[serde(default = "default_fw")]
+    pub fw_version: String,
+    /// Chance that a datagram is lost on the way (its `seq` is skipped), for gap alerts.
+    #[serde(default)]
+    pub loss_probability: f64,
+    #[serde(default)]
+    pub location: Option<String>,
+}
+
+fn default_sample_ms() -> u64 {
+    1000
+}
+fn default_send_s() -> u64 {
+    10
+}
+fn default_hello_s() -> u64 {
+    60
+}
+fn default_fw() -> String {
+    "2.4.1".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorGroup {
+    pub prefix: String,
+    pub count: usize,
+    #[serde(default = "default_send_s")]
+    pub interval_s: u64,
+    #[serde(default)]
+    pub location: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HouseSection {
+    /// The device catalog (seed 002): one row per smart-home device.
+    pub catalog: PathBuf,
+    #[serde(default = "default_send_s")]
+    pub interval_s: u64,
+    /// Chance per message that a device reports an alert (also raised through the API when the
+    /// scenario has an `[api]` section).
+    #[serde(default = "default_alert_p")]
+    pub alert_probability: f64,
+}
+
+fn default_alert_p() -> f64 {
+    0.02
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Esp32Group {
+    pub prefix: String,
+    pub count: usize,
+    #[serde(default = "default_send_s")]
+    pub interval_s: u64,
+    /// An event not acknowledged within this many seconds is sent again...
+    #[serde(default = "default_ack_timeout")]
+    pub ack_timeout_s: u64,
+    /// ...at most this many times.
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+    #[serde(default)]
+    pub location: Option<String>,
+}
+
+fn default_ack_timeout() -> u64 {
+    5
+}
+fn default_retries() -> u32 {
+    5
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ShellyModel {
+    /// Shelly Pro 4PM: four metered relays.
+    Pro4pm,
+    /// Shelly Pro 2PM: two metered relays.
+    Pro2pm,
+    /// Shelly Plus Plug S: one metered relay.
+    Plug,
+}
+
+impl ShellyModel {
+    pub fn channels(self) -> u8 {
+        match self {
+            ShellyModel::Pro4pm => 4,
+            ShellyModel::Pro2pm => 2,
+            ShellyModel::Plug => 1,
+        }
+    }
+
+    pub fn app(self) -> &'static str {
+        match self {
+            ShellyModel::Pro4pm => "Pro4PM",
+            ShellyModel::Pro2pm => "Pro2PM",
+            ShellyModel::Plug => "PlusPlugS",
+        }
+    }
+
+    pub fn model_code(self) -> &'static str {
+        match self {
+            ShellyModel::Pro4pm => "SPSW-104PE16EU",
+            ShellyModel::Pro2pm => "SPSW-202PE16EU",
+            ShellyModel::Plug => "SNPL-00112EU",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShellyDevice {
+    /// The Shelly id, e.g. `shellypro4pm-a8032ab1c2d4` (also its MQTT topic prefix).
+    pub id: String,
+    pub model: ShellyModel,
+    /// Where its HTTP RPC server listens. Give each Shelly its own loopback address
+    /// (127.0.1.x) on one port, like real devices on a LAN.
+    pub http: SocketAddr,
+    #[serde(default = "default_send_s")]
+    pub interval_s: u64,
+    /// What each relay feeds, for plausible loads (e.g. `["heat pump", "lights"]`).
+    #[serde(default)]
+    pub loads: Vec<String>,
+    #[serde(default)]
+    pub location: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MikrotikSection {
+    pub http: SocketAddr,
+    pub username: String,
+    pub password: Option<String>,
+    pub password_env: Option<String>,
+    /// Extra hosts on the LAN besides the simulated devices (phones, laptops).
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
+}
+
+impl MikrotikSection {
+    pub fn password(&self) -> String {
+        self.password_env
+            .as_ref()
+            .and_then(|v| std::env::var(v).ok())
+            .or_else(|| self.password.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let mut scenario: Scenario =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        // Relative paths in a scenario are relative to the scenario file.
+        if let Some(house) = scenario.house.as_mut() {
+            if house.catalog.is_relative() {
+                if let Some(dir) = path.parent() {
+                    house.catalog = dir.join(&house.catalog);
+                }
+            }
+        }
+        scenario.check()?;
+        Ok(scenario)
+    }
+
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.mqtt.brokers.is_empty(), "mqtt.brokers is empty");
+        for m in &self.meters {
+            anyhow::ensure!(
+                m.sample_interval_ms > 0 && m.send_interval_s > 0 && m.hello_interval_s > 0,
+                "meter intervals must be greater than zero"
+            );
+            anyhow::ensure!(
+                (0.0..1.0).contains(&m.loss_probability),
+                "loss_probability must be in [0, 1)"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `{prefix}-001`, ... for a group of `count`.
+pub fn group_ids(prefix: &str, count: usize) -> Vec<String> {
+    (1..=count).map(|i| format!("{prefix}-{i:03}")).collect()
+}
