@@ -47,7 +47,7 @@ wait_for_port() {
 }
 
 require_cargo() {
-  command -v cargo >/dev/null || die "cargo not found: install Rust ≥ 1.85 with rustup (https://rustup.rs), then run this again"
+  command -v cargo >/dev/null || die "cargo not found: install Rust ≥ 1.94 with rustup (https://rustup.rs), then run this again"
 }
 
 ensure_postgres() {

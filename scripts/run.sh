@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# Starts devicehub with everything it needs on this machine: installs and starts PostgreSQL,
-# Mosquitto and InfluxDB (Debian's 1.x, so the v1 API) when missing, builds the release binary
-# and runs the API on :8080 with the collector (Ctrl-C stops). Data goes to ./data.
+# Starts devicehub with everything it needs on this machine, and the simulator feeding it:
+# installs and starts PostgreSQL, Mosquitto, InfluxDB (Debian's 1.x, so the v1 API) and an S3
+# server (s3s-fs) when missing, builds the release binaries, runs devicehub (API on :8080 and the
+# collector), creates a first admin, and runs `devicehub-sim run` with
+# config/simulator/home.toml, which registers its devices and publishes as a home and a
+# metering fleet. Ctrl-C stops both. Data goes to ./data.
 #
-# DEVELOPMENT DEFAULTS: unless you set DEVICEHUB__AUTH__JWT_SECRET, this uses a fixed, publicly
-# known signing secret. Never expose a server started like this to an untrusted network.
+#   DEVICEHUB_SIMULATOR=0 scripts/run.sh          devicehub alone
+#   DEVICEHUB_SCENARIO=path/to.toml scripts/run.sh another scenario
+#
+# DEVELOPMENT DEFAULTS, never for a network you do not trust: unless set, the JWT signing secret,
+# the admin password (DEVICEHUB_ADMIN_PASSWORD, default "dev-only-admin-password") and the S3
+# keys are fixed, publicly known values.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 require_cargo
 ensure_services
+command -v curl >/dev/null || apt_install curl ca-certificates
 
 export DEVICEHUB__INFLUXDB__API="${DEVICEHUB__INFLUXDB__API:-v1}"
 export DEVICEHUB__AUTH__JWT_SECRET="${DEVICEHUB__AUTH__JWT_SECRET:-dev-only-insecure-jwt-secret-change-me-0123456789}"
@@ -19,12 +27,42 @@ export DEVICEHUB__ARCHIVE__BACKEND="${DEVICEHUB__ARCHIVE__BACKEND:-s3}"
 export DEVICEHUB__S3__ENDPOINT="${DEVICEHUB__S3__ENDPOINT:-http://127.0.0.1:$S3_PORT}"
 export DEVICEHUB__S3__ACCESS_KEY="${DEVICEHUB__S3__ACCESS_KEY:-$S3_DEV_ACCESS_KEY}"
 export DEVICEHUB__S3__SECRET_KEY="${DEVICEHUB__S3__SECRET_KEY:-$S3_DEV_SECRET_KEY}"
+ADMIN_PASSWORD="${DEVICEHUB_ADMIN_PASSWORD:-dev-only-admin-password}"
+HTTP="${DEVICEHUB__HTTP__BIND:-0.0.0.0:8080}"
+API="http://127.0.0.1:${HTTP##*:}"
 
-log "building devicehub (release)"
+log "building devicehub and devicehub-sim (release)"
 cargo build --release --locked --workspace
 BIN="$CARGO_TARGET_DIR/release/devicehub"
+SIM="$CARGO_TARGET_DIR/release/devicehub-sim"
 
 "$BIN" migrate
-log "devicehub on http://127.0.0.1:8080 — add a first admin in another shell with:"
-log "  $BIN user add --username admin --role admin"
-exec "$BIN" serve
+if printf '%s\n' "$ADMIN_PASSWORD" | "$BIN" user add --username admin --role admin >/dev/null 2>&1; then
+  log "created user admin (password from DEVICEHUB_ADMIN_PASSWORD, default dev-only-admin-password)"
+fi
+
+"$BIN" serve &
+SERVER=$!
+SIMULATOR=""
+stop() {
+  trap - INT TERM EXIT
+  [ -n "$SIMULATOR" ] && kill "$SIMULATOR" 2>/dev/null
+  kill "$SERVER" 2>/dev/null
+  wait 2>/dev/null
+}
+trap stop INT TERM EXIT
+
+for _ in $(seq 1 120); do
+  curl -fs "$API/readyz" >/dev/null 2>&1 && break
+  kill -0 "$SERVER" 2>/dev/null || die "devicehub exited; see its log above"
+  sleep 0.5
+done
+log "devicehub is ready on $API (log in as admin)"
+
+if [ "${DEVICEHUB_SIMULATOR:-1}" != 0 ]; then
+  SCENARIO="${DEVICEHUB_SCENARIO:-config/simulator/home.toml}"
+  log "starting the simulator: $SCENARIO"
+  DEVICEHUB_SIM_PASSWORD="$ADMIN_PASSWORD" "$SIM" run --scenario "$SCENARIO" &
+  SIMULATOR=$!
+fi
+wait "$SERVER"

@@ -227,15 +227,34 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         let sent = sent.clone();
         let total = args.messages;
         tokio::spawn(async move {
+            use std::io::{IsTerminal, Write};
+            let tty = std::io::stderr().is_terminal();
             let mut last = 0;
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let now = sent.load(Ordering::Relaxed);
-                let bar = total
-                    .map(|t| format!(" {:>3}%", now * 100 / t.max(1)))
-                    .unwrap_or_default();
-                eprintln!("sent {now:>10} messages{bar}  ({} msg/s)", now - last);
+                let rate = now - last;
                 last = now;
+                let line = match total {
+                    Some(t) => {
+                        let done = (now as f64 / t.max(1) as f64).min(1.0);
+                        let filled = (done * 30.0) as usize;
+                        format!(
+                            "[{}{}] {:>3}% {now:>10} messages {rate:>8} msg/s",
+                            "#".repeat(filled),
+                            ".".repeat(30 - filled),
+                            (done * 100.0) as u32
+                        )
+                    }
+                    None => format!("{now:>10} messages {rate:>8} msg/s"),
+                };
+                // A bar redrawn in place on a terminal; a line per second in logs.
+                if tty {
+                    eprint!("\r{line}");
+                    let _ = std::io::stderr().flush();
+                } else {
+                    eprintln!("{line}");
+                }
             }
         })
     };
@@ -243,6 +262,9 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         t.await?;
     }
     progress.abort();
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!();
+    }
     let seconds = start.elapsed().as_secs_f64() - 0.05;
     let messages = sent.load(Ordering::Relaxed);
     let summary = Summary {

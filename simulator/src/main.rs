@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Emulate the devices of a scenario file until stopped.
     Run(run::RunArgs),
+    /// List the devices a scenario simulates (JSON lines).
+    Devices(run::DevicesArgs),
     /// Publish v2 telemetry from many devices, then print a summary.
     Load(load::LoadArgs),
     /// Subscribe and discard, counting messages and the rate the broker delivers.
@@ -31,6 +33,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run::run(args).await,
+        Command::Devices(args) => run::list_devices(args),
         Command::Load(args) => load::run(args).await,
         Command::Drain(args) => load::drain(args).await,
         Command::Probe(args) => probe::run(args).await,

@@ -57,7 +57,7 @@ impl Api {
         Ok(())
     }
 
-    /// Registers each device; returns how many were new.
+    /// Registers each device; returns how many were new (or completed from auto-registered).
     pub async fn register(&mut self, devices: &[Registration]) -> anyhow::Result<usize> {
         let mut created = 0;
         for d in devices {
@@ -71,16 +71,39 @@ impl Api {
             let status = self.post("/api/devices", &body).await?;
             match status {
                 201 => created += 1,
-                // Registered before, or auto-registered by the collector: keep it.
+                // Registered before: leave it as its owner set it, unless the collector
+                // auto-registered it from its traffic, in which case this completes it.
                 409 => {
-                    let patch = json!({"device_name": d.device_name, "device_type": d.device_type});
-                    let _ = self
+                    let current: Value = self
                         .http
-                        .put(format!("{}/api/devices/{}", self.base, d.device_id))
+                        .get(format!("{}/api/devices/{}", self.base, d.device_id))
                         .bearer_auth(&self.token)
-                        .json(&patch)
                         .send()
-                        .await;
+                        .await?
+                        .json()
+                        .await
+                        .unwrap_or_default();
+                    if current["status"] == "unregistered" {
+                        let mut patch = body.clone();
+                        if let Some(fields) = patch.as_object_mut() {
+                            fields.remove("device_id");
+                            fields.insert("status".into(), json!("active"));
+                        }
+                        let answer = self
+                            .http
+                            .put(format!("{}/api/devices/{}", self.base, d.device_id))
+                            .bearer_auth(&self.token)
+                            .json(&patch)
+                            .send()
+                            .await?;
+                        anyhow::ensure!(
+                            answer.status().is_success(),
+                            "completing {} failed with {}",
+                            d.device_id,
+                            answer.status()
+                        );
+                        created += 1;
+                    }
                 }
                 other => anyhow::bail!("registering {} failed with {other}", d.device_id),
             }

@@ -123,6 +123,25 @@ pub fn inventory(scenario: &Scenario) -> anyhow::Result<(Vec<Registration>, Vec<
     Ok((devices, hosts))
 }
 
+#[derive(Args)]
+pub struct DevicesArgs {
+    #[arg(long, default_value = "config/simulator/home.toml")]
+    scenario: PathBuf,
+}
+
+/// Prints the devices a scenario simulates, one JSON object per line.
+pub fn list_devices(args: DevicesArgs) -> anyhow::Result<()> {
+    let scenario = Scenario::load(&args.scenario)?;
+    let (devices, _) = inventory(&scenario)?;
+    for d in devices {
+        println!(
+            "{}",
+            json!({"device_id": d.device_id, "device_type": d.device_type, "device_name": d.device_name})
+        );
+    }
+    Ok(())
+}
+
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut scenario = Scenario::load(&args.scenario)?;
     if let Some(seed) = args.seed {
