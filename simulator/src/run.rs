@@ -150,6 +150,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if !args.broker.is_empty() {
         scenario.mqtt.brokers = args.broker.clone();
     }
+    let stop = async move {
+        match args.seconds {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    };
+    run_scenario(scenario, stop).await
+}
+
+/// Registers (with an `[api]` section) and runs every device of `scenario` until `stop`
+/// completes; fails if a device task ends on its own.
+pub async fn run_scenario(
+    scenario: Scenario,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let (devices, hosts) = inventory(&scenario)?;
     let alerts = match &scenario.api {
         Some(section) => {
@@ -172,32 +189,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let tasks = spawn_devices(&scenario, alerts, hosts)?;
+    let mut tasks = spawn_devices(&scenario, alerts, hosts)?;
     eprintln!(
         "simulating {} devices (seed {}) on {}; Ctrl-C stops",
         devices.len(),
         scenario.seed,
         scenario.mqtt.brokers.join(", ")
     );
-    let stop = async {
-        match args.seconds {
-            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
-            None => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+    let outcome = tokio::select! {
+        _ = stop => Ok(()),
+        failed = first_to_end(&mut tasks) => Err(anyhow::anyhow!("a simulated device stopped: {failed}")),
     };
-    tokio::select! {
-        _ = stop => {}
-        failed = futures_first(tasks) => {
-            anyhow::bail!("a simulated device stopped: {failed}");
-        }
-    }
-    Ok(())
+    tasks.shutdown().await;
+    outcome
 }
 
 /// Waits for the first device task that ends (they run forever unless they fail).
-async fn futures_first(mut tasks: tokio::task::JoinSet<(String, anyhow::Result<()>)>) -> String {
+async fn first_to_end(tasks: &mut tokio::task::JoinSet<(String, anyhow::Result<()>)>) -> String {
     match tasks.join_next().await {
         Some(Ok((id, Err(e)))) => format!("{id}: {e:#}"),
         Some(Ok((id, Ok(())))) => format!("{id} ended"),

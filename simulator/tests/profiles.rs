@@ -710,3 +710,46 @@ async fn a_meter_with_two_brokers_publishes_every_datagram_to_both() {
         assert_eq!(pair[0], pair[1], "each seq twice: {seqs:?}");
     }
 }
+
+#[tokio::test]
+async fn a_meter_that_dies_is_reported_offline_by_its_last_will() {
+    let prefix = format!("t{}/iot", tag());
+    let dir = std::env::temp_dir().join(format!("sim-lwt-{}", tag()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("one-meter.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "[mqtt]\nbrokers = [\"{}\"]\niot_prefix = \"{prefix}\"\nqs_prefix = \"qs/v1\"\n\
+             [[meters]]\nprefix = \"lwt\"\ncount = 1\nkind = \"dc\"\nsend_interval_s = 1\n",
+            broker()
+        ),
+    )
+    .unwrap();
+    let watcher = Watcher::new(&[format!("{prefix}/lwt-001/status")]).await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_devicehub-sim"))
+        .args(["run", "--scenario"])
+        .arg(&scenario)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let decoder = decoder(&prefix, "qs/v1");
+    let statuses = |seen: &[(String, Vec<u8>)]| -> Vec<bool> {
+        decode_all(&decoder, seen)
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Status { online, .. } => Some(online),
+                _ => None,
+            })
+            .collect()
+    };
+    watcher.until(10, |m| statuses(m).contains(&true)).await;
+    // SIGKILL: no DISCONNECT, so the broker publishes the device's last will.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let seen = watcher
+        .until(10, |m| statuses(m).last() == Some(&false))
+        .await;
+    assert_eq!(statuses(&seen).first(), Some(&true));
+    let _ = std::fs::remove_dir_all(dir);
+}
