@@ -5,10 +5,13 @@
 # delivers to a discarding subscriber (the ceiling), the collector's end-to-end rate (first
 # publish to the last point queryable in InfluxDB), our fraction of the ceiling, and peak RSS.
 # Usage: scripts/bench-collector.sh [messages, default 200000]
+#   RATE=20000 scripts/bench-collector.sh   offers a fixed rate instead of as fast as possible, to
+#                                            see latency when the collector keeps up
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 MESSAGES="${1:-200000}"
+RATE="${RATE:-0}"
 # Probes run for about as long as the load (at ~20,000 msg/s), at least 5 s.
 PROBE_SECS=$(( MESSAGES / 20000 > 5 ? MESSAGES / 20000 : 5 ))
 POINTS=$((MESSAGES * 3))
@@ -82,7 +85,7 @@ log "collector: $MESSAGES messages ($POINTS points) from 1,000 devices, with lat
 PROBE=$!
 CPU0="$(cpu_secs "$SERVER") $(cpu_of influxd) $(cpu_secs "$BROKER") $(cpu_of postgres)"
 START=$(date +%s.%N)
-"$SIM" load --broker "mqtt://127.0.0.1:$PORT" --devices 1000 --messages "$MESSAGES" --qos 1 --connections 4 --json 2>/dev/null > "$WORK/load.json"
+"$SIM" load --broker "mqtt://127.0.0.1:$PORT" --devices 1000 --messages "$MESSAGES" --qos 1 --connections 4 --rate "$RATE" --json 2>/dev/null > "$WORK/load.json"
 N=0
 for _ in $(seq 1 1200); do
   N=$(count_points)

@@ -15,6 +15,16 @@ psql -w -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Atqc \
     psql -w -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
   done
 
+log "dropping InfluxDB databases left by earlier test runs"
+curl -s "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode "q=SHOW DATABASES" |
+  python3 -c 'import sys, json
+for row in json.load(sys.stdin)["results"][0].get("series", [{}])[0].get("values", []):
+    if row[0].startswith("devicehub_test_"):
+        print(row[0])' |
+  while read -r db; do
+    curl -s -XPOST "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode "q=DROP DATABASE \"$db\"" >/dev/null
+  done
+
 log "removing S3 buckets left by earlier test runs"
 rm -rf "$S3_DIR"/dh-test-*
 
