@@ -1,8 +1,6 @@
 //! Plausible physics for simulated readings: seeded randomness, mean-reverting noise (values
 //! move continuously instead of jumping), daily cycles, and energy that integrates power.
 
-use std::hash::{Hash, Hasher};
-
 use chrono::{DateTime, Timelike, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng};
@@ -13,10 +11,7 @@ pub struct Rng(StdRng);
 
 impl Rng {
     pub fn for_device(seed: u64, device: &str) -> Self {
-        // FNV-1a: stable across Rust versions and platforms, unlike `DefaultHasher`.
-        let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-        device.hash(&mut h);
-        Self(StdRng::seed_from_u64(seed ^ h.finish()))
+        Self(StdRng::seed_from_u64(seed ^ fnv1a(device.as_bytes())))
     }
 
     pub fn uniform(&mut self) -> f64 {
@@ -39,18 +34,12 @@ impl Rng {
     }
 }
 
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
+/// FNV-1a: a hash that is stable across Rust versions and platforms, unlike `DefaultHasher`,
+/// for values derived from ids (random streams, MAC addresses).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Ornstein–Uhlenbeck noise: pulled back towards a (moving) mean at rate `theta` per second,

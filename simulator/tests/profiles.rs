@@ -501,6 +501,10 @@ async fn esp32_devices_retry_events_until_acknowledged() {
     );
 }
 
+async fn get_json(client: &reqwest::Client, url: String) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 fn free_loopback() -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
@@ -543,24 +547,10 @@ async fn a_shelly_answers_rpc_over_http_and_notifies_over_mqtt() {
         assert_eq!(switch["output"], true);
     }
     assert!(status.get("switch:4").is_none());
-    let info: Value = client
-        .get(format!("{base}/rpc/Shelly.GetDeviceInfo"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info = get_json(&client, format!("{base}/rpc/Shelly.GetDeviceInfo")).await;
     assert_eq!(info["id"], id.as_str());
     assert_eq!(info["gen"], 2);
-    let set: Value = client
-        .get(format!("{base}/rpc/Switch.Set?id=1&on=false"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let set = get_json(&client, format!("{base}/rpc/Switch.Set?id=1&on=false")).await;
     assert_eq!(set["was_on"], true);
     let rpc: Value = client
         .post(format!("{base}/rpc"))

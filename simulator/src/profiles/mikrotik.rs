@@ -5,6 +5,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+use crate::physics::fnv1a;
 use crate::scenario::MikrotikSection;
 
 /// A host on the simulated LAN.
@@ -17,11 +18,7 @@ pub struct Host {
 
 /// A locally administered MAC for a host name (stable across runs).
 pub fn mac_for(name: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    let bytes = (h & 0x00FF_FFFF_FFFF | 0x0200_0000_0000).to_be_bytes();
+    let bytes = (fnv1a(name.as_bytes()) & 0x00FF_FFFF_FFFF | 0x0200_0000_0000).to_be_bytes();
     colon_mac(&bytes[2..])
 }
 

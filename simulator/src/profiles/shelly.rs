@@ -12,7 +12,7 @@ use rumqttc::{LastWill, QoS};
 use serde_json::{json, Map, Value};
 
 use crate::link::{Link, LinkOptions};
-use crate::physics::{daily, round, EnergyMeter, MeanReverting, Rng};
+use crate::physics::{daily, fnv1a, round, EnergyMeter, MeanReverting, Rng};
 use crate::scenario::ShellyDevice;
 
 struct Channel {
@@ -40,11 +40,11 @@ pub fn shelly_mac(id: &str) -> String {
     if tail.len() == 12 && tail.bytes().all(|b| b.is_ascii_hexdigit()) {
         return tail.to_ascii_uppercase();
     }
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in id.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{:012X}", h & 0x00FF_FFFF_FFFF | 0x0200_0000_0000)
+    // Locally administered, like `mikrotik::mac_for`.
+    format!(
+        "{:012X}",
+        fnv1a(id.as_bytes()) & 0x00FF_FFFF_FFFF | 0x0200_0000_0000
+    )
 }
 
 impl ShellyState {
