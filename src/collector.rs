@@ -220,28 +220,40 @@ impl DecodedCache {
         window.first += drop;
     }
 
+    #[cfg(test)]
     fn get(&self, no: u64) -> Option<Arc<Message>> {
         let window = self.inner.lock().ok()?;
-        let i = no.checked_sub(window.first)?;
-        window.messages.get(i as usize).cloned()
+        window.get(no)
     }
 
-    /// The messages of `records`, from the cache where it has them.
+    /// The messages of `records`, from the cache where it has them (one lock per batch).
     fn decode_all<'a>(
         &self,
         decoder: &Decoder,
         records: &'a [Record],
     ) -> Vec<(&'a Record, Arc<Message>)> {
+        let cached: Vec<Option<Arc<Message>>> = match self.inner.lock() {
+            Ok(window) => records.iter().map(|r| window.get(r.no)).collect(),
+            Err(_) => vec![None; records.len()],
+        };
         records
             .iter()
-            .filter_map(|r| {
-                let message = match self.get(r.no) {
+            .zip(cached)
+            .filter_map(|(r, cached)| {
+                let message = match cached {
                     Some(m) => m,
                     None => Arc::new(decoder.decode(&r.topic, &r.payload, r.received).ok()?),
                 };
                 Some((r, message))
             })
             .collect()
+    }
+}
+
+impl DecodedWindow {
+    fn get(&self, no: u64) -> Option<Arc<Message>> {
+        let i = no.checked_sub(self.first)?;
+        self.messages.get(i as usize).cloned()
     }
 }
 
@@ -717,21 +729,6 @@ fn log_rejection(rejection: &Rejection) {
     tracing::warn!(reason = %rejection.kind, detail = %rejection.detail, "dead-lettered a message (logged once a minute per reason)");
 }
 
-/// Reads the next records (blocking file I/O off the async workers).
-async fn read(
-    reader: JournalReader,
-    end: u64,
-    max: usize,
-) -> (JournalReader, std::io::Result<Vec<Record>>) {
-    tokio::task::spawn_blocking(move || {
-        let mut reader = reader;
-        let records = reader.read(end, max);
-        (reader, records)
-    })
-    .await
-    .expect("journal read task")
-}
-
 /// Collects records for one batch: up to `max`, waiting at most `age` after the first.
 async fn next_batch(
     mut reader: JournalReader,
@@ -743,7 +740,7 @@ async fn next_batch(
     let deadline = tokio::time::Instant::now() + age;
     let mut batch = Vec::new();
     loop {
-        let (r, records) = read(reader, end.current(), max - batch.len()).await;
+        let (r, records) = reader.read_blocking(end.current(), max - batch.len()).await;
         reader = r;
         match records {
             Ok(records) => batch.extend(records),

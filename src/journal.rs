@@ -340,6 +340,19 @@ impl JournalReader {
         self.next
     }
 
+    /// [`JournalReader::read`] on a blocking thread, for async callers. Should the blocking
+    /// task itself fail, the reader starts over at the same position and the error is returned.
+    pub async fn read_blocking(self, end: u64, max: usize) -> (Self, io::Result<Vec<Record>>) {
+        let (dir, after) = (self.dir.clone(), self.next - 1);
+        let mut reader = self;
+        tokio::task::spawn_blocking(move || {
+            let records = reader.read(end, max);
+            (reader, records)
+        })
+        .await
+        .unwrap_or_else(|e| (JournalReader::new(&dir, after), Err(io::Error::other(e))))
+    }
+
     /// Reads up to `max` records, none past `end` (blocking file I/O on the page cache).
     pub fn read(&mut self, end: u64, max: usize) -> io::Result<Vec<Record>> {
         let mut out = Vec::new();

@@ -63,7 +63,7 @@ impl Link {
                         Ok(_) => {}
                         Err(rumqttc::ConnectionError::RequestsDone) => return,
                         Err(e) => {
-                            tracing_like_warn(&format!("broker connection: {e}; retrying"));
+                            warn_throttled(&format!("broker connection: {e}; retrying"));
                             tokio::time::sleep(Duration::from_secs(1)).await;
                         }
                     }
@@ -82,7 +82,7 @@ impl Link {
                 .publish(topic, QoS::AtLeastOnce, retain, payload.clone())
                 .await
             {
-                tracing_like_warn(&format!("cannot publish to {topic}: {e}"));
+                warn_throttled(&format!("cannot publish to {topic}: {e}"));
             }
         }
     }
@@ -95,8 +95,8 @@ impl Link {
     }
 }
 
-fn tracing_like_warn(message: &str) {
-    // Once a second at most would be nicer; a simulator's stderr is for people watching it.
+/// A warning on stderr, at most one every five seconds (a lost broker would otherwise flood it).
+fn warn_throttled(message: &str) {
     static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
     if let Ok(mut last) = LAST.lock() {
         if last.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {

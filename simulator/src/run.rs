@@ -33,8 +33,21 @@ pub struct RunArgs {
     seconds: Option<u64>,
 }
 
-/// Every device of the scenario as devicehub should register it, and as the router leases it.
-pub fn inventory(scenario: &Scenario) -> anyhow::Result<(Vec<Registration>, Vec<Host>)> {
+/// What a scenario simulates, with its device catalog read once.
+pub struct Inventory {
+    /// Every device as devicehub should register it.
+    pub devices: Vec<Registration>,
+    /// Every host as the router leases it.
+    pub hosts: Vec<Host>,
+    /// The `[house]` catalog's rows.
+    pub catalog: Vec<house::CatalogEntry>,
+}
+
+pub fn inventory(scenario: &Scenario) -> anyhow::Result<Inventory> {
+    let catalog = match &scenario.house {
+        Some(section) => house::load_catalog(&section.catalog)?,
+        None => Vec::new(),
+    };
     let mut devices = Vec::new();
     let mut hosts = Vec::new();
     let mut lan = 20u8;
@@ -73,17 +86,15 @@ pub fn inventory(scenario: &Scenario) -> anyhow::Result<(Vec<Registration>, Vec<
             });
         }
     }
-    if let Some(section) = &scenario.house {
-        for entry in house::load_catalog(&section.catalog)? {
-            hosts.push(host(&entry.device_id, None, None));
-            devices.push(Registration {
-                device_id: entry.device_id.clone(),
-                device_name: format!("{} {}", entry.manufacturer, entry.model),
-                device_type: entry.device_type.clone(),
-                location: Some(entry.location.clone()),
-                metadata: json!({"user_id": entry.user_id, "rated_power_w": entry.rated_power_w, "simulated": true}),
-            });
-        }
+    for entry in &catalog {
+        hosts.push(host(&entry.device_id, None, None));
+        devices.push(Registration {
+            device_id: entry.device_id.clone(),
+            device_name: format!("{} {}", entry.manufacturer, entry.model),
+            device_type: entry.device_type.clone(),
+            location: Some(entry.location.clone()),
+            metadata: json!({"user_id": entry.user_id, "rated_power_w": entry.rated_power_w, "simulated": true}),
+        });
     }
     for group in &scenario.esp32 {
         for id in group_ids(&group.prefix, group.count) {
@@ -120,7 +131,11 @@ pub fn inventory(scenario: &Scenario) -> anyhow::Result<(Vec<Registration>, Vec<
             hosts.push(host(name, None, None));
         }
     }
-    Ok((devices, hosts))
+    Ok(Inventory {
+        devices,
+        hosts,
+        catalog,
+    })
 }
 
 #[derive(Args)]
@@ -132,8 +147,7 @@ pub struct DevicesArgs {
 /// Prints the devices a scenario simulates, one JSON object per line.
 pub fn list_devices(args: DevicesArgs) -> anyhow::Result<()> {
     let scenario = Scenario::load(&args.scenario)?;
-    let (devices, _) = inventory(&scenario)?;
-    for d in devices {
+    for d in inventory(&scenario)?.devices {
         println!(
             "{}",
             json!({"device_id": d.device_id, "device_type": d.device_type, "device_name": d.device_name})
@@ -167,7 +181,11 @@ pub async fn run_scenario(
     scenario: Scenario,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let (devices, hosts) = inventory(&scenario)?;
+    let Inventory {
+        devices,
+        hosts,
+        catalog,
+    } = inventory(&scenario)?;
     let alerts = match &scenario.api {
         Some(section) => {
             let mut api = Api::login(section).await?;
@@ -189,7 +207,7 @@ pub async fn run_scenario(
         }
         None => None,
     };
-    let mut tasks = spawn_devices(&scenario, alerts, hosts)?;
+    let mut tasks = spawn_devices(&scenario, catalog, alerts, hosts)?;
     eprintln!(
         "simulating {} devices (seed {}) on {}; Ctrl-C stops",
         devices.len(),
@@ -216,6 +234,7 @@ async fn first_to_end(tasks: &mut tokio::task::JoinSet<(String, anyhow::Result<(
 
 pub fn spawn_devices(
     scenario: &Scenario,
+    catalog: Vec<house::CatalogEntry>,
     alerts: Option<mpsc::UnboundedSender<house::DeviceAlert>>,
     hosts: Vec<Host>,
 ) -> anyhow::Result<tokio::task::JoinSet<(String, anyhow::Result<()>)>> {
@@ -242,7 +261,7 @@ pub fn spawn_devices(
         }
     }
     if let Some(section) = &scenario.house {
-        for entry in house::load_catalog(&section.catalog)? {
+        for entry in catalog {
             let id = entry.device_id.clone();
             let config = HouseConfig {
                 entry,

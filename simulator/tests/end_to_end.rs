@@ -136,7 +136,7 @@ async fn a_simulated_home_and_fleet_show_up_in_devicehub_registered_online_with_
     tokio::spawn(app.run_until_stopped());
 
     let scenario = scenario(&tag, &base);
-    let (devices, _) = inventory(&scenario).unwrap();
+    let devices = inventory(&scenario).unwrap().devices;
     assert_eq!(
         devices.len(),
         13,

@@ -62,7 +62,8 @@ impl ObjectStore {
         })
     }
 
-    fn path(root: &Path, key: &str) -> Result<PathBuf, ArchiveError> {
+    /// A key as a relative path of plain names only: nothing that escapes the archive.
+    fn checked_key(key: &str) -> Result<&Path, ArchiveError> {
         let relative = Path::new(key);
         if key.is_empty()
             || !relative
@@ -71,7 +72,11 @@ impl ObjectStore {
         {
             return Err(ArchiveError::InvalidKey(key.to_owned()));
         }
-        Ok(root.join(relative))
+        Ok(relative)
+    }
+
+    fn path(root: &Path, key: &str) -> Result<PathBuf, ArchiveError> {
+        Ok(root.join(Self::checked_key(key)?))
     }
 
     /// Makes the store writable: creates the directory, or the bucket when it is missing.
@@ -160,7 +165,7 @@ impl ObjectStore {
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ArchiveError> {
         let root = match self {
             ObjectStore::S3(s3) => {
-                Self::path(Path::new("/"), key)?;
+                Self::checked_key(key)?;
                 return s3.get(key).await;
             }
             ObjectStore::Local(root) => root,

@@ -154,41 +154,39 @@ impl S3Store {
 
     /// The "folders" right below `prefix`: S3's common prefixes for the delimiter `/`.
     pub async fn folders(&self, prefix: &str) -> Result<Vec<String>, ArchiveError> {
-        let mut out = Vec::new();
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .delimiter("/")
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(s3_error)?;
-            out.extend(
-                page.common_prefixes()
-                    .iter()
-                    .filter_map(|p| p.prefix().map(str::to_owned)),
-            );
-        }
-        Ok(out)
+        Ok(self.list_v2(prefix, Some("/")).await?.1)
     }
 
     /// Every object under `prefix` (S3 lists in key order, a thousand at a time).
     pub async fn list(&self, prefix: &str) -> Result<Vec<ArchiveObject>, ArchiveError> {
-        let mut out = Vec::new();
+        Ok(self.list_v2(prefix, None).await?.0)
+    }
+
+    /// All pages of a ListObjectsV2: the objects, and the common prefixes for `delimiter`.
+    async fn list_v2(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+    ) -> Result<(Vec<ArchiveObject>, Vec<String>), ArchiveError> {
+        let (mut objects, mut folders) = (Vec::new(), Vec::new());
         let mut pages = self
             .client
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(prefix)
+            .set_delimiter(delimiter.map(str::to_owned))
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(s3_error)?;
+            folders.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(str::to_owned)),
+            );
             for object in page.contents() {
                 let Some(key) = object.key() else { continue };
-                out.push(ArchiveObject {
+                objects.push(ArchiveObject {
                     filename: key.to_owned(),
                     size: object.size().unwrap_or(0).max(0) as u64,
                     last_modified: object
@@ -198,6 +196,6 @@ impl S3Store {
                 });
             }
         }
-        Ok(out)
+        Ok((objects, folders))
     }
 }

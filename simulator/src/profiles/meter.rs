@@ -175,18 +175,12 @@ async fn power_on(config: &mut MeterConfig, physics: &mut Physics) -> anyhow::Re
     let mut seq = 0u64;
     let mut buffer: Vec<Value> = Vec::new();
     let mut last_sample = Utc::now();
-    let mut sample = tokio::time::interval(config.sample_interval);
-    let mut send = tokio::time::interval(config.send_interval);
-    send.tick().await;
-    // Hellos are for liveness when telemetry is rarer than the hello interval.
-    let periodic_hellos = config.send_interval > config.hello_interval;
-    let mut hello = tokio::time::interval(config.hello_interval);
-    hello.tick().await;
+    let mut timers = Timers::new(config).await;
     // A hello at power-on reports the firmware.
     send_hello(config, &link, &mut seq, booted).await;
     loop {
         tokio::select! {
-            _ = sample.tick() => {
+            _ = timers.sample.tick() => {
                 let now = Utc::now();
                 let dt = (now - last_sample).num_milliseconds().max(1) as f64 / 1000.0;
                 last_sample = now;
@@ -194,7 +188,7 @@ async fn power_on(config: &mut MeterConfig, physics: &mut Physics) -> anyhow::Re
                     buffer.push(json!({"ts": ts(now), "type": kind, "val": val, "unit": unit}));
                 }
             }
-            _ = send.tick() => {
+            _ = timers.send.tick() => {
                 for chunk in std::mem::take(&mut buffer).chunks(MAX_MEASUREMENTS) {
                     seq += 1;
                     // A datagram lost on the radio link: its number is skipped.
@@ -206,18 +200,56 @@ async fn power_on(config: &mut MeterConfig, physics: &mut Physics) -> anyhow::Re
                     link.publish(&config.topic("telemetry"), false, body.to_string()).await;
                 }
             }
-            _ = hello.tick(), if periodic_hellos => {
+            _ = timers.hello.tick(), if timers.periodic_hellos => {
                 send_hello(config, &link, &mut seq, booted).await;
             }
             Some(message) = link.incoming.recv() => {
-                if let Some(Shutdown::Reboot) = command(config, &link, &mut seq, booted, &message.payload, &mut send, &mut hello, &mut sample).await {
-                    link.publish(&config.topic("status"), true, status("offline")).await;
-                    link.disconnect().await;
-                    return Ok(Shutdown::Reboot);
+                match command(config, &link, &mut seq, booted, &message.payload).await {
+                    Outcome::Done => {}
+                    Outcome::Reconfigured => timers = Timers::new(config).await,
+                    Outcome::Reboot => {
+                        link.publish(&config.topic("status"), true, status("offline")).await;
+                        link.disconnect().await;
+                        return Ok(Shutdown::Reboot);
+                    }
                 }
             }
         }
     }
+}
+
+/// The meter's cadence, from its configuration.
+struct Timers {
+    sample: tokio::time::Interval,
+    send: tokio::time::Interval,
+    hello: tokio::time::Interval,
+    /// Hellos are for liveness when telemetry is rarer than the hello interval.
+    periodic_hellos: bool,
+}
+
+impl Timers {
+    async fn new(config: &MeterConfig) -> Self {
+        let sample = tokio::time::interval(config.sample_interval);
+        // The first send and hello come one interval from now, not at once.
+        let mut send = tokio::time::interval(config.send_interval);
+        send.tick().await;
+        let mut hello = tokio::time::interval(config.hello_interval);
+        hello.tick().await;
+        Self {
+            sample,
+            send,
+            hello,
+            periodic_hellos: config.send_interval > config.hello_interval,
+        }
+    }
+}
+
+/// What a command leaves to the main loop.
+enum Outcome {
+    Done,
+    /// The cadence changed: restart the timers.
+    Reconfigured,
+    Reboot,
 }
 
 async fn send_hello(
@@ -239,21 +271,19 @@ async fn send_hello(
         .await;
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn command(
     config: &mut MeterConfig,
     link: &Link,
     seq: &mut u64,
     booted: tokio::time::Instant,
     payload: &[u8],
-    send: &mut tokio::time::Interval,
-    hello: &mut tokio::time::Interval,
-    sample: &mut tokio::time::Interval,
-) -> Option<Shutdown> {
+) -> Outcome {
     let Ok(command) = serde_json::from_slice::<Value>(payload) else {
-        return None;
+        return Outcome::Done;
     };
-    let cmd_id = command["cmd_id"].as_str().map(str::to_owned)?;
+    let Some(cmd_id) = command["cmd_id"].as_str().map(str::to_owned) else {
+        return Outcome::Done;
+    };
     let ack = |result: &str, detail: String| {
         json!({"v": 2, "device_id": config.device_id, "cmd_id": cmd_id, "ts": ts(Utc::now()),
                "result": result, "detail": detail})
@@ -289,21 +319,16 @@ async fn command(
                     ),
                 )
                 .await;
-                return None;
+                return Outcome::Done;
             }
             if let Some(s) = secs("send_interval_s") {
                 config.send_interval = Duration::from_secs(s);
-                *send = tokio::time::interval(config.send_interval);
-                send.tick().await;
             }
             if let Some(s) = secs("hello_interval_s") {
                 config.hello_interval = Duration::from_secs(s);
-                *hello = tokio::time::interval(config.hello_interval);
-                hello.tick().await;
             }
             if let Some(ms) = sample_ms {
                 config.sample_interval = Duration::from_millis(ms);
-                *sample = tokio::time::interval(config.sample_interval);
             }
             link.publish(
                 &ack_topic,
@@ -311,13 +336,13 @@ async fn command(
                 ack("accepted", format!("applied {params}")),
             )
             .await;
-            None
+            Outcome::Reconfigured
         }
         "request_status" => {
             link.publish(&ack_topic, false, ack("accepted", "hello follows".into()))
                 .await;
             send_hello(config, link, seq, booted).await;
-            None
+            Outcome::Done
         }
         "start_ota" => {
             let Some(version) = params["version"].as_str().filter(|v| !v.is_empty()) else {
@@ -327,7 +352,7 @@ async fn command(
                     ack("rejected", "params.version is required".into()),
                 )
                 .await;
-                return None;
+                return Outcome::Done;
             };
             link.publish(
                 &ack_topic,
@@ -354,12 +379,12 @@ async fn command(
                 .await;
             config.fw_version = version.to_owned();
             // The new firmware boots and says hello with its version.
-            Some(Shutdown::Reboot)
+            Outcome::Reboot
         }
         "reboot" => {
             link.publish(&ack_topic, false, ack("accepted", "rebooting".into()))
                 .await;
-            Some(Shutdown::Reboot)
+            Outcome::Reboot
         }
         "factory_reset" => {
             link.publish(
@@ -371,7 +396,7 @@ async fn command(
             config.send_interval = Duration::from_secs(10);
             config.hello_interval = Duration::from_secs(60);
             config.sample_interval = Duration::from_secs(1);
-            Some(Shutdown::Reboot)
+            Outcome::Reboot
         }
         other => {
             link.publish(
@@ -380,7 +405,7 @@ async fn command(
                 ack("unsupported", format!("unknown command {other:?}")),
             )
             .await;
-            None
+            Outcome::Done
         }
     }
 }
