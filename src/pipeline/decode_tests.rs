@@ -97,6 +97,34 @@ fn v2_datagram_with_per_sample_times() {
 }
 
 #[test]
+fn common_v2_datagrams_take_the_fast_path() {
+    let decoder = Decoder::default();
+    let ctx = Ctx {
+        now: now(),
+        decoder: &decoder,
+    };
+    let id = DeviceId::parse("meter-1").unwrap();
+    let datagram = json!({"v": 2, "device_id": "meter-1", "seq": 7, "ts": "2026-02-12T16:00:00Z",
+        "measurements": [{"type": "voltage_dc", "val": 750, "unit": "V"},
+                         {"type": "current_dc", "val": -1.5, "unit": "A", "ts": 1770912001000i64}]});
+    let fast = ctx
+        .telemetry_v2_fast(&id, datagram.to_string().as_bytes())
+        .expect("read by the fast path");
+    assert_eq!(Ok(fast), decode("iot/meter-1/telemetry", datagram));
+    // An escaped string cannot be borrowed: the general path reads it.
+    let escaped = br#"{"seq":1,"measurements":[{"type":"voltage_dc","val":1,"unit":"\u00b0C"}]}"#;
+    assert!(ctx.telemetry_v2_fast(&id, escaped).is_none());
+    assert_eq!(
+        metrics(
+            &decoder
+                .decode("iot/meter-1/telemetry", escaped, now())
+                .unwrap()
+        ),
+        [("voltage_dc".into(), 1.0, Some("°C".into()))]
+    );
+}
+
+#[test]
 fn hello_status_ack_and_ota() {
     let hello = decode(
         "iot/m1/hello",
@@ -387,8 +415,98 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
+/// Field values a v2 datagram may carry, valid or not: what the fast path must either read
+/// exactly as the general path does, or leave to it.
+fn v2_field() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<u32>().prop_map(Value::from),
+        (-5i64..5).prop_map(Value::from),
+        (1_600_000_000i64..1_800_000_000).prop_map(Value::from),
+        (1_600_000_000_000i64..1_800_000_000_000).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        Just(Value::from(1.5e300)),
+        prop_oneof![
+            Just("meter-1"),
+            Just("meter-2"),
+            Just("voltage_dc"),
+            Just("current dc"),
+            Just("V"),
+            Just("\u{b0}C"),
+            Just("q\"uote"),
+            Just("NaN"),
+            Just("2026-02-12T16:00:00Z"),
+            Just("2026-02-12T16:00:00.123+01:00"),
+            Just("2026-02-12 16:00:00"),
+            Just("1999-12-31T23:59:59Z"),
+            Just("2030-01-01T00:00:00Z"),
+        ]
+        .prop_map(Value::from),
+        Just(json!([])),
+        Just(json!({})),
+    ]
+}
+
+fn v2_datagram() -> impl Strategy<Value = Value> {
+    let measurement = prop::collection::btree_map(
+        prop_oneof![
+            Just("type".to_owned()),
+            Just("val".to_owned()),
+            Just("ts".to_owned()),
+            Just("unit".to_owned()),
+            Just("extra".to_owned()),
+        ],
+        v2_field(),
+        0..5,
+    )
+    .prop_map(|mut m| {
+        // Mostly well-formed measurements, so that the fast path is exercised.
+        m.entry("type".into())
+            .or_insert_with(|| Value::from("voltage_dc"));
+        m.entry("val".into()).or_insert_with(|| Value::from(750.5));
+        Value::Object(m.into_iter().collect())
+    });
+    (
+        prop::collection::btree_map(
+            prop_oneof![
+                Just("v".to_owned()),
+                Just("device_id".to_owned()),
+                Just("seq".to_owned()),
+                Just("ts".to_owned()),
+                Just("extra".to_owned()),
+            ],
+            v2_field(),
+            0..5,
+        ),
+        prop_oneof![
+            prop::collection::vec(measurement, 0..4).prop_map(Value::Array),
+            v2_field(),
+        ],
+    )
+        .prop_map(|(mut envelope, measurements)| {
+            envelope.insert("measurements".into(), measurements);
+            Value::Object(envelope.into_iter().collect())
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn the_v2_fast_path_reads_exactly_what_the_general_path_reads(value in v2_datagram(), spaced in any::<bool>()) {
+        let payload = if spaced { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) };
+        let payload = payload.unwrap();
+        let decoder = Decoder::default();
+        let ctx = Ctx { now: now(), decoder: &decoder };
+        let id = DeviceId::parse("meter-1").unwrap();
+        let general = decoder.decode_value(&ctx, Route::Telemetry(id.clone()), payload.as_bytes());
+        if let Some(fast) = ctx.telemetry_v2_fast(&id, payload.as_bytes()) {
+            prop_assert_eq!(Ok(fast), general);
+        }
+    }
 
     #[test]
     fn arbitrary_bytes_never_panic(topic in prop::sample::select(TOPICS), bytes in prop::collection::vec(any::<u8>(), 0..512)) {
