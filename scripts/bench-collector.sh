@@ -61,7 +61,7 @@ SERVER=$!
 sleep 2
 # BENCH_PERF=FILE records a CPU profile of devicehub during the run (perf from linux-perf).
 if [ -n "${BENCH_PERF:-}" ]; then
-  perf record -F 499 -g -p "$SERVER" -o "$BENCH_PERF" > /dev/null 2>&1 &
+  perf record -F 499 ${BENCH_PERF_CALLGRAPH:--g} -p "$SERVER" -o "$BENCH_PERF" > /dev/null 2>&1 &
   PERF=$!
 fi
 

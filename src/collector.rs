@@ -22,9 +22,9 @@ use crate::domain::DeviceId;
 use crate::ingest::mqtt::{self, Publisher};
 use crate::journal::{Entry, FileCursor, Journal, JournalEnd, JournalReader, Record};
 use crate::pipeline::decode::{Decoder, Message, Reading, RejectKind, Rejection};
-use crate::sinks::archive::{raw_objects, ObjectStore};
+use crate::sinks::archive::{ObjectStore, RawWindow};
 use crate::sinks::influxdb::{push_line, InfluxClient};
-use crate::sinks::lake::{lake_objects, LakeRow};
+use crate::sinks::lake::{LakeRow, LakeWindow};
 use crate::sinks::registry::{self, RegistryBatch, SequenceState};
 use crate::sinks::Backoff;
 
@@ -810,6 +810,68 @@ async fn influx_sink(
     }
 }
 
+/// Records the archive sink takes from the journal at a time while a window gathers.
+const ARCHIVE_CHUNK: usize = 5000;
+
+/// One archive window being gathered.
+struct ArchiveWindow {
+    raw: RawWindow,
+    /// `None` once building Parquet failed (short of a bug it cannot); the raw archive keeps the
+    /// window either way.
+    lake: Option<LakeWindow>,
+    last: u64,
+}
+
+impl ArchiveWindow {
+    fn bytes(&self) -> usize {
+        self.raw.bytes() + self.lake.as_ref().map_or(0, LakeWindow::bytes)
+    }
+
+    async fn add(window: &mut Option<Self>, ctx: &CollectorContext, records: &[Record]) {
+        let Some(first) = records.first() else {
+            return;
+        };
+        let w = window.get_or_insert_with(|| ArchiveWindow {
+            raw: RawWindow::new(first),
+            lake: Some(LakeWindow::new(first.no)),
+            last: first.no,
+        });
+        {
+            let messages = ctx.decoded.decode_all(&ctx.decoder, records);
+            let types = device_types(ctx, &messages).await;
+            if let Some(lake) = &mut w.lake {
+                if let Err(e) = lake.add(&lake_rows(&messages, &types)) {
+                    tracing::error!(error = %e, first = first.no, "cannot build the window's lake files");
+                    w.lake = None;
+                }
+            }
+        }
+        // Every journaled record passed decoding at ingest; its topic names its device.
+        for r in records {
+            if let Some(device) = ctx.decoder.topic_device(&r.topic) {
+                w.raw.add(&device, r);
+            }
+            w.last = r.no;
+        }
+    }
+
+    fn finish(self) -> Vec<(String, Vec<u8>)> {
+        let mut objects = match self.lake.map(LakeWindow::finish) {
+            Some(Ok(files)) => files,
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "cannot finish the window's lake files");
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        objects.extend(self.raw.finish());
+        objects
+    }
+}
+
+/// Writes the archive per window: the journal is read in chunks as it grows, each chunk added to
+/// the window's raw objects and lake files at once (so a window holds bytes, not records), and
+/// the window is written when it is `flush_interval_secs` old or holds `max_window_bytes`.
 async fn archive_sink(
     ctx: Arc<CollectorContext>,
     store: ObjectStore,
@@ -821,28 +883,37 @@ async fn archive_sink(
     let settings = &ctx.settings.archive;
     let age = Duration::from_secs(settings.flush_interval_secs.max(1));
     loop {
-        let (r, records) = next_batch(reader, &end, settings.max_window_records, age).await;
-        reader = r;
-        let Some(last) = records.last().map(|r| r.no) else {
+        end.wait_past(reader.next_no() - 1).await;
+        let deadline = tokio::time::Instant::now() + age;
+        let mut window = None;
+        loop {
+            let (r, records) = reader.read_blocking(end.current(), ARCHIVE_CHUNK).await;
+            reader = r;
+            match records {
+                Ok(records) => ArchiveWindow::add(&mut window, &ctx, &records).await,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the journal");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            let full = window
+                .as_ref()
+                .is_some_and(|w| w.bytes() >= settings.max_window_bytes);
+            if full || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            if end.current() < reader.next_no() {
+                let more = tokio::time::timeout_at(deadline, end.wait_past(reader.next_no() - 1));
+                if more.await.is_err() {
+                    break;
+                }
+            }
+        }
+        let Some(window) = window else {
             continue;
         };
-        let first = records[0].no;
-        // Built in turn so that the decoded window is freed before the raw objects are made.
-        let mut objects = {
-            let messages = ctx.decoded.decode_all(&ctx.decoder, &records);
-            let types = device_types(&ctx, &messages).await;
-            lake_files(&messages, &types, first)
-        };
-        {
-            // Every journaled record passed decoding at ingest; its topic names its device.
-            let window: Vec<(DeviceId, &Record)> = records
-                .iter()
-                .filter_map(|r| Some((ctx.decoder.topic_device(&r.topic)?, r)))
-                .collect();
-            objects.extend(raw_objects(&window));
-        }
-        drop(records);
-        let mut pending = objects;
+        let last = window.last;
+        let mut pending = window.finish();
         let mut backoff = Backoff::default();
         loop {
             let count = pending.len() as u64;
@@ -879,13 +950,12 @@ fn device_type<'a>(types: &'a DeviceTypeMap, reading: &Reading) -> Option<&'a st
         .and_then(|t| t.as_deref())
 }
 
-/// The lake files of one archive window.
-fn lake_files(
-    messages: &[(&Record, Arc<Message>)],
-    types: &DeviceTypeMap,
-    first: u64,
-) -> Vec<(String, Vec<u8>)> {
-    let rows: Vec<LakeRow<'_>> = messages
+/// The lake rows of decoded messages.
+fn lake_rows<'a>(
+    messages: &'a [(&'a Record, Arc<Message>)],
+    types: &'a DeviceTypeMap,
+) -> Vec<LakeRow<'a>> {
+    messages
         .iter()
         .flat_map(|(r, m)| {
             let seq = m.seq();
@@ -898,13 +968,7 @@ fn lake_files(
                 journal_no: r.no,
             })
         })
-        .collect();
-    lake_objects(&rows, first).unwrap_or_else(|e| {
-        // Building Parquet from valid rows cannot fail short of a bug; the raw archive keeps
-        // the window either way.
-        tracing::error!(error = %e, first, "cannot build the window's lake files");
-        Vec::new()
-    })
+        .collect()
 }
 
 async fn store_cursor(cursor: &FileCursor, last: u64) {
@@ -914,6 +978,12 @@ async fn store_cursor(cursor: &FileCursor, last: u64) {
         backoff.wait().await;
     }
 }
+
+/// How long the registry sink gathers batches into one PostgreSQL transaction: `last_seen` a
+/// second late is harmless, and a busy fleet then costs one update per device per second instead
+/// of one per device per batch. Batches that someone waits on (command answers, events awaiting
+/// their ACK) are applied at once.
+const REGISTRY_COALESCE: Duration = Duration::from_secs(1);
 
 async fn registry_sink(
     ctx: Arc<CollectorContext>,
@@ -933,17 +1003,33 @@ async fn registry_sink(
             }
         }
     };
+    let mut batch = RegistryBatch::default();
+    let mut pending_since: Option<tokio::time::Instant> = None;
     loop {
-        let (r, records) = next_batch(reader, &end, 5000, Duration::from_millis(200)).await;
-        reader = r;
-        if records.is_empty() {
+        // A pending batch waits for more records only until its flush time.
+        if let Some(since) = pending_since {
+            let deadline = since + REGISTRY_COALESCE;
+            let _ = tokio::time::timeout_at(deadline, end.wait_past(reader.next_no() - 1)).await;
+        }
+        if end.current() >= reader.next_no() || pending_since.is_none() {
+            let (r, records) = next_batch(reader, &end, 5000, Duration::from_millis(200)).await;
+            reader = r;
+            for (record, message) in ctx.decoded.decode_all(&ctx.decoder, &records) {
+                batch.add(record.no, record.received, &message, &mut sequences);
+            }
+            if let Some(last) = records.last() {
+                batch.last = last.no;
+                pending_since.get_or_insert_with(tokio::time::Instant::now);
+            }
+        }
+        let Some(since) = pending_since else {
+            continue;
+        };
+        if !batch.is_awaited() && since.elapsed() < REGISTRY_COALESCE {
             continue;
         }
-        let mut batch = RegistryBatch::default();
-        for (record, message) in ctx.decoded.decode_all(&ctx.decoder, &records) {
-            batch.add(record.no, record.received, &message, &mut sequences);
-        }
-        batch.last = records.last().map(|r| r.no).unwrap_or(batch.last);
+        pending_since = None;
+        let batch = std::mem::take(&mut batch);
         let mut backoff = Backoff::default();
         let outcomes = loop {
             match batch.apply(&ctx.pool, &cursor_name, register).await {

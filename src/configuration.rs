@@ -96,7 +96,7 @@ pub struct ArchiveSettings {
     pub backend: ArchiveBackend,
     pub dir: std::path::PathBuf,
     pub flush_interval_secs: u64,
-    pub max_window_records: usize,
+    pub max_window_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -228,9 +228,9 @@ impl Settings {
                 self.mqtt.local_timezone
             )));
         }
-        if self.influxdb.batch_size == 0 || self.archive.max_window_records == 0 {
+        if self.influxdb.batch_size == 0 || self.archive.max_window_bytes == 0 {
             return Err(SettingsError::Zero(
-                "influxdb.batch_size and archive.max_window_records",
+                "influxdb.batch_size and archive.max_window_bytes",
             ));
         }
         if self.archive.backend == ArchiveBackend::S3 {

@@ -314,45 +314,78 @@ fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(tmp, path)
 }
 
-/// Builds the raw objects of one window: `(key, JSON array of {received_at, topic, payload})`,
-/// the payload spliced in verbatim (it is valid JSON: the collector decoded it).
-pub fn raw_objects(window: &[(DeviceId, &Record)]) -> Vec<(String, Vec<u8>)> {
-    let mut by_device: std::collections::BTreeMap<&DeviceId, Vec<&Record>> = Default::default();
-    for (device, record) in window {
-        by_device.entry(device).or_default().push(record);
+/// The raw objects of one window, built as its records arrive: per device a JSON array of
+/// `{received_at, topic, payload}`, the payload spliced in verbatim (it is valid JSON: the
+/// collector decoded it). Keys are named by the window's first record.
+pub struct RawWindow {
+    first_no: u64,
+    first_received: DateTime<Utc>,
+    bodies: std::collections::BTreeMap<DeviceId, Vec<u8>>,
+    bytes: usize,
+}
+
+impl RawWindow {
+    /// A window that starts with `first` (added separately).
+    pub fn new(first: &Record) -> Self {
+        Self {
+            first_no: first.no,
+            first_received: first.received,
+            bodies: Default::default(),
+            bytes: 0,
+        }
     }
+
+    pub fn add(&mut self, device: &DeviceId, record: &Record) {
+        let body = match self.bodies.get_mut(device) {
+            Some(body) => {
+                body.extend_from_slice(b",\n");
+                body
+            }
+            None => self
+                .bodies
+                .entry(device.clone())
+                .or_insert_with(|| vec![b'[']),
+        };
+        let before = body.len();
+        body.extend_from_slice(b"{\"received_at\":\"");
+        // RFC 3339 needs no JSON escaping.
+        body.extend_from_slice(record.received.to_rfc3339().as_bytes());
+        body.extend_from_slice(b"\",\"topic\":");
+        let _ = serde_json::to_writer(&mut *body, &record.topic);
+        body.extend_from_slice(b",\"payload\":");
+        body.extend_from_slice(&record.payload);
+        body.push(b'}');
+        self.bytes += body.len() - before;
+    }
+
+    /// Bytes gathered so far.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// `(key, JSON array)` per device.
+    pub fn finish(self) -> Vec<(String, Vec<u8>)> {
+        let (first_no, first_received) = (self.first_no, self.first_received);
+        self.bodies
+            .into_iter()
+            .map(|(device, mut body)| {
+                body.extend_from_slice(b"]\n");
+                (raw_object_key(&device, first_no, first_received), body)
+            })
+            .collect()
+    }
+}
+
+/// Builds the raw objects of a window at once (see [`RawWindow`]).
+pub fn raw_objects(window: &[(DeviceId, &Record)]) -> Vec<(String, Vec<u8>)> {
     let Some(first) = window.first().map(|(_, r)| *r) else {
         return Vec::new();
     };
-    by_device
-        .into_iter()
-        .map(|(device, records)| {
-            let mut body = Vec::with_capacity(records.iter().map(|r| r.payload.len() + 96).sum());
-            body.push(b'[');
-            for (i, r) in records.iter().enumerate() {
-                if i > 0 {
-                    body.extend_from_slice(b",\n");
-                }
-                body.extend_from_slice(b"{\"received_at\":");
-                body.extend_from_slice(
-                    serde_json::to_string(&r.received.to_rfc3339())
-                        .unwrap_or_default()
-                        .as_bytes(),
-                );
-                body.extend_from_slice(b",\"topic\":");
-                body.extend_from_slice(
-                    serde_json::to_string(&r.topic)
-                        .unwrap_or_default()
-                        .as_bytes(),
-                );
-                body.extend_from_slice(b",\"payload\":");
-                body.extend_from_slice(&r.payload);
-                body.push(b'}');
-            }
-            body.extend_from_slice(b"]\n");
-            (raw_object_key(device, first.no, first.received), body)
-        })
-        .collect()
+    let mut raw = RawWindow::new(first);
+    for (device, record) in window {
+        raw.add(device, record);
+    }
+    raw.finish()
 }
 
 #[cfg(test)]

@@ -3,9 +3,9 @@
 //! Spark and Trino read the tree as it is (`read_parquet('lake/readings/*/*.parquet',
 //! hive_partitioning = true)`).
 //!
-//! Files are written per archive window and named by the journal number of the window's first
-//! record, like raw objects, so a window replayed after a crash overwrites its files instead of
-//! adding duplicate rows. A raw object's key always has `date=` right below the device folder,
+//! Files are built while an archive window gathers ([`LakeWindow`]), written per window, and
+//! named by the journal number of the window's first record, like raw objects, so a window
+//! replayed after a crash overwrites its files instead of adding duplicate rows. A raw object's key always has `date=` right below the device folder,
 //! so the lake never mixes with a device's raw data, not even for a device called `lake`.
 
 use std::collections::BTreeMap;
@@ -64,25 +64,78 @@ pub fn lake_object_key(date: NaiveDate, window_first_no: u64) -> String {
     )
 }
 
-/// Builds the lake files of one window: one Parquet file per UTC date of the readings.
+/// The lake files of one archive window, built as the window's records arrive: one Parquet
+/// writer per UTC date of the readings. A writer holds its rows encoded and compressed, so a
+/// window costs a few bytes per reading until it is written.
+pub struct LakeWindow {
+    first_no: u64,
+    writers: BTreeMap<NaiveDate, ArrowWriter<Vec<u8>>>,
+    properties: WriterProperties,
+}
+
+impl LakeWindow {
+    pub fn new(window_first_no: u64) -> Self {
+        Self {
+            first_no: window_first_no,
+            writers: BTreeMap::new(),
+            properties: WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .build(),
+        }
+    }
+
+    /// Adds rows (any dates, any order).
+    pub fn add(&mut self, rows: &[LakeRow<'_>]) -> Result<(), parquet::errors::ParquetError> {
+        let mut by_date: BTreeMap<NaiveDate, Vec<&LakeRow<'_>>> = BTreeMap::new();
+        for row in rows {
+            by_date
+                .entry(row.reading.time.date_naive())
+                .or_default()
+                .push(row);
+        }
+        for (date, rows) in by_date {
+            let writer = match self.writers.entry(date) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => e.insert(ArrowWriter::try_new(
+                    Vec::new(),
+                    readings_schema(),
+                    Some(self.properties.clone()),
+                )?),
+            };
+            writer.write(&record_batch(&rows)?)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes held so far (encoded rows and finished pages).
+    pub fn bytes(&self) -> usize {
+        self.writers
+            .values()
+            .map(|w| w.in_progress_size() + w.inner().len())
+            .sum()
+    }
+
+    /// The finished files, `(key, Parquet bytes)`.
+    pub fn finish(self) -> Result<Vec<(String, Vec<u8>)>, parquet::errors::ParquetError> {
+        let first_no = self.first_no;
+        self.writers
+            .into_iter()
+            .map(|(date, writer)| Ok((lake_object_key(date, first_no), writer.into_inner()?)))
+            .collect()
+    }
+}
+
+/// Builds the lake files of a window at once (see [`LakeWindow`]).
 pub fn lake_objects(
     rows: &[LakeRow<'_>],
     window_first_no: u64,
 ) -> Result<Vec<(String, Vec<u8>)>, parquet::errors::ParquetError> {
-    let mut by_date: BTreeMap<NaiveDate, Vec<&LakeRow<'_>>> = BTreeMap::new();
-    for row in rows {
-        by_date
-            .entry(row.reading.time.date_naive())
-            .or_default()
-            .push(row);
-    }
-    by_date
-        .into_iter()
-        .map(|(date, rows)| Ok((lake_object_key(date, window_first_no), parquet_file(&rows)?)))
-        .collect()
+    let mut window = LakeWindow::new(window_first_no);
+    window.add(rows)?;
+    window.finish()
 }
 
-fn parquet_file(rows: &[&LakeRow<'_>]) -> Result<Vec<u8>, parquet::errors::ParquetError> {
+fn record_batch(rows: &[&LakeRow<'_>]) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let n = rows.len();
     let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut device_id = StringBuilder::with_capacity(n, n * 16);
@@ -118,15 +171,7 @@ fn parquet_file(rows: &[&LakeRow<'_>]) -> Result<Vec<u8>, parquet::errors::Parqu
         Arc::new(topic.finish()),
         Arc::new(journal_no.finish()),
     ];
-    let batch = RecordBatch::try_new(readings_schema(), columns)?;
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .build();
-    let mut out = Vec::with_capacity(n * 24 + 1024);
-    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(properties))?;
-    writer.write(&batch)?;
-    writer.close()?;
-    Ok(out)
+    RecordBatch::try_new(readings_schema(), columns)
 }
 
 #[cfg(test)]

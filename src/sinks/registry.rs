@@ -5,6 +5,10 @@
 
 use std::collections::HashMap;
 
+/// Device-keyed maps of this sink: foldhash with a per-process random seed, much cheaper than
+/// SipHash on the ingest path.
+type DeviceMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::PgPool;
@@ -17,8 +21,8 @@ use crate::pipeline::decode::{CommandResult, EventRejection, Message, QsEvent};
 pub struct RegistryBatch {
     pub last: u64,
     /// Per device: last message time, final connection state, newest firmware.
-    devices: HashMap<String, DeviceUpdate>,
-    sequences: HashMap<String, i64>,
+    devices: DeviceMap<DeviceUpdate>,
+    sequences: DeviceMap<i64>,
     gaps: Vec<(String, u64, u64)>,
     acks: Vec<CommandAnswer>,
     ota: Vec<(Uuid, String, String, Option<u8>)>,
@@ -46,7 +50,7 @@ struct DeviceUpdate {
 /// The last `seq` per device, for gap detection in journal order (loaded from PostgreSQL).
 #[derive(Debug, Default)]
 pub struct SequenceState {
-    last: HashMap<String, u64>,
+    last: DeviceMap<u64>,
 }
 
 impl SequenceState {
@@ -155,6 +159,15 @@ impl RegistryBatch {
 
     pub fn is_empty(&self) -> bool {
         self.devices.is_empty()
+    }
+
+    /// Whether someone waits on this batch: a command answer, an OTA step, or events whose
+    /// devices wait for their ACKs. Such a batch is applied at once instead of coalescing.
+    pub fn is_awaited(&self) -> bool {
+        !self.acks.is_empty()
+            || !self.ota.is_empty()
+            || !self.events.is_empty()
+            || !self.rejected_events.is_empty()
     }
 
     /// Applies the batch and moves the cursor in one transaction. Returns, per stored event,
