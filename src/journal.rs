@@ -412,6 +412,7 @@ impl JournalReader {
 }
 
 /// A sink position kept in a small file next to the journal.
+#[derive(Clone)]
 pub struct FileCursor {
     path: PathBuf,
 }

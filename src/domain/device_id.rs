@@ -1,11 +1,13 @@
 use std::fmt;
+use std::sync::Arc;
 
 use super::Invalid;
 
 /// A device identifier: 1–128 characters of `[A-Za-z0-9._:-]`, safe in MQTT topics, S3 keys,
-/// InfluxDB tags and URL paths without escaping.
+/// InfluxDB tags and URL paths without escaping. Shared, not copied: every reading of a message
+/// carries its device's id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DeviceId(String);
+pub struct DeviceId(Arc<str>);
 
 impl DeviceId {
     pub const MAX_LEN: usize = 128;
@@ -23,7 +25,7 @@ impl DeviceId {
                 "may contain only letters, digits and . _ : -",
             ));
         }
-        Ok(Self(raw.to_owned()))
+        Ok(Self(raw.into()))
     }
 
     pub fn as_str(&self) -> &str {

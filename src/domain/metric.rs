@@ -1,18 +1,20 @@
 use std::fmt;
 
+use compact_str::CompactString;
+
 use super::Invalid;
 
 /// A metric name: 1–64 characters of `[A-Za-z0-9_.-]`, safe as an InfluxDB tag value and in
-/// InfluxQL string literals.
+/// InfluxQL string literals. Held inline up to 24 bytes (no allocation per reading).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MetricName(String);
+pub struct MetricName(CompactString);
 
 impl MetricName {
     pub const MAX_LEN: usize = 64;
 
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         if super::text::is_token(raw, Self::MAX_LEN, b"_.-") {
-            Ok(Self(raw.to_owned()))
+            Ok(Self(raw.into()))
         } else {
             Err(Invalid::new(
                 "metric",
@@ -35,9 +37,10 @@ impl fmt::Display for MetricName {
     }
 }
 
-/// A unit label: up to 16 printable characters without quotes, backslashes or commas.
+/// A unit label: up to 16 printable characters without quotes, backslashes or commas. Held
+/// inline up to 24 bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Unit(String);
+pub struct Unit(CompactString);
 
 impl Unit {
     pub const MAX_LEN: usize = 16;
@@ -48,7 +51,7 @@ impl Unit {
                 .chars()
                 .all(|c| !c.is_control() && !matches!(c, '"' | '\'' | '\\' | ',' | '='));
         if ok {
-            Ok(Self(raw.to_owned()))
+            Ok(Self(raw.into()))
         } else {
             Err(Invalid::new(
                 "unit",

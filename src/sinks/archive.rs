@@ -322,6 +322,8 @@ pub struct RawWindow {
     first_received: DateTime<Utc>,
     bodies: std::collections::BTreeMap<DeviceId, Vec<u8>>,
     bytes: usize,
+    /// The last receive time and its RFC 3339 text: a batch of records shares one.
+    received_text: Option<(DateTime<Utc>, String)>,
 }
 
 impl RawWindow {
@@ -332,10 +334,19 @@ impl RawWindow {
             first_received: first.received,
             bodies: Default::default(),
             bytes: 0,
+            received_text: None,
         }
     }
 
     pub fn add(&mut self, device: &DeviceId, record: &Record) {
+        if self
+            .received_text
+            .as_ref()
+            .is_none_or(|(t, _)| *t != record.received)
+        {
+            self.received_text = Some((record.received, record.received.to_rfc3339()));
+        }
+        let received = self.received_text.as_ref().map_or("", |(_, s)| s.as_str());
         let body = match self.bodies.get_mut(device) {
             Some(body) => {
                 body.extend_from_slice(b",\n");
@@ -349,7 +360,7 @@ impl RawWindow {
         let before = body.len();
         body.extend_from_slice(b"{\"received_at\":\"");
         // RFC 3339 needs no JSON escaping.
-        body.extend_from_slice(record.received.to_rfc3339().as_bytes());
+        body.extend_from_slice(received.as_bytes());
         body.extend_from_slice(b"\",\"topic\":");
         let _ = serde_json::to_writer(&mut *body, &record.topic);
         body.extend_from_slice(b",\"payload\":");
