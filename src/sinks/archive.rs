@@ -387,7 +387,8 @@ impl RawWindow {
     }
 }
 
-/// Builds the raw objects of a window at once (see [`RawWindow`]).
+/// Builds the raw objects of a window at once, for tests (see [`RawWindow`]).
+#[cfg(test)]
 pub fn raw_objects(window: &[(DeviceId, &Record)]) -> Vec<(String, Vec<u8>)> {
     let Some(first) = window.first().map(|(_, r)| *r) else {
         return Vec::new();

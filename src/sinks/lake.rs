@@ -134,7 +134,8 @@ fn writer_properties() -> WriterProperties {
     builder.build()
 }
 
-/// Builds the lake files of a window at once (see [`LakeWindow`]).
+/// Builds the lake files of a window at once, for tests (see [`LakeWindow`]).
+#[cfg(test)]
 pub fn lake_objects(
     rows: &[LakeRow<'_>],
     window_first_no: u64,
