@@ -178,11 +178,34 @@ pub struct CollectorContext {
     pub decoded: DecodedCache,
 }
 
-/// Messages as decoded at ingest, by journal number, so that sinks reading near the head of the
-/// journal (the usual case) do not parse the same JSON again. Bounded by count; entries every
-/// sink has passed are dropped first. A sink that misses (it fell behind, or the process
-/// restarted) decodes the record itself, with the same result: ingest decodes with the
-/// journal's microsecond receive time.
+/// A journaled record with its message as decoded.
+pub struct Journaled {
+    pub record: Record,
+    pub message: Message,
+}
+
+impl Journaled {
+    /// Decodes a record read back from the journal. Every journaled record passed decoding at
+    /// ingest; should it not now (the decoder's settings changed across a restart), it still
+    /// goes to the raw archive, with no readings.
+    fn decode(decoder: &Decoder, record: Record) -> Self {
+        let message = decoder
+            .decode(&record.topic, &record.payload, record.received)
+            .unwrap_or_else(|rejection| {
+                tracing::warn!(no = record.no, reason = %rejection.kind, detail = %rejection.detail,
+                    "a journaled message no longer decodes; archived raw only");
+                Message::Ignored
+            });
+        Self { record, message }
+    }
+}
+
+/// The most recently journaled records, decoded, by journal number: the sinks, which usually
+/// read near the head of the journal, take them from here instead of reading the journal's files
+/// and parsing the same JSON again. Bounded by count; entries every sink has passed are dropped
+/// first. A sink that misses (it fell behind, or the process restarted) reads the journal and
+/// decodes the record itself, with the same result: ingest decodes with the journal's
+/// microsecond receive time.
 pub struct DecodedCache {
     inner: std::sync::Mutex<DecodedWindow>,
     capacity: usize,
@@ -191,7 +214,7 @@ pub struct DecodedCache {
 #[derive(Default)]
 struct DecodedWindow {
     first: u64,
-    messages: std::collections::VecDeque<Arc<Message>>,
+    entries: std::collections::VecDeque<Arc<Journaled>>,
 }
 
 impl DecodedCache {
@@ -202,59 +225,64 @@ impl DecodedCache {
         }
     }
 
-    /// Adds the messages journaled as `first..`, forgetting what every sink has written
-    /// (through `done`) and the oldest beyond capacity.
-    fn extend(&self, first: u64, messages: impl IntoIterator<Item = Arc<Message>>, done: u64) {
+    /// Adds records journaled as `first..`, forgetting what every sink has written (through
+    /// `done`) and the oldest beyond capacity.
+    fn extend(&self, first: u64, entries: impl IntoIterator<Item = Arc<Journaled>>, done: u64) {
         let Ok(mut window) = self.inner.lock() else {
             return;
         };
-        if window.first + window.messages.len() as u64 != first {
-            window.messages.clear();
+        if window.first + window.entries.len() as u64 != first {
+            window.entries.clear();
             window.first = first;
         }
-        window.messages.extend(messages);
-        let excess = window.messages.len().saturating_sub(self.capacity) as u64;
+        window.entries.extend(entries);
+        let excess = window.entries.len().saturating_sub(self.capacity) as u64;
         let consumed = (done + 1).saturating_sub(window.first);
-        let drop = excess.max(consumed).min(window.messages.len() as u64);
-        window.messages.drain(..drop as usize);
+        let drop = excess.max(consumed).min(window.entries.len() as u64);
+        window.entries.drain(..drop as usize);
         window.first += drop;
     }
 
-    #[cfg(test)]
-    fn get(&self, no: u64) -> Option<Arc<Message>> {
-        let window = self.inner.lock().ok()?;
-        window.get(no)
-    }
-
-    /// The messages of `records`, from the cache where it has them (one lock per batch).
-    fn decode_all<'a>(
-        &self,
-        decoder: &Decoder,
-        records: &'a [Record],
-    ) -> Vec<(&'a Record, Arc<Message>)> {
-        let cached: Vec<Option<Arc<Message>>> = match self.inner.lock() {
-            Ok(window) => records.iter().map(|r| window.get(r.no)).collect(),
-            Err(_) => vec![None; records.len()],
+    /// Up to `max` consecutive records from number `from` on, none past `end`; empty when the
+    /// cache does not hold `from`.
+    fn take(&self, from: u64, end: u64, max: usize) -> Vec<Arc<Journaled>> {
+        let Ok(window) = self.inner.lock() else {
+            return Vec::new();
         };
-        records
-            .iter()
-            .zip(cached)
-            .filter_map(|(r, cached)| {
-                let message = match cached {
-                    Some(m) => m,
-                    None => Arc::new(decoder.decode(&r.topic, &r.payload, r.received).ok()?),
-                };
-                Some((r, message))
-            })
-            .collect()
+        let Some(skip) = from.checked_sub(window.first) else {
+            return Vec::new();
+        };
+        let (skip, len) = (skip as usize, window.entries.len());
+        let count = (end + 1).saturating_sub(from).min(max as u64) as usize;
+        let stop = skip.saturating_add(count).min(len);
+        if skip >= stop {
+            return Vec::new();
+        }
+        window.entries.range(skip..stop).cloned().collect()
     }
 }
 
-impl DecodedWindow {
-    fn get(&self, no: u64) -> Option<Arc<Message>> {
-        let i = no.checked_sub(self.first)?;
-        self.messages.get(i as usize).cloned()
+/// Reads up to `max` records after the reader's position, none past `end`: from the decoded
+/// cache when it holds the next one, else from the journal's files.
+async fn read_journaled(
+    ctx: &CollectorContext,
+    mut reader: JournalReader,
+    end: u64,
+    max: usize,
+) -> (JournalReader, std::io::Result<Vec<Arc<Journaled>>>) {
+    let cached = ctx.decoded.take(reader.next_no(), end, max);
+    if let Some(last) = cached.last() {
+        reader.skip_to(last.record.no);
+        return (reader, Ok(cached));
     }
+    let (reader, records) = reader.read_blocking(end, max).await;
+    let journaled = records.map(|records| {
+        records
+            .into_iter()
+            .map(|r| Arc::new(Journaled::decode(&ctx.decoder, r)))
+            .collect()
+    });
+    (reader, journaled)
 }
 
 /// The registry's `device_type` of each device (`None`: registered without one), for the
@@ -423,11 +451,12 @@ pub async fn start(
     let options = mqtt::options(&settings.mqtt, &settings.mqtt.client_id, true)?;
     let mut options = options;
     options.set_manual_acks(true);
-    let (client, eventloop) = AsyncClient::new(options, 65_536);
-    tokio::spawn(receive(ctx.clone(), client.clone(), eventloop, tx));
+    let (client, eventloop) = AsyncClient::new(options, 64);
+    let acks = Arc::new(AckQueue::default());
+    tokio::spawn(receive(ctx.clone(), client, eventloop, tx, acks.clone()));
     tokio::spawn(accept(
         ctx,
-        client,
+        acks,
         rx,
         journal,
         Dedupers {
@@ -495,12 +524,46 @@ async fn known_devices(pool: &PgPool) -> Result<HashSet<String>, sqlx::Error> {
         .collect())
 }
 
-/// Polls the broker connection and hands publishes over; reconnects with backoff.
+/// Acknowledgements the accept task owes the broker, written by the receive task (which owns
+/// the connection) in one flush per batch. rumqttc's own `ack` writes and flushes each PUBACK on
+/// its own: a system call per message here and a read per message in the broker.
+#[derive(Default)]
+struct AckQueue {
+    /// `(connection, packet id)`: an ack belongs to the connection its message came on.
+    pending: std::sync::Mutex<Vec<(u64, u16)>>,
+    ready: tokio::sync::Notify,
+}
+
+impl AckQueue {
+    fn push(&self, acks: impl IntoIterator<Item = (u64, u16)>) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.extend(acks);
+        }
+        self.ready.notify_one();
+    }
+
+    fn take(&self) -> Vec<(u64, u16)> {
+        self.pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default()
+    }
+}
+
+/// A publish as received, with the number of the connection it came on.
+struct Received {
+    connection: u64,
+    publish: Publish,
+}
+
+/// Polls the broker connection, hands publishes over and writes their acknowledgements;
+/// reconnects with backoff.
 async fn receive(
     ctx: Arc<CollectorContext>,
     client: AsyncClient,
     mut eventloop: rumqttc::EventLoop,
-    tx: mpsc::UnboundedSender<Publish>,
+    tx: mpsc::UnboundedSender<Received>,
+    acks: Arc<AckQueue>,
 ) {
     let group = ctx.settings.mqtt.shared_group.trim().to_owned();
     let filters: Vec<SubscribeFilter> = ctx
@@ -520,18 +583,36 @@ async fn receive(
         .collect();
     let mut backoff = Backoff::default();
     let mut connected = false;
+    let mut connection = 0u64;
     loop {
-        match eventloop.poll().await {
+        // Waiting acks interrupt a wait for the broker (rumqttc's poll resumes where it was:
+        // its reads are buffered and its events queued).
+        let event = tokio::select! {
+            biased;
+            () = acks.ready.notified() => {
+                write_acks(&mut eventloop, connection, acks.take()).await;
+                continue;
+            }
+            event = eventloop.poll() => event,
+        };
+        match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 tracing::info!("collector connected to the broker");
                 connected = true;
+                connection += 1;
                 backoff.reset();
                 if let Err(e) = client.subscribe_many(filters.clone()).await {
                     tracing::error!(error = %e, "cannot subscribe");
                 }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                if tx.send(publish).is_err() {
+                if tx
+                    .send(Received {
+                        connection,
+                        publish,
+                    })
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -547,6 +628,31 @@ async fn receive(
     }
 }
 
+/// Writes PUBACKs for messages of the current connection and flushes once. Acks of an earlier
+/// connection are dropped: the broker sends those messages again (marked DUP), and they are
+/// acknowledged then, when the journal recognises them.
+async fn write_acks(eventloop: &mut rumqttc::EventLoop, connection: u64, acks: Vec<(u64, u16)>) {
+    let Some(network) = eventloop.network.as_mut() else {
+        return;
+    };
+    let mut written = false;
+    for (_, pkid) in acks.into_iter().filter(|(c, _)| *c == connection) {
+        if let Err(e) = network
+            .write(Packet::PubAck(rumqttc::PubAck::new(pkid)))
+            .await
+        {
+            tracing::warn!(error = ?e, "cannot acknowledge messages (the broker will send them again)");
+            return;
+        }
+        written = true;
+    }
+    if written {
+        if let Err(e) = network.flush().await {
+            tracing::warn!(error = ?e, "cannot acknowledge messages (the broker will send them again)");
+        }
+    }
+}
+
 struct Dedupers {
     seq: Dedupe,
     redeliveries: Redeliveries,
@@ -555,8 +661,8 @@ struct Dedupers {
 /// Decodes, dedupes, journals and only then acknowledges, in batches of whatever has arrived.
 async fn accept(
     ctx: Arc<CollectorContext>,
-    client: AsyncClient,
-    mut rx: mpsc::UnboundedReceiver<Publish>,
+    acks: Arc<AckQueue>,
+    mut rx: mpsc::UnboundedReceiver<Received>,
     mut journal: Journal,
     dedupers: Dedupers,
     mut known: HashSet<String>,
@@ -585,7 +691,7 @@ async fn accept(
         // missed the decoded cache, or after a restart) gives exactly the same readings.
         let now = Utc::now();
         let now = chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
-        for publish in &batch {
+        for Received { publish, .. } in &batch {
             counters.received.fetch_add(1, Ordering::Relaxed);
             let topic = publish.topic.as_str();
             let fingerprint = Redeliveries::fingerprint(topic, &publish.payload);
@@ -625,7 +731,7 @@ async fn accept(
                 continue;
             }
             redeliveries.remember(fingerprint);
-            decoded.push(Arc::new(message));
+            decoded.push(message);
             entries.push(Entry {
                 received: now,
                 topic: publish.topic.clone(),
@@ -652,10 +758,26 @@ async fn accept(
         if !entries.is_empty() {
             let mut backoff = Backoff::default();
             loop {
-                match journal.append(&entries) {
+                let cache = |numbers: std::ops::RangeInclusive<u64>, entries: &mut Vec<Entry>| {
+                    let first = *numbers.start();
+                    let journaled = numbers.zip(entries.drain(..).zip(decoded.drain(..))).map(
+                        |(no, (entry, message))| {
+                            let record = Record {
+                                no,
+                                received: entry.received,
+                                topic: entry.topic,
+                                payload: entry.payload,
+                            };
+                            Arc::new(Journaled { record, message })
+                        },
+                    );
+                    ctx.decoded.extend(first, journaled, positions.min());
+                };
+                match journal.append_then(&mut entries, cache) {
                     Ok(numbers) => {
-                        ctx.decoded
-                            .extend(*numbers.start(), decoded.drain(..), positions.min());
+                        counters
+                            .accepted
+                            .fetch_add(numbers.count() as u64, Ordering::Relaxed);
                         break;
                     }
                     Err(e) => {
@@ -664,16 +786,13 @@ async fn accept(
                     }
                 }
             }
-            counters
-                .accepted
-                .fetch_add(entries.len() as u64, Ordering::Relaxed);
-            entries.clear();
         }
-        for publish in batch.drain(..) {
-            if let Err(e) = client.ack(&publish).await {
-                tracing::warn!(error = %e, "cannot acknowledge a message (the broker will redeliver it)");
-            }
-        }
+        acks.push(
+            batch
+                .drain(..)
+                .filter(|r| r.publish.qos == QoS::AtLeastOnce)
+                .map(|r| (r.connection, r.publish.pkid)),
+        );
         if last_sync.elapsed() > Duration::from_secs(1) {
             last_sync = tokio::time::Instant::now();
             if let Ok(file) = journal.sync_handle() {
@@ -732,16 +851,17 @@ fn log_rejection(rejection: &Rejection) {
 
 /// Collects records for one batch: up to `max`, waiting at most `age` after the first.
 async fn next_batch(
+    ctx: &CollectorContext,
     mut reader: JournalReader,
     end: &JournalEnd,
     max: usize,
     age: Duration,
-) -> (JournalReader, Vec<Record>) {
+) -> (JournalReader, Vec<Arc<Journaled>>) {
     end.wait_past(reader.next_no() - 1).await;
     let deadline = tokio::time::Instant::now() + age;
     let mut batch = Vec::new();
     loop {
-        let (r, records) = reader.read_blocking(end.current(), max - batch.len()).await;
+        let (r, records) = read_journaled(ctx, reader, end.current(), max - batch.len()).await;
         reader = r;
         match records {
             Ok(records) => batch.extend(records),
@@ -773,17 +893,16 @@ async fn influx_sink(
     let dir = ctx.settings.collector.journal_dir.clone();
     let mut in_flight: Option<tokio::task::JoinHandle<()>> = None;
     loop {
-        let (r, records) = next_batch(reader, &end, settings.batch_size, age).await;
+        let (r, batch) = next_batch(&ctx, reader, &end, settings.batch_size, age).await;
         reader = r;
-        let Some(last) = records.last().map(|r| r.no) else {
+        let Some(last) = batch.last().map(|j| j.record.no) else {
             continue;
         };
-        let messages = ctx.decoded.decode_all(&ctx.decoder, &records);
-        let types = device_types(&ctx, &messages).await;
-        let mut lines = String::with_capacity(records.len() * 360);
+        let types = device_types(&ctx, &batch).await;
+        let mut lines = String::with_capacity(batch.len() * 360);
         let mut points = 0u64;
-        for (_, message) in &messages {
-            let mut readings = message.readings().into_iter().peekable();
+        for journaled in &batch {
+            let mut readings = journaled.message.readings().into_iter().peekable();
             // One device per message: its type is looked up once.
             let device_type = readings.peek().and_then(|r| device_type(&types, r));
             for reading in readings {
@@ -791,8 +910,7 @@ async fn influx_sink(
                 points += 1;
             }
         }
-        drop(messages);
-        drop(records);
+        drop(batch);
         if let Some(previous) = in_flight.take() {
             if let Err(e) = previous.await {
                 // The previous batch may not be in InfluxDB: read again from the last written
@@ -875,8 +993,8 @@ impl ArchiveWindow {
         self.raw.bytes() + self.lake.as_ref().map_or(0, LakeWindow::bytes)
     }
 
-    async fn add(window: &mut Option<Self>, ctx: &CollectorContext, records: &[Record]) {
-        let Some(first) = records.first() else {
+    async fn add(window: &mut Option<Self>, ctx: &CollectorContext, batch: &[Arc<Journaled>]) {
+        let Some(first) = batch.first().map(|j| &j.record) else {
             return;
         };
         let w = window.get_or_insert_with(|| ArchiveWindow {
@@ -884,22 +1002,25 @@ impl ArchiveWindow {
             lake: Some(LakeWindow::new(first.no)),
             last: first.no,
         });
-        {
-            let messages = ctx.decoded.decode_all(&ctx.decoder, records);
-            let types = device_types(ctx, &messages).await;
-            if let Some(lake) = &mut w.lake {
-                if let Err(e) = lake.add(&lake_rows(&messages, &types)) {
-                    tracing::error!(error = %e, first = first.no, "cannot build the window's lake files");
-                    w.lake = None;
-                }
+        let types = device_types(ctx, batch).await;
+        if let Some(lake) = &mut w.lake {
+            if let Err(e) = lake.add(&lake_rows(batch, &types)) {
+                tracing::error!(error = %e, first = first.no, "cannot build the window's lake files");
+                w.lake = None;
             }
         }
-        // Every journaled record passed decoding at ingest; its topic names its device.
-        for r in records {
-            if let Some(device) = ctx.decoder.topic_device(&r.topic) {
-                w.raw.add(&device, r);
+        // Every journaled record passed decoding at ingest, which holds the payload's device
+        // equal to the topic's; a record that no longer decodes is filed by its topic.
+        for j in batch {
+            match j.message.device_id() {
+                Some(device) => w.raw.add(device, &j.record),
+                None => {
+                    if let Some(device) = ctx.decoder.topic_device(&j.record.topic) {
+                        w.raw.add(&device, &j.record);
+                    }
+                }
             }
-            w.last = r.no;
+            w.last = j.record.no;
         }
     }
 
@@ -935,10 +1056,10 @@ async fn archive_sink(
         let deadline = tokio::time::Instant::now() + age;
         let mut window = None;
         loop {
-            let (r, records) = reader.read_blocking(end.current(), ARCHIVE_CHUNK).await;
+            let (r, batch) = read_journaled(&ctx, reader, end.current(), ARCHIVE_CHUNK).await;
             reader = r;
-            match records {
-                Ok(records) => ArchiveWindow::add(&mut window, &ctx, &records).await,
+            match batch {
+                Ok(batch) => ArchiveWindow::add(&mut window, &ctx, &batch).await,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the journal");
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -982,13 +1103,10 @@ async fn archive_sink(
     }
 }
 
-async fn device_types(
-    ctx: &CollectorContext,
-    messages: &[(&Record, Arc<Message>)],
-) -> Arc<DeviceTypeMap> {
-    let devices = messages
+async fn device_types(ctx: &CollectorContext, batch: &[Arc<Journaled>]) -> Arc<DeviceTypeMap> {
+    let devices = batch
         .iter()
-        .filter_map(|(_, m)| m.device_id().map(DeviceId::as_str));
+        .filter_map(|j| j.message.device_id().map(DeviceId::as_str));
     ctx.device_types.lookup(&ctx.pool, devices).await
 }
 
@@ -999,22 +1117,22 @@ fn device_type<'a>(types: &'a DeviceTypeMap, reading: &Reading) -> Option<&'a st
 }
 
 /// The lake rows of decoded messages.
-fn lake_rows<'a>(
-    messages: &'a [(&'a Record, Arc<Message>)],
-    types: &'a DeviceTypeMap,
-) -> Vec<LakeRow<'a>> {
-    messages
+fn lake_rows<'a>(batch: &'a [Arc<Journaled>], types: &'a DeviceTypeMap) -> Vec<LakeRow<'a>> {
+    batch
         .iter()
-        .flat_map(|(r, m)| {
-            let seq = m.seq();
-            m.readings().into_iter().map(move |reading| LakeRow {
-                reading,
-                device_type: device_type(types, reading),
-                seq,
-                received_at: r.received,
-                topic: &r.topic,
-                journal_no: r.no,
-            })
+        .flat_map(|j| {
+            let (r, seq) = (&j.record, j.message.seq());
+            j.message
+                .readings()
+                .into_iter()
+                .map(move |reading| LakeRow {
+                    reading,
+                    device_type: device_type(types, reading),
+                    seq,
+                    received_at: r.received,
+                    topic: &r.topic,
+                    journal_no: r.no,
+                })
         })
         .collect()
 }
@@ -1060,13 +1178,14 @@ async fn registry_sink(
             let _ = tokio::time::timeout_at(deadline, end.wait_past(reader.next_no() - 1)).await;
         }
         if end.current() >= reader.next_no() || pending_since.is_none() {
-            let (r, records) = next_batch(reader, &end, 5000, Duration::from_millis(200)).await;
+            let (r, records) =
+                next_batch(&ctx, reader, &end, 5000, Duration::from_millis(200)).await;
             reader = r;
-            for (record, message) in ctx.decoded.decode_all(&ctx.decoder, &records) {
-                batch.add(record.no, record.received, &message, &mut sequences);
+            for j in &records {
+                batch.add(j.record.no, j.record.received, &j.message, &mut sequences);
             }
             if let Some(last) = records.last() {
-                batch.last = last.no;
+                batch.last = last.record.no;
                 pending_since.get_or_insert_with(tokio::time::Instant::now);
             }
         }
@@ -1157,19 +1276,39 @@ mod tests {
     #[test]
     fn decoded_cache_keeps_what_some_sink_still_needs_up_to_its_capacity() {
         let cache = DecodedCache::new(4);
-        let message = |_| Arc::new(Message::Ignored);
-        cache.extend(10, (0..3).map(message), 0);
-        assert!(cache.get(9).is_none());
-        assert!(cache.get(10).is_some() && cache.get(12).is_some());
-        assert!(cache.get(13).is_none());
+        let journaled = |no| {
+            Arc::new(Journaled {
+                record: Record {
+                    no,
+                    received: Utc::now(),
+                    topic: format!("iot/d{no}/telemetry"),
+                    payload: Vec::new(),
+                },
+                message: Message::Ignored,
+            })
+        };
+        let numbers = |from, end, max| -> Vec<u64> {
+            cache
+                .take(from, end, max)
+                .iter()
+                .map(|j| j.record.no)
+                .collect()
+        };
+        cache.extend(10, (10..13).map(journaled), 0);
+        assert_eq!(numbers(9, 100, 10), [0u64; 0], "not held: read from disk");
+        assert_eq!(numbers(10, 100, 10), [10, 11, 12]);
+        assert_eq!(numbers(11, 100, 1), [11], "at most max");
+        assert_eq!(numbers(10, 11, 10), [10, 11], "none past the journal's end");
+        assert_eq!(numbers(13, 100, 10), [0u64; 0]);
         // Every sink has written through 10: 10 goes; capacity 4 drops the oldest beyond it.
-        cache.extend(13, (0..3).map(message), 10);
-        assert!(cache.get(10).is_none() && cache.get(11).is_none());
-        assert!(cache.get(12).is_some() && cache.get(15).is_some());
+        cache.extend(13, (13..16).map(journaled), 10);
+        assert_eq!(numbers(10, 100, 10), [0u64; 0]);
+        assert_eq!(numbers(11, 100, 10), [0u64; 0]);
+        assert_eq!(numbers(12, 100, 10), [12, 13, 14, 15]);
         // A gap in numbering (a restart) starts over rather than misnumbering.
-        cache.extend(100, (0..2).map(message), 10);
-        assert!(cache.get(15).is_none());
-        assert!(cache.get(100).is_some() && cache.get(101).is_some());
+        cache.extend(100, (100..102).map(journaled), 10);
+        assert_eq!(numbers(15, 200, 10), [0u64; 0]);
+        assert_eq!(numbers(100, 200, 10), [100, 101]);
     }
 
     #[test]

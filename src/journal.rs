@@ -182,6 +182,31 @@ impl Journal {
     /// Appends the entries and hands them to the operating system (they survive a crash of the
     /// process; `sync` makes them survive a crash of the machine). Returns their numbers.
     pub fn append(&mut self, entries: &[Entry]) -> io::Result<std::ops::RangeInclusive<u64>> {
+        let numbers = self.write(entries)?;
+        self.publish_end();
+        Ok(numbers)
+    }
+
+    /// [`Journal::append`], handing the written entries and their numbers to `before_readers`
+    /// before readers learn of them (the collector moves them into its decoded cache there, so
+    /// a sink never reads from disk what the cache is about to hold). On error `entries` are
+    /// left as they were.
+    pub fn append_then(
+        &mut self,
+        entries: &mut Vec<Entry>,
+        before_readers: impl FnOnce(std::ops::RangeInclusive<u64>, &mut Vec<Entry>),
+    ) -> io::Result<std::ops::RangeInclusive<u64>> {
+        let numbers = self.write(entries)?;
+        before_readers(numbers.clone(), entries);
+        self.publish_end();
+        Ok(numbers)
+    }
+
+    fn publish_end(&self) {
+        self.end.send_replace(self.next_no - 1);
+    }
+
+    fn write(&mut self, entries: &[Entry]) -> io::Result<std::ops::RangeInclusive<u64>> {
         let first = self.next_no;
         for entry in entries {
             self.buf.clear();
@@ -208,7 +233,6 @@ impl Journal {
         }
         self.writer.flush()?;
         let last = self.next_no - 1;
-        self.end.send_replace(last);
         if self
             .segments
             .last()
@@ -289,25 +313,70 @@ fn read_record(reader: &mut impl Read) -> io::Result<Option<Record>> {
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
+    Ok(parse_body(body, crc))
+}
+
+/// A record from its body, `None` when the checksum or the layout is wrong.
+fn parse_body(body: Vec<u8>, crc: u32) -> Option<Record> {
+    let len = body.len();
     if crc32fast::hash(&body) != crc {
-        return Ok(None);
+        return None;
     }
     let no = u64::from_le_bytes(body[..8].try_into().expect("8 bytes"));
     let micros = i64::from_le_bytes(body[8..16].try_into().expect("8 bytes"));
     let topic_len = u16::from_le_bytes(body[16..18].try_into().expect("2 bytes")) as usize;
     if 18 + topic_len > len {
-        return Ok(None);
+        return None;
     }
-    let Ok(topic) = String::from_utf8(body[18..18 + topic_len].to_vec()) else {
-        return Ok(None);
-    };
-    let payload = body[18 + topic_len..].to_vec();
-    Ok(Some(Record {
+    let topic = std::str::from_utf8(&body[18..18 + topic_len])
+        .ok()?
+        .to_owned();
+    let mut payload = body;
+    payload.drain(..18 + topic_len);
+    Some(Record {
         no,
         received: DateTime::from_timestamp_micros(micros).unwrap_or_default(),
         topic,
         payload,
-    }))
+    })
+}
+
+enum Next {
+    Record(Record),
+    /// A complete record numbered below the one wanted, passed over: its number and size on
+    /// disk.
+    Skipped(u64, u64),
+    /// The end of the complete records, or a torn/corrupt one.
+    End,
+}
+
+/// Reads the next record at or after number `from`. Records below it are passed over by their
+/// headers (they are complete: the reader only moves past records the journal has written).
+fn read_record_from(reader: &mut BufReader<File>, from: u64) -> io::Result<Next> {
+    let mut head = [0u8; HEADER + 8];
+    match reader.read_exact(&mut head) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Next::End),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(head[4..HEADER].try_into().expect("4 bytes"));
+    let no = u64::from_le_bytes(head[HEADER..].try_into().expect("8 bytes"));
+    if !(18..=MAX_BODY).contains(&len) {
+        return Ok(Next::End);
+    }
+    if no < from {
+        reader.seek_relative((len - 8) as i64)?;
+        return Ok(Next::Skipped(no, (HEADER + len) as u64));
+    }
+    let mut body = vec![0u8; len];
+    body[..8].copy_from_slice(&head[HEADER..]);
+    match reader.read_exact(&mut body[8..]) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Next::End),
+        Err(e) => return Err(e),
+    }
+    Ok(parse_body(body, crc).map_or(Next::End, Next::Record))
 }
 
 /// A sink's reading end: yields records in order from a position, across segments. It keeps
@@ -323,6 +392,8 @@ struct OpenSegment {
     reader: BufReader<File>,
     /// Where the next record starts.
     offset: u64,
+    /// The number of the last record read or passed over (`first - 1` before any).
+    passed: u64,
 }
 
 impl JournalReader {
@@ -338,6 +409,13 @@ impl JournalReader {
     /// The number of the next record to read.
     pub fn next_no(&self) -> u64 {
         self.next
+    }
+
+    /// Moves past records the caller got elsewhere (the collector's decoded cache): the next
+    /// read starts at `after + 1`. Only forward, and only over records already written; the
+    /// skipped records are then passed over by their headers, without reading their bodies.
+    pub fn skip_to(&mut self, after: u64) {
+        self.next = self.next.max(after + 1);
     }
 
     /// [`JournalReader::read`] on a blocking thread, for async callers. Should the blocking
@@ -363,24 +441,29 @@ impl JournalReader {
             let Some(segment) = self.open.as_mut() else {
                 break;
             };
-            match read_record(&mut segment.reader)? {
-                Some(record) if record.no <= self.next => {
-                    segment.offset += (HEADER + body_len(&record)) as u64;
-                    if record.no == self.next {
-                        self.next += 1;
-                        out.push(record);
-                    }
+            match read_record_from(&mut segment.reader, self.next)? {
+                Next::Skipped(no, bytes) => {
+                    segment.offset += bytes;
+                    segment.passed = no;
                 }
-                // The end of this segment's complete records.
+                Next::Record(record) if record.no == self.next => {
+                    segment.offset += (HEADER + body_len(&record)) as u64;
+                    segment.passed = record.no;
+                    self.next += 1;
+                    out.push(record);
+                }
+                // The end of this segment's complete records: the next segment, if written,
+                // starts right after them.
                 _ => {
-                    let next_segment = segment_path(&self.dir, self.next);
-                    if segment.first != self.next && next_segment.exists() {
+                    let next_segment = segment_path(&self.dir, segment.passed + 1);
+                    if segment.first != segment.passed + 1 && next_segment.exists() {
                         let reader =
                             BufReader::with_capacity(256 * 1024, File::open(next_segment)?);
                         self.open = Some(OpenSegment {
-                            first: self.next,
+                            first: segment.passed + 1,
                             reader,
                             offset: 0,
+                            passed: segment.passed,
                         });
                     } else {
                         // Nothing more yet: come back to the same byte next time.
@@ -406,6 +489,7 @@ impl JournalReader {
             first: segment.first,
             reader,
             offset: 0,
+            passed: segment.first - 1,
         });
         Ok(())
     }
@@ -514,6 +598,37 @@ mod tests {
             3,
             "picks up new records"
         );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_reader_skips_records_got_elsewhere_and_resumes_after_them() {
+        let dir = temp_dir();
+        let (mut journal, end) = Journal::open(&dir, 300).unwrap();
+        let mut seen = None;
+        journal
+            .append_then(&mut (0..30).map(entry).collect(), |numbers, entries| {
+                seen = Some((numbers, entries.len(), end.current()))
+            })
+            .unwrap();
+        assert_eq!(
+            seen,
+            Some((1..=30, 30, 0)),
+            "readers learn of records after the callback"
+        );
+        assert_eq!(end.current(), 30);
+        let mut reader = JournalReader::new(&dir, 0);
+        assert_eq!(reader.read(30, 3).unwrap().last().unwrap().no, 3);
+        reader.skip_to(17);
+        reader.skip_to(5);
+        let got = reader.read(30, 4).unwrap();
+        assert_eq!(
+            got.iter().map(|r| r.no).collect::<Vec<_>>(),
+            [18, 19, 20, 21],
+            "skipped over several segments; never backwards"
+        );
+        assert_eq!(got[0].payload, b"{\"n\":17}");
+        assert_eq!(got[0].topic, "iot/d17/telemetry");
         fs::remove_dir_all(dir).unwrap();
     }
 

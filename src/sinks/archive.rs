@@ -320,7 +320,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub struct RawWindow {
     first_no: u64,
     first_received: DateTime<Utc>,
-    bodies: std::collections::BTreeMap<DeviceId, Vec<u8>>,
+    bodies: std::collections::HashMap<DeviceId, Vec<u8>, foldhash::fast::RandomState>,
     bytes: usize,
     /// The last receive time and its RFC 3339 text: a batch of records shares one.
     received_text: Option<(DateTime<Utc>, String)>,
@@ -377,13 +377,16 @@ impl RawWindow {
     /// `(key, JSON array)` per device.
     pub fn finish(self) -> Vec<(String, Vec<u8>)> {
         let (first_no, first_received) = (self.first_no, self.first_received);
-        self.bodies
+        let mut objects: Vec<(String, Vec<u8>)> = self
+            .bodies
             .into_iter()
             .map(|(device, mut body)| {
                 body.extend_from_slice(b"]\n");
                 (raw_object_key(&device, first_no, first_received), body)
             })
-            .collect()
+            .collect();
+        objects.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        objects
     }
 }
 

@@ -102,24 +102,30 @@ impl RegistryBatch {
             return;
         };
         let device = device.as_str();
-        let update = self
-            .devices
-            .entry(device.to_owned())
-            .or_insert(DeviceUpdate {
+        // Looked up before inserting: most messages come from devices already in the batch, and
+        // a key is then not allocated.
+        if !self.devices.contains_key(device) {
+            let update = DeviceUpdate {
                 seen: received,
                 online: true,
                 fw_version: None,
-            });
+            };
+            self.devices.insert(device.to_owned(), update);
+        }
+        let update = self.devices.get_mut(device).expect("inserted above");
         update.seen = update.seen.max(received);
         update.online = !matches!(message, Message::Status { online: false, .. });
         if let Some(seq) = message.seq() {
             if let Some((from, to)) = sequences.observe(device, seq) {
                 self.gaps.push((device.to_owned(), from, to));
             }
-            self.sequences.insert(
-                device.to_owned(),
-                sequences.last.get(device).copied().unwrap_or(seq) as i64,
-            );
+            let last = sequences.last.get(device).copied().unwrap_or(seq) as i64;
+            match self.sequences.get_mut(device) {
+                Some(s) => *s = last,
+                None => {
+                    self.sequences.insert(device.to_owned(), last);
+                }
+            }
         }
         match message {
             Message::Hello { fw_version, .. } => update.fw_version = Some(fw_version.clone()),
