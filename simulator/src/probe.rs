@@ -1,7 +1,7 @@
 //! `probe`: publish-to-queryable latency. A probe device publishes one v2 datagram every
-//! interval (QoS 1) while InfluxDB is polled every 20 ms for the probe's points; each point's
-//! latency is from its publish to the first poll that returns it. Run it beside a load to see
-//! the latency under that load.
+//! interval (QoS 1) while InfluxDB is polled (every 20 ms by default) for the probe's points;
+//! each point's latency is from its publish to the first poll that returns it. Run it beside a
+//! load to see the latency under that load.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -30,8 +30,16 @@ pub struct ProbeArgs {
     /// How long to publish probes.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Publish a single probe and wait until it is queryable (a marker: behind a load that the
+    /// broker has acknowledged, it is queryable only after every message of the load).
+    #[arg(long, conflicts_with = "seconds")]
+    once: bool,
     #[arg(long, default_value_t = 100)]
     interval_ms: u64,
+    /// How often InfluxDB is asked for the probe's points: the latency's resolution, and the
+    /// load the probe itself puts on InfluxDB (about 1 ms of its CPU per query).
+    #[arg(long, default_value_t = 20)]
+    poll_ms: u64,
     /// After the last probe, wait this long for stragglers.
     #[arg(long, default_value_t = 30)]
     settle_secs: u64,
@@ -77,20 +85,30 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
     let mut sent: BTreeMap<u64, Instant> = BTreeMap::new();
     let mut latencies: BTreeMap<u64, Duration> = BTreeMap::new();
     let mut publish = tokio::time::interval(Duration::from_millis(args.interval_ms.max(1)));
-    let mut poll = tokio::time::interval(Duration::from_millis(20));
-    let end = Instant::now() + Duration::from_secs(args.seconds);
+    let mut poll = tokio::time::interval(Duration::from_millis(args.poll_ms.max(1)));
+    let seconds = if args.once { 0 } else { args.seconds };
+    let end = Instant::now() + Duration::from_secs(seconds);
     let mut settle_until = None;
     let mut n = 0u64;
+    let probe = |n: u64| {
+        let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        format!(
+            r#"{{"v":2,"device_id":"{device}","ts":"{ts}","seq":{n},"msg_type":"telemetry","measurements":[{{"ts":"{ts}","type":"probe","val":{n},"unit":""}}]}}"#
+        )
+    };
+    if args.once {
+        n += 1;
+        sent.insert(n, Instant::now());
+        client
+            .publish(&topic, QoS::AtLeastOnce, false, probe(n))
+            .await?;
+    }
     loop {
         tokio::select! {
             _ = publish.tick(), if Instant::now() < end => {
                 n += 1;
-                let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-                let body = format!(
-                    r#"{{"v":2,"device_id":"{device}","ts":"{ts}","seq":{n},"msg_type":"telemetry","measurements":[{{"ts":"{ts}","type":"probe","val":{n},"unit":""}}]}}"#
-                );
                 sent.insert(n, Instant::now());
-                client.publish(&topic, QoS::AtLeastOnce, false, body).await?;
+                client.publish(&topic, QoS::AtLeastOnce, false, probe(n)).await?;
             }
             _ = poll.tick() => {
                 let mut request = http
