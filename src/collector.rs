@@ -202,10 +202,11 @@ impl Journaled {
 
 /// The most recently journaled records, decoded, by journal number: the sinks, which usually
 /// read near the head of the journal, take them from here instead of reading the journal's files
-/// and parsing the same JSON again. Bounded by count; entries every sink has passed are dropped
-/// first. A sink that misses (it fell behind, or the process restarted) reads the journal and
-/// decodes the record itself, with the same result: ingest decodes with the journal's
-/// microsecond receive time.
+/// and parsing the same JSON again. Entries every sink has read are dropped (a sink that needs
+/// one again, replaying after a failed write, reads the journal), and beyond a count the oldest.
+/// A sink that misses (it fell behind, or the process restarted) reads the journal and decodes
+/// the record itself, with the same result: ingest decodes with the journal's microsecond
+/// receive time.
 pub struct DecodedCache {
     inner: std::sync::Mutex<DecodedWindow>,
     capacity: usize,
@@ -225,7 +226,7 @@ impl DecodedCache {
         }
     }
 
-    /// Adds records journaled as `first..`, forgetting what every sink has written (through
+    /// Adds records journaled as `first..`, forgetting what every sink has read (through
     /// `done`) and the oldest beyond capacity.
     fn extend(&self, first: u64, entries: impl IntoIterator<Item = Arc<Journaled>>, done: u64) {
         let Ok(mut window) = self.inner.lock() else {
@@ -269,13 +270,16 @@ async fn read_journaled(
     mut reader: JournalReader,
     end: u64,
     max: usize,
+    read: &AtomicU64,
 ) -> (JournalReader, std::io::Result<Vec<Arc<Journaled>>>) {
     let cached = ctx.decoded.take(reader.next_no(), end, max);
     if let Some(last) = cached.last() {
         reader.skip_to(last.record.no);
+        read.store(last.record.no, Ordering::Release);
         return (reader, Ok(cached));
     }
     let (reader, records) = reader.read_blocking(end, max).await;
+    read.store(reader.next_no() - 1, Ordering::Release);
     let journaled = records.map(|records| {
         records
             .into_iter()
@@ -358,9 +362,9 @@ fn decoder(settings: &Settings) -> Decoder {
     }
 }
 
-/// Messages kept decoded for the sinks (about 550 bytes each): the InfluxDB sink runs up to two
-/// batches behind the head (one being written, one being read), which is 10,000 messages at the
-/// default batch size plus what arrives during a write.
+/// At most this many records kept decoded for the sinks (about 850 bytes each with their
+/// payload). The cache holds what the slowest sink has yet to read: usually a few thousand
+/// records; more while an archive window is being written or InfluxDB answers slowly.
 const DECODED_CACHE_MESSAGES: usize = 30_000;
 
 /// Starts the collector's tasks. They run until the process ends and never exit on bad input
@@ -398,6 +402,15 @@ pub async fn start(
     let registry_name = format!("{cursor_prefix}/registry");
     positions.registry.store(
         registry::load_cursor(&ctx.pool, &registry_name).await?,
+        Ordering::Relaxed,
+    );
+    let read = &positions.read;
+    read.influx
+        .store(positions.influx.load(Ordering::Relaxed), Ordering::Relaxed);
+    read.archive
+        .store(positions.archive.load(Ordering::Relaxed), Ordering::Relaxed);
+    read.registry.store(
+        positions.registry.load(Ordering::Relaxed),
         Ordering::Relaxed,
     );
 
@@ -475,11 +488,30 @@ struct SinkPositions {
     influx: AtomicU64,
     archive: AtomicU64,
     registry: AtomicU64,
+    /// How far each sink has read: what the decoded cache must still hold.
+    read: SinkReads,
+}
+
+#[derive(Default)]
+struct SinkReads {
+    influx: AtomicU64,
+    archive: AtomicU64,
+    registry: AtomicU64,
 }
 
 impl SinkPositions {
     fn min(&self) -> u64 {
         [&self.influx, &self.archive, &self.registry]
+            .iter()
+            .map(|p| p.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// The records every sink has read (written or not): the decoded cache may drop them.
+    fn min_read(&self) -> u64 {
+        let r = &self.read;
+        [&r.influx, &r.archive, &r.registry]
             .iter()
             .map(|p| p.load(Ordering::Acquire))
             .min()
@@ -771,7 +803,7 @@ async fn accept(
                             Arc::new(Journaled { record, message })
                         },
                     );
-                    ctx.decoded.extend(first, journaled, positions.min());
+                    ctx.decoded.extend(first, journaled, positions.min_read());
                 };
                 match journal.append_then(&mut entries, cache) {
                     Ok(numbers) => {
@@ -853,7 +885,7 @@ fn log_rejection(rejection: &Rejection) {
 async fn next_batch(
     ctx: &CollectorContext,
     mut reader: JournalReader,
-    end: &JournalEnd,
+    (end, read): (&JournalEnd, &AtomicU64),
     max: usize,
     age: Duration,
 ) -> (JournalReader, Vec<Arc<Journaled>>) {
@@ -861,7 +893,8 @@ async fn next_batch(
     let deadline = tokio::time::Instant::now() + age;
     let mut batch = Vec::new();
     loop {
-        let (r, records) = read_journaled(ctx, reader, end.current(), max - batch.len()).await;
+        let (r, records) =
+            read_journaled(ctx, reader, end.current(), max - batch.len(), read).await;
         reader = r;
         match records {
             Ok(records) => batch.extend(records),
@@ -893,7 +926,8 @@ async fn influx_sink(
     let dir = ctx.settings.collector.journal_dir.clone();
     let mut in_flight: Option<tokio::task::JoinHandle<()>> = None;
     loop {
-        let (r, batch) = next_batch(&ctx, reader, &end, settings.batch_size, age).await;
+        let source = (&end, &positions.read.influx);
+        let (r, batch) = next_batch(&ctx, reader, source, settings.batch_size, age).await;
         reader = r;
         let Some(last) = batch.last().map(|j| j.record.no) else {
             continue;
@@ -916,7 +950,9 @@ async fn influx_sink(
                 // The previous batch may not be in InfluxDB: read again from the last written
                 // position (a replay writes the same points once).
                 tracing::error!(error = %e, "an InfluxDB write task failed; replaying from the cursor");
-                reader = JournalReader::new(&dir, positions.influx.load(Ordering::Acquire));
+                let written = positions.influx.load(Ordering::Acquire);
+                positions.read.influx.store(written, Ordering::Release);
+                reader = JournalReader::new(&dir, written);
                 continue;
             }
         }
@@ -1056,7 +1092,8 @@ async fn archive_sink(
         let deadline = tokio::time::Instant::now() + age;
         let mut window = None;
         loop {
-            let (r, batch) = read_journaled(&ctx, reader, end.current(), ARCHIVE_CHUNK).await;
+            let read = &positions.read.archive;
+            let (r, batch) = read_journaled(&ctx, reader, end.current(), ARCHIVE_CHUNK, read).await;
             reader = r;
             match batch {
                 Ok(batch) => ArchiveWindow::add(&mut window, &ctx, &batch).await,
@@ -1169,6 +1206,7 @@ async fn registry_sink(
             }
         }
     };
+    let source = (&end, &positions.read.registry);
     let mut batch = RegistryBatch::default();
     let mut pending_since: Option<tokio::time::Instant> = None;
     loop {
@@ -1179,7 +1217,7 @@ async fn registry_sink(
         }
         if end.current() >= reader.next_no() || pending_since.is_none() {
             let (r, records) =
-                next_batch(&ctx, reader, &end, 5000, Duration::from_millis(200)).await;
+                next_batch(&ctx, reader, source, 5000, Duration::from_millis(200)).await;
             reader = r;
             for j in &records {
                 batch.add(j.record.no, j.record.received, &j.message, &mut sequences);
