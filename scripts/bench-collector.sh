@@ -2,8 +2,9 @@
 # Collector benchmark: 1,000 simulated devices publish v2 datagrams with 3 measurements each
 # (QoS 1) to a Mosquitto of the benchmark's own; devicehub (collector role, release build)
 # journals them and writes InfluxDB 1.x, the archive and PostgreSQL. Prints what the broker alone
-# delivers to a discarding subscriber (the ceiling), the collector's end-to-end rate (first
-# publish to the last point queryable in InfluxDB), our fraction of the ceiling, and peak RSS.
+# delivers to a discarding subscriber (the ceiling, measured before and after the collector run),
+# the collector's end-to-end rate (first publish to the last point queryable in InfluxDB), our
+# fraction of the ceiling, latency, peak RSS, and each process's CPU.
 # Usage: scripts/bench-collector.sh [messages, default 300000]
 #   RATE=20000 scripts/bench-collector.sh   offers a fixed rate instead of as fast as possible, to
 #                                            see latency when the collector keeps up
@@ -33,10 +34,33 @@ SIM="$CARGO_TARGET_DIR/release/devicehub-sim"
 # messages in flight per client, so that the measurement is the collector's, not Mosquitto's
 # default of 20 in flight (a production broker for a busy collector wants the same).
 printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 1000\npersistence false\n' "$PORT" > "$WORK/mosquitto.conf"
-mosquitto -c "$WORK/mosquitto.conf" > "$WORK/mosquitto.log" 2>&1 &
-BROKER=$!
-trap 'kill $BROKER ${SERVER:-} 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK" "${ARCHIVE:-}"; mkdir -p "$(dirname "$STAMP")"; touch "$STAMP"' EXIT
-wait_for_port 127.0.0.1 "$PORT" "benchmark broker"
+start_broker() {
+  mosquitto -c "$WORK/mosquitto.conf" >> "$WORK/mosquitto.log" 2>&1 &
+  BROKER=$!
+  wait_for_port 127.0.0.1 "$PORT" "benchmark broker"
+}
+trap 'kill ${BROKER:-} ${SERVER:-} 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK" "${ARCHIVE:-}"; mkdir -p "$(dirname "$STAMP")"; touch "$STAMP"' EXIT
+start_broker
+
+# CPU seconds (user + system) a process has used so far.
+cpu_secs() {
+  awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+cpu_of() { local p; for p in $(pgrep -x "$1"); do cpu_secs "$p"; done | awk '{s += $1} END {print s + 0}'; }
+
+# The broker alone: the load to a subscriber that discards it. Measured before and after the
+# collector run (on a fresh broker, without the collector's session), and the mean used: the
+# machine's speed drifts by up to a fifth between minutes.
+ceiling() {
+  log "broker ceiling ($1): $MESSAGES messages to a subscriber that discards them"
+  local b0; b0=$(cpu_secs "$BROKER")
+  "$SIM" drain --broker "mqtt://127.0.0.1:$PORT" --messages "$MESSAGES" --idle-secs 5 --json > "$WORK/drain-$1.json" 2>/dev/null &
+  local drain=$!
+  sleep 1
+  "$SIM" load --broker "mqtt://127.0.0.1:$PORT" --devices 1000 --messages "$MESSAGES" --qos 1 --connections 4 --json 2>/dev/null > "$WORK/load-$1.json"
+  wait $drain
+  echo "$b0 $(cpu_secs "$BROKER")" > "$WORK/broker-cpu-$1"
+}
 
 # The local archive goes to tmpfs (/dev/shm) when it has room. On ext4, creating files within
 # minutes of deleting tens of thousands (the previous run's archive) is slow: ext4 avoids reusing
@@ -58,15 +82,7 @@ else
 fi
 log "archive directory: $ARCHIVE"
 
-log "broker ceiling: $MESSAGES messages to a subscriber that discards them"
-BROKER_CPU0=$(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$BROKER/stat")
-"$SIM" drain --broker "mqtt://127.0.0.1:$PORT" --messages "$MESSAGES" --idle-secs 5 --json > "$WORK/drain.json" 2>/dev/null &
-DRAIN=$!
-sleep 1
-"$SIM" load --broker "mqtt://127.0.0.1:$PORT" --devices 1000 --messages "$MESSAGES" --qos 1 --connections 4 --json 2>/dev/null > "$WORK/load0.json"
-wait $DRAIN
-BROKER_CPU1=$(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$BROKER/stat")
-CEILING=$(python3 -c "import json; print(round(json.load(open('$WORK/drain.json'))['messages_per_second']))")
+ceiling before
 
 curl -s -XPOST "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode "q=DROP DATABASE $DB" >/dev/null
 psql -w -h "$PG_HOST" -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
@@ -86,12 +102,6 @@ if [ -n "${BENCH_PERF:-}" ]; then
   perf record -F 499 ${BENCH_PERF_CALLGRAPH:--g} -p "$SERVER" -o "$BENCH_PERF" > /dev/null 2>&1 &
   PERF=$!
 fi
-
-# CPU seconds (user + system) a process has used so far.
-cpu_secs() {
-  awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0
-}
-cpu_of() { local p; for p in $(pgrep -x "$1"); do cpu_secs "$p"; done | awk '{s += $1} END {print s + 0}'; }
 
 count_points() {
   curl -s "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode "db=$DB" \
@@ -122,17 +132,24 @@ N=$(count_points)
 wait $PROBE
 RSS=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status")
 OBJECTS=$(find "$ARCHIVE" -type f | wc -l)
-python3 - "$START" "$END" "$MESSAGES" "$N" "$POINTS" "$CEILING" "$RSS" "$WORK/load.json" "$WORK/probe.json" "$CPU0" "$CPU1" \
-  "$WORK/load0.json" "$WORK/drain.json" "$BROKER_CPU0" "$BROKER_CPU1" "$OBJECTS" <<'PY'
+kill "$SERVER" "$BROKER"
+wait "$SERVER" "$BROKER" 2>/dev/null || true
+SERVER=
+start_broker
+ceiling after
+python3 - "$START" "$END" "$MESSAGES" "$N" "$POINTS" "$RSS" "$WORK/load.json" "$WORK/probe.json" "$CPU0" "$CPU1" \
+  "$OBJECTS" "$WORK" <<'PY'
 import json, sys
-(start, end, messages, got, points, ceiling, rss, load, probe, cpu0, cpu1,
- load0, drain, broker0, broker1, objects) = sys.argv[1:]
+(start, end, messages, got, points, rss, load, probe, cpu0, cpu1, objects, work) = sys.argv[1:]
+runs = ["before", "after"]
+rates = [json.load(open(f"{work}/drain-{r}.json"))["messages_per_second"] for r in runs]
+ceiling = sum(rates) / len(rates)
 seconds = float(end) - float(start)
 rate = int(messages) / seconds
 sent = json.load(open(load))
 print()
 print(f"published by the load generator : {sent['messages_sent']} messages at {sent['messages_per_second']:.0f} msg/s, {sent['publish_errors']} errors")
-print(f"broker ceiling (discarding sub) : {int(ceiling)} msg/s")
+print(f"broker ceiling (discarding sub) : {ceiling:.0f} msg/s (mean of {rates[0]:.0f} before and {rates[1]:.0f} after)")
 print(f"collector, publish to queryable : {int(messages)} messages in {seconds:.2f} s = {rate:.0f} msg/s, {rate*3:.0f} points/s")
 probe = json.load(open(probe))
 print(f"points in InfluxDB              : {got} of {points} ({'no loss' if int(got) == int(points) else 'INCOMPLETE'})")
@@ -145,10 +162,13 @@ used.append(sent.get("cpu_seconds") or 0.0)
 names = ["devicehub", "influxd", "mosquitto", "postgres", "load generator"]
 print("CPU seconds, collector run      : " + ", ".join(f"{n} {u:.1f}" for n, u in zip(names, used))
       + f" (of {2 * seconds:.1f} on 2 cores)")
-first = json.load(open(load0))
-drained = json.load(open(drain))
-ceiling_cpu = [float(broker1) - float(broker0), first.get("cpu_seconds") or 0.0, drained.get("cpu_seconds") or 0.0]
-print("CPU seconds, ceiling run        : " + ", ".join(
+def ceiling_cpu(run):
+    b0, b1 = open(f"{work}/broker-cpu-{run}").read().split()
+    sent = json.load(open(f"{work}/load-{run}.json"))
+    drained = json.load(open(f"{work}/drain-{run}.json"))
+    return [float(b1) - float(b0), sent.get("cpu_seconds") or 0.0, drained.get("cpu_seconds") or 0.0]
+ceiling_cpu = [sum(x) / len(runs) for x in zip(*map(ceiling_cpu, runs))]
+print("CPU seconds, ceiling run (mean) : " + ", ".join(
     f"{n} {u:.1f}" for n, u in zip(["mosquitto", "load generator", "discarding subscriber"], ceiling_cpu)))
 # What the other processes cost per message bounds our rate even if devicehub cost nothing.
 others = sum(used[1:]) / int(messages)
