@@ -489,7 +489,7 @@ impl JournalReader {
             first: segment.first,
             reader,
             offset: 0,
-            passed: segment.first - 1,
+            passed: segment.first.saturating_sub(1),
         });
         Ok(())
     }
