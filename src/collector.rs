@@ -298,7 +298,7 @@ pub struct DeviceTypes {
     last_refresh: tokio::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
-type DeviceTypeMap = HashMap<String, Option<String>>;
+type DeviceTypeMap = HashMap<String, Option<String>, foldhash::fast::RandomState>;
 
 impl DeviceTypes {
     fn snapshot(&self) -> Arc<DeviceTypeMap> {

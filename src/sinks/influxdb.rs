@@ -267,7 +267,6 @@ impl InfluxClient {
 /// Appends one reading as a line of line protocol.
 /// One line of line protocol; tags in key order, as InfluxDB prefers them.
 pub fn push_line(out: &mut String, reading: &Reading, device_type: Option<&str>) {
-    use std::fmt::Write as _;
     out.push_str(MEASUREMENT);
     out.push_str(",device_id=");
     escape_tag(out, reading.device_id.as_str());
@@ -282,13 +281,23 @@ pub fn push_line(out: &mut String, reading: &Reading, device_type: Option<&str>)
         escape_tag(out, unit.as_str());
     }
     let nanos = reading.time.timestamp_nanos_opt().unwrap_or_default();
-    // `{:?}` prints f64 in full precision and always with a decimal point or exponent (a float).
-    let _ = writeln!(out, " value={:?} {nanos}", reading.value);
+    // ryu prints f64 in the shortest form that reads back exactly, always with a decimal point
+    // or an exponent (a float in line protocol); decoding has refused NaN and infinities.
+    out.push_str(" value=");
+    out.push_str(ryu::Buffer::new().format(reading.value));
+    out.push(' ');
+    out.push_str(itoa::Buffer::new().format(nanos));
+    out.push('\n');
 }
 
 fn escape_tag(out: &mut String, value: &str) {
+    let special = |c: char| matches!(c, ',' | '=' | ' ' | '\\');
+    if !value.contains(special) {
+        out.push_str(value);
+        return;
+    }
     for c in value.chars() {
-        if matches!(c, ',' | '=' | ' ' | '\\') {
+        if special(c) {
             out.push('\\');
         }
         out.push(c);
@@ -317,5 +326,23 @@ mod tests {
         out.clear();
         push_line(&mut out, &reading, Some("dc meter,v2"));
         assert_eq!(out, "iot_telemetry,device_id=meter-1,device_type=dc\\ meter\\,v2,metric=voltage_dc,unit=k\\ W value=750.0 1770912000000000000\n");
+        for (value, text) in [
+            (0.1, "0.1"),
+            (-3.5, "-3.5"),
+            (1e-7, "1e-7"),
+            (2.5e21, "2.5e21"),
+        ] {
+            out.clear();
+            push_line(
+                &mut out,
+                &Reading {
+                    value,
+                    ..reading.clone()
+                },
+                None,
+            );
+            assert!(out.contains(&format!(" value={text} ")), "{out}");
+            assert_eq!(text.parse::<f64>().unwrap(), value, "reads back exactly");
+        }
     }
 }
