@@ -978,8 +978,9 @@ struct InfluxWrite {
 impl InfluxWrite {
     async fn run(self, lines: String, mut points: u64, last: u64) {
         let mut backoff = Backoff::default();
-        while !lines.is_empty() {
-            match self.client.write(&lines).await {
+        let body = bytes::Bytes::from(lines);
+        while !body.is_empty() {
+            match self.client.write(&body).await {
                 Ok(()) => break,
                 Err(e) if e.is_permanent() => {
                     tracing::error!(error = %e, points, "InfluxDB refused a batch; skipping it");

@@ -82,6 +82,43 @@ pub struct InfluxSettings {
     pub batch_size: usize,
     pub flush_interval_ms: u64,
     pub timeout_secs: u64,
+    #[serde(default)]
+    pub compression: InfluxCompression,
+}
+
+/// How write bodies travel to InfluxDB.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InfluxCompression {
+    /// gzip, unless InfluxDB is on this machine: over loopback there is no bandwidth to save, and
+    /// compressing and decompressing only cost both processes CPU.
+    #[default]
+    Auto,
+    Gzip,
+    None,
+}
+
+impl InfluxSettings {
+    /// Whether write bodies are gzip-compressed.
+    pub fn gzip(&self) -> bool {
+        match self.compression {
+            InfluxCompression::Gzip => true,
+            InfluxCompression::None => false,
+            InfluxCompression::Auto => !url::Url::parse(&self.url)
+                .ok()
+                .and_then(|u| u.host_str().map(is_loopback_host))
+                .unwrap_or(false),
+        }
+    }
+}
+
+/// `localhost` or a loopback address (IPv6 in brackets, as in URLs, or bare).
+pub fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -267,12 +304,7 @@ impl S3Settings {
                     "s3.endpoint {endpoint:?} must be http:// or https://"
                 )));
             }
-            let loopback = url.host_str().is_some_and(|h| {
-                h == "localhost"
-                    || h.trim_matches(['[', ']'])
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
-            });
+            let loopback = url.host_str().is_some_and(is_loopback_host);
             let well_known = WELL_KNOWN_S3_KEYS
                 .iter()
                 .any(|k| access.expose_secret() == *k || secret.expose_secret() == *k);
@@ -297,11 +329,7 @@ impl DatabaseSettings {
             .parse::<PgConnectOptions>()
             .map_err(|e| SettingsError::DatabaseUrl(e.to_string()))?;
         let host = options.get_host();
-        let local = host == "localhost"
-            || host.starts_with('/')
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
+        let local = host.starts_with('/') || is_loopback_host(host);
         if local && !url.contains("sslmode=") {
             return Ok(options.ssl_mode(PgSslMode::Disable));
         }
@@ -351,6 +379,28 @@ mod tests {
         ));
         settings.auth.jwt_secret = Some(SecretString::from("x".repeat(32)));
         assert!(settings.check().is_ok());
+    }
+
+    #[test]
+    fn influx_bodies_are_gzipped_unless_the_server_is_on_this_machine() {
+        let mut influx = defaults().influxdb;
+        assert_eq!(influx.compression, InfluxCompression::Auto);
+        for (url, gzip) in [
+            ("http://127.0.0.1:8086", false),
+            ("http://localhost:8086", false),
+            ("http://[::1]:8086", false),
+            ("https://influx.example.com", true),
+            ("http://10.0.0.5:8086", true),
+        ] {
+            influx.url = url.into();
+            assert_eq!(influx.gzip(), gzip, "{url}");
+        }
+        influx.compression = InfluxCompression::Gzip;
+        influx.url = "http://127.0.0.1:8086".into();
+        assert!(influx.gzip());
+        influx.compression = InfluxCompression::None;
+        influx.url = "https://influx.example.com".into();
+        assert!(!influx.gzip());
     }
 
     #[test]

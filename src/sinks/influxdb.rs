@@ -55,6 +55,7 @@ pub struct InfluxClient {
     retention_policy: String,
     username: Option<String>,
     password: Option<SecretString>,
+    gzip: bool,
 }
 
 /// One series of an InfluxQL answer.
@@ -98,6 +99,7 @@ impl InfluxClient {
             retention_policy: settings.retention_policy.clone(),
             username: settings.username.clone(),
             password: settings.password.clone(),
+            gzip: settings.gzip(),
         })
     }
 
@@ -125,8 +127,9 @@ impl InfluxClient {
         }
     }
 
-    /// Writes line protocol (gzip-compressed).
-    pub async fn write(&self, lines: &str) -> Result<(), InfluxError> {
+    /// Writes line protocol (gzip-compressed unless configured otherwise). `Bytes`, so that a
+    /// retry does not copy the batch.
+    pub async fn write(&self, lines: &bytes::Bytes) -> Result<(), InfluxError> {
         let request = match self.api {
             InfluxApi::V2 => self
                 .http
@@ -147,19 +150,21 @@ impl InfluxClient {
                 r
             }
         };
-        let mut gz = GzEncoder::new(Vec::with_capacity(lines.len() / 4), Compression::fast());
-        gz.write_all(lines.as_bytes())
-            .map_err(|e| InfluxError::Answer(e.to_string()))?;
-        let body = gz
-            .finish()
-            .map_err(|e| InfluxError::Answer(e.to_string()))?;
-        let response = self
+        let request = self
             .authorize(request)
-            .header("Content-Encoding", "gzip")
-            .header("Content-Type", "text/plain; charset=utf-8")
-            .body(body)
-            .send()
-            .await?;
+            .header("Content-Type", "text/plain; charset=utf-8");
+        let request = if self.gzip {
+            let mut gz = GzEncoder::new(Vec::with_capacity(lines.len() / 4), Compression::fast());
+            gz.write_all(lines)
+                .map_err(|e| InfluxError::Answer(e.to_string()))?;
+            let body = gz
+                .finish()
+                .map_err(|e| InfluxError::Answer(e.to_string()))?;
+            request.header("Content-Encoding", "gzip").body(body)
+        } else {
+            request.body(lines.clone())
+        };
+        let response = request.send().await?;
         let status = response.status();
         if status.is_success() {
             return Ok(());

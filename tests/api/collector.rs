@@ -453,50 +453,59 @@ async fn a_silent_device_goes_offline_with_an_alert_and_comes_back_online() {
 }
 
 #[tokio::test]
-async fn the_v2_write_api_stores_points_in_a_real_server() {
-    // VictoriaMetrics accepts InfluxDB's /api/v2/write; read the point back through its own API.
-    let mut settings = collector_settings().influxdb;
-    settings.api = devicehub::configuration::InfluxApi::V2;
-    settings.url = std::env::var("DEVICEHUB_TEST_VICTORIA_URL")
-        .unwrap_or_else(|_| "http://127.0.0.1:8428".into());
-    let client = devicehub::sinks::influxdb::InfluxClient::new(&settings).unwrap();
-    let device = format!("vm-{}", uuid::Uuid::new_v4().simple());
-    let reading = devicehub::pipeline::decode::Reading {
-        device_id: devicehub::domain::DeviceId::parse(&device).unwrap(),
-        time: Utc::now(),
-        metric: devicehub::domain::MetricName::parse("voltage_ac").unwrap(),
-        value: 25_000.5,
-        unit: Some(devicehub::domain::Unit::parse("V").unwrap()),
-    };
-    let mut lines = String::new();
-    devicehub::sinks::influxdb::push_line(&mut lines, &reading, None);
-    client.write(&lines).await.unwrap();
-    client.check().await.unwrap();
-    let http = reqwest::Client::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        // Fresh samples become searchable when VictoriaMetrics flushes its buffers.
-        let _ = http
-            .get(format!("{}/internal/force_flush", settings.url))
-            .send()
-            .await;
-        let export = http
-            .get(format!("{}/api/v1/export", settings.url))
-            .query(&[("match[]", format!("{{device_id=\"{device}\"}}"))])
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if export.contains("25000.5") {
-            assert!(export.contains("iot_telemetry_value"), "{export}");
-            break;
+async fn the_v2_write_api_stores_points_in_a_real_server_gzipped_or_not() {
+    // VictoriaMetrics accepts InfluxDB's /api/v2/write; read the points back through its own API.
+    // On loopback "auto" sends plain bodies; "gzip" is forced here to prove that path too.
+    use devicehub::configuration::InfluxCompression;
+    for (compression, value) in [
+        (InfluxCompression::Gzip, 25_000.5),
+        (InfluxCompression::Auto, 25_001.5),
+    ] {
+        let mut settings = collector_settings().influxdb;
+        settings.api = devicehub::configuration::InfluxApi::V2;
+        settings.url = std::env::var("DEVICEHUB_TEST_VICTORIA_URL")
+            .unwrap_or_else(|_| "http://127.0.0.1:8428".into());
+        settings.compression = compression;
+        assert_eq!(settings.gzip(), compression == InfluxCompression::Gzip);
+        let client = devicehub::sinks::influxdb::InfluxClient::new(&settings).unwrap();
+        let device = format!("vm-{}", uuid::Uuid::new_v4().simple());
+        let reading = devicehub::pipeline::decode::Reading {
+            device_id: devicehub::domain::DeviceId::parse(&device).unwrap(),
+            time: Utc::now(),
+            metric: devicehub::domain::MetricName::parse("voltage_ac").unwrap(),
+            value,
+            unit: Some(devicehub::domain::Unit::parse("V").unwrap()),
+        };
+        let mut lines = String::new();
+        devicehub::sinks::influxdb::push_line(&mut lines, &reading, None);
+        client.write(&lines.into()).await.unwrap();
+        client.check().await.unwrap();
+        let http = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            // Fresh samples become searchable when VictoriaMetrics flushes its buffers.
+            let _ = http
+                .get(format!("{}/internal/force_flush", settings.url))
+                .send()
+                .await;
+            let export = http
+                .get(format!("{}/api/v1/export", settings.url))
+                .query(&[("match[]", format!("{{device_id=\"{device}\"}}"))])
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if export.contains(&value.to_string()) {
+                assert!(export.contains("iot_telemetry_value"), "{export}");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{compression:?}: point not found: {export}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "point not found: {export}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
