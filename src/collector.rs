@@ -272,6 +272,9 @@ async fn read_journaled(
     max: usize,
     read: &AtomicU64,
 ) -> (JournalReader, std::io::Result<Vec<Arc<Journaled>>>) {
+    if reader.next_no() > end {
+        return (reader, Ok(Vec::new()));
+    }
     let cached = ctx.decoded.take(reader.next_no(), end, max);
     if let Some(last) = cached.last() {
         reader.skip_to(last.record.no);
@@ -906,8 +909,17 @@ async fn next_batch(
         if batch.len() >= max || tokio::time::Instant::now() >= deadline {
             return (reader, batch);
         }
-        let _ = tokio::time::timeout_at(deadline, end.wait_past(reader.next_no() - 1)).await;
+        gather_tick(deadline).await;
     }
+}
+
+/// How often a sink that has started a batch looks for more records. Waking on every append
+/// (each batch the broker delivers) cost thousands of thread wake-ups a second under load; a
+/// tick bounds that at the price of at most this much latency.
+const GATHER_TICK: Duration = Duration::from_millis(20);
+
+async fn gather_tick(deadline: tokio::time::Instant) {
+    tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + GATHER_TICK)).await;
 }
 
 /// Writes line protocol to InfluxDB. One write is in flight while the next batch is read and
@@ -1110,10 +1122,7 @@ async fn archive_sink(
                 break;
             }
             if end.current() < reader.next_no() {
-                let more = tokio::time::timeout_at(deadline, end.wait_past(reader.next_no() - 1));
-                if more.await.is_err() {
-                    break;
-                }
+                gather_tick(deadline).await;
             }
         }
         let Some(window) = window else {
@@ -1213,8 +1222,7 @@ async fn registry_sink(
     loop {
         // A pending batch waits for more records only until its flush time.
         if let Some(since) = pending_since {
-            let deadline = since + REGISTRY_COALESCE;
-            let _ = tokio::time::timeout_at(deadline, end.wait_past(reader.next_no() - 1)).await;
+            gather_tick(since + REGISTRY_COALESCE).await;
         }
         if end.current() >= reader.next_no() || pending_since.is_none() {
             let (r, records) =
