@@ -113,6 +113,18 @@ ensure_influxdb() {
   log "InfluxDB is up on 127.0.0.1:$INFLUX_PORT"
 }
 
+# Drops the databases the tests create (devicehub_test_*) from the local InfluxDB.
+drop_test_influx_databases() {
+  curl -s "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode "q=SHOW DATABASES" |
+    python3 -c 'import sys, json
+for row in json.load(sys.stdin)["results"][0].get("series", [{}])[0].get("values", []):
+    if row[0].startswith("devicehub_test_"):
+        print(row[0])' |
+    while read -r db; do
+      curl -s -XPOST "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode "q=DROP DATABASE \"$db\"" >/dev/null
+    done
+}
+
 # VictoriaMetrics from Debian: accepts the InfluxDB v2 write API (/api/v2/write).
 ensure_victoria_metrics() {
   command -v victoria-metrics >/dev/null || apt_install victoria-metrics
