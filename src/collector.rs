@@ -397,31 +397,32 @@ pub async fn start(
     let influx_cursor = FileCursor::new(&journal, "influxdb");
     let archive_cursor = FileCursor::new(&journal, "archive");
     positions
+        .written
         .influx
         .store(influx_cursor.load()?, Ordering::Relaxed);
     positions
+        .written
         .archive
         .store(archive_cursor.load()?, Ordering::Relaxed);
     let registry_name = format!("{cursor_prefix}/registry");
-    positions.registry.store(
+    positions.written.registry.store(
         registry::load_cursor(&ctx.pool, &registry_name).await?,
         Ordering::Relaxed,
     );
-    let read = &positions.read;
-    read.influx
-        .store(positions.influx.load(Ordering::Relaxed), Ordering::Relaxed);
-    read.archive
-        .store(positions.archive.load(Ordering::Relaxed), Ordering::Relaxed);
-    read.registry.store(
-        positions.registry.load(Ordering::Relaxed),
-        Ordering::Relaxed,
-    );
+    let (written, read) = (&positions.written, &positions.read);
+    for (w, r) in [
+        (&written.influx, &read.influx),
+        (&written.archive, &read.archive),
+        (&written.registry, &read.registry),
+    ] {
+        r.store(w.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
 
     let dir = settings.collector.journal_dir.clone();
     tokio::spawn(influx_sink(
         ctx.clone(),
         influx,
-        JournalReader::new(&dir, positions.influx.load(Ordering::Relaxed)),
+        JournalReader::new(&dir, positions.written.influx.load(Ordering::Relaxed)),
         end.clone(),
         influx_cursor,
         positions.clone(),
@@ -429,21 +430,21 @@ pub async fn start(
     tokio::spawn(archive_sink(
         ctx.clone(),
         store,
-        JournalReader::new(&dir, positions.archive.load(Ordering::Relaxed)),
+        JournalReader::new(&dir, positions.written.archive.load(Ordering::Relaxed)),
         end.clone(),
         archive_cursor,
         positions.clone(),
     ));
     tokio::spawn(registry_sink(
         ctx.clone(),
-        JournalReader::new(&dir, positions.registry.load(Ordering::Relaxed)),
+        JournalReader::new(&dir, positions.written.registry.load(Ordering::Relaxed)),
         end.clone(),
         registry_name,
         positions.clone(),
     ));
     tokio::spawn(liveness(ctx.clone()));
 
-    let dedupe = warm_dedupe(&ctx, &dir, positions.min()).await?;
+    let dedupe = warm_dedupe(&ctx, &dir, positions.written.min()).await?;
     let mut redeliveries = Redeliveries::new();
     let tail_start = journal.first_no().max(
         journal
@@ -485,24 +486,15 @@ pub async fn start(
     Ok(())
 }
 
-/// How far each sink has written (journal numbers), for journal clean-up and backpressure.
+/// One journal number per sink.
 #[derive(Default)]
-struct SinkPositions {
-    influx: AtomicU64,
-    archive: AtomicU64,
-    registry: AtomicU64,
-    /// How far each sink has read: what the decoded cache must still hold.
-    read: SinkReads,
-}
-
-#[derive(Default)]
-struct SinkReads {
+struct PerSink {
     influx: AtomicU64,
     archive: AtomicU64,
     registry: AtomicU64,
 }
 
-impl SinkPositions {
+impl PerSink {
     fn min(&self) -> u64 {
         [&self.influx, &self.archive, &self.registry]
             .iter()
@@ -510,16 +502,14 @@ impl SinkPositions {
             .min()
             .unwrap_or(0)
     }
+}
 
-    /// The records every sink has read (written or not): the decoded cache may drop them.
-    fn min_read(&self) -> u64 {
-        let r = &self.read;
-        [&r.influx, &r.archive, &r.registry]
-            .iter()
-            .map(|p| p.load(Ordering::Acquire))
-            .min()
-            .unwrap_or(0)
-    }
+/// How far each sink has written (for journal clean-up and backpressure) and read (the decoded
+/// cache may drop what every sink has read).
+#[derive(Default)]
+struct SinkPositions {
+    written: PerSink,
+    read: PerSink,
 }
 
 /// Dedupe state after a restart: the registry's last numbers, then the journal's unsent tail.
@@ -775,7 +765,7 @@ async fn accept(
         }
         // Backpressure: hold the acks while the sinks are too far behind.
         loop {
-            if let Err(e) = journal.remove_through(positions.min()) {
+            if let Err(e) = journal.remove_through(positions.written.min()) {
                 tracing::error!(error = %e, "cannot remove consumed journal segments");
             }
             counters
@@ -806,7 +796,7 @@ async fn accept(
                             Arc::new(Journaled { record, message })
                         },
                     );
-                    ctx.decoded.extend(first, journaled, positions.min_read());
+                    ctx.decoded.extend(first, journaled, positions.read.min());
                 };
                 match journal.append_then(&mut entries, cache) {
                     Ok(numbers) => {
@@ -962,7 +952,7 @@ async fn influx_sink(
                 // The previous batch may not be in InfluxDB: read again from the last written
                 // position (a replay writes the same points once).
                 tracing::error!(error = %e, "an InfluxDB write task failed; replaying from the cursor");
-                let written = positions.influx.load(Ordering::Acquire);
+                let written = positions.written.influx.load(Ordering::Acquire);
                 positions.read.influx.store(written, Ordering::Release);
                 reader = JournalReader::new(&dir, written);
                 continue;
@@ -1021,7 +1011,7 @@ impl InfluxWrite {
             .points_written
             .fetch_add(points, Ordering::Relaxed);
         store_cursor(&self.cursor, last).await;
-        self.positions.influx.store(last, Ordering::Release);
+        self.positions.written.influx.store(last, Ordering::Release);
     }
 }
 
@@ -1146,7 +1136,7 @@ async fn archive_sink(
             let _ = store.prepare().await;
         }
         store_cursor(&cursor, last).await;
-        positions.archive.store(last, Ordering::Release);
+        positions.written.archive.store(last, Ordering::Release);
     }
 }
 
@@ -1278,7 +1268,10 @@ async fn registry_sink(
                 false,
             );
         }
-        positions.registry.store(batch.last, Ordering::Release);
+        positions
+            .written
+            .registry
+            .store(batch.last, Ordering::Release);
     }
 }
 

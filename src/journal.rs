@@ -179,18 +179,17 @@ impl Journal {
         self.segments.iter().map(|s| s.bytes).sum()
     }
 
-    /// Appends the entries and hands them to the operating system (they survive a crash of the
-    /// process; `sync` makes them survive a crash of the machine). Returns their numbers.
+    /// [`Journal::append_then`] with nothing to do before readers learn of the entries.
+    #[cfg(test)]
     pub fn append(&mut self, entries: &[Entry]) -> io::Result<std::ops::RangeInclusive<u64>> {
-        let numbers = self.write(entries)?;
-        self.publish_end();
-        Ok(numbers)
+        self.append_then(&mut entries.to_vec(), |_, _| {})
     }
 
-    /// [`Journal::append`], handing the written entries and their numbers to `before_readers`
-    /// before readers learn of them (the collector moves them into its decoded cache there, so
-    /// a sink never reads from disk what the cache is about to hold). On error `entries` are
-    /// left as they were.
+    /// Appends the entries and hands them to the operating system (they survive a crash of the
+    /// process; `sync` makes them survive a crash of the machine). Returns their numbers. The
+    /// written entries and their numbers go to `before_readers` before readers learn of them
+    /// (the collector moves them into its decoded cache there, so a sink never reads from disk
+    /// what the cache is about to hold). On error `entries` are left as they were.
     pub fn append_then(
         &mut self,
         entries: &mut Vec<Entry>,
@@ -279,8 +278,8 @@ fn scan_valid(path: &Path, first: u64) -> io::Result<(u64, Option<u64>)> {
     let mut last = None;
     let mut expected = first;
     loop {
-        match read_record(&mut reader)? {
-            Some(record) if record.no == expected => {
+        match read_record_from(&mut reader, 0)? {
+            Next::Record(record) if record.no == expected => {
                 offset += (HEADER + body_len(&record)) as u64;
                 last = Some(record.no);
                 expected += 1;
@@ -292,28 +291,6 @@ fn scan_valid(path: &Path, first: u64) -> io::Result<(u64, Option<u64>)> {
 
 fn body_len(record: &Record) -> usize {
     8 + 8 + 2 + record.topic.len() + record.payload.len()
-}
-
-/// Reads one record; `None` at the end or at a torn/corrupt record.
-fn read_record(reader: &mut impl Read) -> io::Result<Option<Record>> {
-    let mut header = [0u8; HEADER];
-    match reader.read_exact(&mut header) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-    let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-    if !(18..=MAX_BODY).contains(&len) {
-        return Ok(None);
-    }
-    let mut body = vec![0u8; len];
-    match reader.read_exact(&mut body) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    Ok(parse_body(body, crc))
 }
 
 /// A record from its body, `None` when the checksum or the layout is wrong.
