@@ -28,6 +28,26 @@ pub struct Settings {
     pub archive: ArchiveSettings,
     pub s3: S3Settings,
     pub collector: CollectorSettings,
+    pub registry: RegistrySinkSettings,
+    /// How long a stop (SIGTERM, SIGINT) may take: the API finishes its requests, ingest
+    /// journals and acknowledges what it holds, each sink writes its batch, the publisher sends
+    /// its queue. What is not written by then stays in the journal.
+    pub shutdown_grace_secs: u64,
+}
+
+/// How a sink batches: a batch is written once it holds `max_events` journal records or
+/// `max_bytes` encoded, or `timeout_ms` after its first record, whichever comes first.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct BatchSettings {
+    pub max_events: usize,
+    pub max_bytes: usize,
+    pub timeout_ms: u64,
+}
+
+/// The registry sink (PostgreSQL).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RegistrySinkSettings {
+    pub batch: BatchSettings,
 }
 
 /// A part of devicehub that a process runs.
@@ -79,8 +99,7 @@ pub struct InfluxSettings {
     pub retention_policy: String,
     pub username: Option<String>,
     pub password: Option<SecretString>,
-    pub batch_size: usize,
-    pub flush_interval_ms: u64,
+    pub batch: BatchSettings,
     pub timeout_secs: u64,
     #[serde(default)]
     pub compression: InfluxCompression,
@@ -132,8 +151,7 @@ pub enum ArchiveBackend {
 pub struct ArchiveSettings {
     pub backend: ArchiveBackend,
     pub dir: std::path::PathBuf,
-    pub flush_interval_secs: u64,
-    pub max_window_bytes: usize,
+    pub batch: BatchSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -265,10 +283,16 @@ impl Settings {
                 self.mqtt.local_timezone
             )));
         }
-        if self.influxdb.batch_size == 0 || self.archive.max_window_bytes == 0 {
-            return Err(SettingsError::Zero(
-                "influxdb.batch_size and archive.max_window_bytes",
-            ));
+        for (name, batch) in [
+            ("influxdb.batch", self.influxdb.batch),
+            ("archive.batch", self.archive.batch),
+            ("registry.batch", self.registry.batch),
+        ] {
+            if batch.max_events == 0 || batch.max_bytes == 0 {
+                return Err(SettingsError::Invalid(format!(
+                    "{name}.max_events and {name}.max_bytes must be greater than zero"
+                )));
+            }
         }
         if self.archive.backend == ArchiveBackend::S3 {
             self.s3.check()?;

@@ -12,6 +12,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::Invalid;
+use crate::registry::RegistryError;
 
 /// The JSON error body of every non-2xx response.
 #[derive(Debug, Serialize, ToSchema)]
@@ -115,6 +116,16 @@ impl From<sqlx::Error> for ApiError {
                 ApiError::Unavailable("database")
             }
             _ => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::NotFound { what, details } => ApiError::NotFound { what, details },
+            RegistryError::Conflict(message) => ApiError::Conflict(message),
+            RegistryError::Database(e) => e.into(),
         }
     }
 }

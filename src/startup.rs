@@ -3,27 +3,32 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::ErrorHandlers;
 use actix_web::{web, App, HttpServer};
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 use tracing_actix_web::TracingLogger;
 
 use crate::auth::Auth;
-use crate::collector::{self, Counters};
 use crate::configuration::{Role, Settings};
 use crate::error::{json_error, json_error_page, path_error, query_error};
-use crate::ingest::mqtt::Publisher;
+use crate::metrics::Metrics;
+use crate::outbox::Outbox;
 use crate::routes::Stores;
-use crate::sinks::archive::ObjectStore;
-use crate::sinks::influxdb::InfluxClient;
-use crate::{database, routes};
+use crate::stores::broker::Publisher;
+use crate::stores::influxdb::InfluxClient;
+use crate::stores::objects::ObjectStore;
+use crate::supervisor::{Supervisor, Wave};
+use crate::{collector, database, routes};
 
 pub struct Application {
     port: u16,
     pool: PgPool,
-    server: Option<Server>,
+    supervisor: Supervisor,
+    grace: Duration,
 }
 
 impl Application {
@@ -44,14 +49,17 @@ impl Application {
             }
         }
         let pool = database::prepare(&settings.database).await?;
-        let publisher = Publisher::start(
-            &settings.mqtt,
-            &format!(
-                "{}-pub-{}",
-                settings.mqtt.client_id,
-                uuid::Uuid::new_v4().simple()
-            ),
-        )?;
+        let metrics = Arc::new(Metrics::new());
+        let mut supervisor = Supervisor::new(metrics.clone());
+        let publisher_id = format!(
+            "{}-pub-{}",
+            settings.mqtt.client_id,
+            uuid::Uuid::new_v4().simple()
+        );
+        let (publisher, connection) = Publisher::new(&settings.mqtt, &publisher_id)?;
+        supervisor.spawn_once("mqtt publisher", Wave::Outputs, |shutdown| {
+            connection.run(shutdown)
+        });
         let influx = InfluxClient::new(&settings.influxdb)?;
         if let Err(e) = influx.ensure_database().await {
             tracing::warn!(error = %e, "cannot create the InfluxDB database yet");
@@ -60,47 +68,54 @@ impl Application {
         if let Err(e) = archive.prepare().await {
             tracing::warn!(error = %e, "the archive is not writable yet; the collector will retry");
         }
-        let counters = settings
-            .runs(Role::Collector)
-            .then(|| Arc::new(Counters::default()));
-        if let Some(counters) = &counters {
-            collector::start(
-                &settings,
-                pool.clone(),
-                publisher.clone(),
-                archive.clone(),
-                counters.clone(),
-            )
-            .await?;
+        let grace = Duration::from_secs(settings.shutdown_grace_secs);
+        let collector = settings.runs(Role::Collector);
+        if collector {
+            let stores = collector::Stores {
+                pool: pool.clone(),
+                influx: influx.clone(),
+                objects: archive.clone(),
+                publisher: publisher.clone(),
+            };
+            collector::start(&settings, &stores, &mut supervisor, &metrics).await?;
             tracing::info!("collector started");
         }
-        let stores = Stores {
-            influx,
-            archive,
-            publisher,
-            iot_prefix: settings.mqtt.iot_prefix.clone(),
-            ingest: counters,
-        };
         if !settings.runs(Role::Api) {
             return Ok(Self {
                 port: 0,
                 pool,
-                server: None,
+                supervisor,
+                grace,
             });
         }
-        tokio::spawn(routes::commands::resend_queued(
+        let outbox = Outbox::new(
             pool.clone(),
-            stores.clone(),
-        ));
+            publisher.clone(),
+            settings.mqtt.iot_prefix.clone(),
+        );
+        let resend = outbox.clone();
+        supervisor.spawn("command resend", Wave::Intake, move |shutdown| {
+            resend.clone().resend_until(shutdown)
+        });
+        let stores = Stores {
+            influx,
+            archive,
+            publisher,
+            outbox,
+            metrics,
+            collector,
+        };
         let listener = TcpListener::bind(settings.http.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.http.bind))?;
         let port = listener.local_addr()?.port();
         let server = serve(listener, pool.clone(), stores, &settings)?;
+        supervisor.spawn_once("api", Wave::Intake, |shutdown| run_server(server, shutdown));
         tracing::info!(address = %listener_address(&settings, port), "devicehub API listening");
         Ok(Self {
             port,
             pool,
-            server: Some(server),
+            supervisor,
+            grace,
         })
     }
 
@@ -112,22 +127,28 @@ impl Application {
         &self.pool
     }
 
-    /// Serves until SIGINT/SIGTERM, then finishes in-flight requests. Without the API role, the
-    /// collector runs until the same signals.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        match self.server {
-            Some(server) => server.await,
-            None => shutdown_signal().await,
-        }
+    /// Runs until SIGTERM or SIGINT, then stops in order within `shutdown_grace_secs`: the API
+    /// finishes its requests and the intake what it holds, the sinks their batches, the
+    /// publisher its queue. An error names the task that stopped devicehub on its own.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.supervisor.run(self.grace).await?;
+        tracing::info!("stopped");
+        Ok(())
     }
 }
 
-async fn shutdown_signal() -> std::io::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+/// Serves until told to stop, then lets requests in flight finish.
+async fn run_server(server: Server, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let handle = server.handle();
+    let mut server = std::pin::pin!(server);
     tokio::select! {
-        r = tokio::signal::ctrl_c() => r,
-        _ = term.recv() => Ok(()),
+        result = &mut server => result?,
+        () = shutdown.cancelled() => {
+            let (_, result) = tokio::join!(handle.stop(true), server);
+            result?;
+        }
     }
+    Ok(())
 }
 
 fn listener_address(settings: &Settings, port: u16) -> String {
@@ -161,7 +182,10 @@ fn serve(
             .app_data(stores.clone())
             .configure(routes::configure)
     })
-    .listen(listener)?;
+    .listen(listener)?
+    // devicehub's supervisor handles the signals, and stops the server in its turn.
+    .disable_signals()
+    .shutdown_timeout(settings.shutdown_grace_secs);
     if settings.http.workers > 0 {
         server = server.workers(settings.http.workers);
     }

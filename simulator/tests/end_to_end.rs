@@ -46,10 +46,10 @@ fn settings(tag: &str) -> Settings {
     s.influxdb.url = std::env::var("DEVICEHUB_TEST_INFLUXDB_URL")
         .unwrap_or_else(|_| "http://127.0.0.1:8086".into());
     s.influxdb.database = format!("devicehub_test_{tag}");
-    s.influxdb.flush_interval_ms = 100;
+    s.influxdb.batch.timeout_ms = 100;
     let scratch = std::env::temp_dir().join(format!("devicehub-simtest-{tag}"));
     s.archive.dir = scratch.join("archive");
-    s.archive.flush_interval_secs = 1;
+    s.archive.batch.timeout_ms = 1000;
     s.collector.journal_dir = scratch.join("journal");
     s
 }

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use devicehub::pipeline::decode::{CommandResult, Decoder, Message};
+use devicehub::domain::{CommandResult, Message};
+use devicehub::pipeline::decode::Decoder;
 use devicehub_sim::profiles::esp32::{self, Esp32Config, Esp32Stats};
 use devicehub_sim::profiles::house::{self, HouseConfig};
 use devicehub_sim::profiles::meter::{self, MeterConfig};

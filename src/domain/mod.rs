@@ -1,22 +1,29 @@
 //! Domain types, parsed once at the edge: a value of one of these types is valid by construction,
-//! so handlers and storage never re-check.
+//! so handlers and storage never re-check. Also the pipeline's nouns (messages, readings,
+//! rejections), which every stage from decoding to the sinks speaks.
 
 mod alert;
+mod command;
 mod config_key;
 mod device;
 mod device_id;
+mod message;
 mod metric;
 mod page;
+mod rejection;
 mod role;
 mod text;
 mod time_range;
 
 pub use alert::{AlertQuery, NewAlert, Severity};
+pub use command::{command_payload, CommandName, CommandRequest, NewCommand};
 pub use config_key::ConfigKey;
 pub use device::{DeviceFilter, DeviceListQuery, DevicePatch, DeviceStatus, NewDevice};
 pub use device_id::DeviceId;
+pub use message::{CommandResult, EventRejection, Message, QsEvent, Reading};
 pub use metric::{MetricName, Unit};
 pub use page::Page;
+pub use rejection::{RejectKind, Rejection};
 pub use role::Role;
 pub use text::{bounded_json_object, bounded_json_value};
 pub use time_range::{Aggregate, Downsample, TimeBound, TimeRange};

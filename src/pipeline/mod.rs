@@ -1,4 +1,271 @@
-//! The middle of the data flow: `ingest/` (MQTT, pollers) → `pipeline/` (decode, dedupe,
-//! enrich) → `sinks/` (InfluxDB, archive, registry).
+//! The middle of the data flow: `sources/` (MQTT; pollers later) → `pipeline/` → `journal/` →
+//! `sinks/`. Ingest ([`Ingest`]) takes what a source hands over, in batches of whatever has
+//! arrived: decodes each message ([`decode`]), applies the acceptance policy ([`policy`]), drops
+//! repeats and redeliveries ([`dedupe`]), dead-letters what it cannot take ([`dead_letter`]),
+//! appends the rest to the journal, and only then acknowledges the batch to its source. Sinks
+//! enrich what they read with the registry's device types ([`enrich`]).
+//!
+//! Backpressure: while the journal holds `collector.max_journal_bytes` that some sink has not
+//! yet written, ingest holds its acknowledgements, so the broker keeps the rest.
 
+pub mod dead_letter;
 pub mod decode;
+pub mod dedupe;
+pub mod enrich;
+pub mod policy;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, Notify};
+
+use crate::domain::Message;
+use crate::journal::{Decode, Entry, Feed, Journal, Journaled, Record};
+use crate::metrics::Metrics;
+use crate::retry::Backoff;
+use dead_letter::DeadLetters;
+use decode::Decoder;
+use dedupe::{Dedupers, Redeliveries};
+use policy::Acceptance;
+
+/// A message as a source hands it over.
+#[derive(Debug)]
+pub struct Incoming {
+    pub topic: String,
+    pub payload: Bytes,
+    /// The broker marked it as sent before (MQTT DUP): after a crash it may already be journaled.
+    pub redelivered: bool,
+    /// How to acknowledge it once journaled (QoS 1), if the source needs to.
+    pub ack: Option<Ack>,
+}
+
+/// A QoS 1 acknowledgement owed on one connection of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    pub connection: u64,
+    pub packet_id: u16,
+}
+
+/// Acknowledgements ingest owes a source, handed back in one batch per journaled batch (the
+/// source writes them in one flush: rumqttc's own `ack` writes and flushes each PUBACK on its
+/// own, a system call per message here and a read per message in the broker).
+#[derive(Default)]
+pub struct AckQueue {
+    pending: Mutex<Vec<Ack>>,
+    ready: Notify,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl AckQueue {
+    fn push(&self, acks: impl IntoIterator<Item = Ack>) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.extend(acks);
+        }
+        self.ready.notify_one();
+    }
+
+    /// What is owed now.
+    pub fn take(&self) -> Vec<Ack> {
+        self.pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default()
+    }
+
+    /// Waits until acknowledgements are owed, or ingest has finished.
+    pub async fn ready(&self) {
+        self.ready.notified().await;
+    }
+
+    /// Whether ingest has finished: nothing more will be owed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.ready.notify_one();
+    }
+}
+
+impl Decode for Decoder {
+    fn decode_record(&self, record: &Record) -> Message {
+        self.decode(&record.topic, &record.payload, record.received)
+            .unwrap_or_else(|rejection| {
+                tracing::warn!(no = record.no, reason = %rejection.kind, detail = %rejection.detail,
+                    "a journaled message no longer decodes; archived raw only");
+                Message::Ignored
+            })
+    }
+}
+
+/// The most messages taken from a source in one batch.
+const BATCH: usize = 4096;
+
+/// How often the journal is handed to the disk (fsync) while ingest runs; records survive a
+/// crash of the process at once, this bounds what a crash of the machine can take.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+pub struct Ingest {
+    pub decoder: Arc<Decoder>,
+    pub acceptance: Acceptance,
+    pub dedupers: Dedupers,
+    pub journal: Journal,
+    pub feed: Feed,
+    pub dead_letters: DeadLetters,
+    pub metrics: Arc<Metrics>,
+    pub max_journal_bytes: u64,
+}
+
+impl Ingest {
+    /// Takes messages until the source closes its end, then syncs the journal and tells the
+    /// source that every acknowledgement owed has been handed back.
+    pub async fn run(
+        mut self,
+        mut incoming: mpsc::UnboundedReceiver<Incoming>,
+        acks: Arc<AckQueue>,
+    ) -> anyhow::Result<()> {
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut last_sync = tokio::time::Instant::now();
+        while let Some(first) = incoming.recv().await {
+            batch.push(first);
+            while batch.len() < BATCH {
+                match incoming.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            self.take(&batch).await;
+            acks.push(batch.drain(..).filter_map(|m| m.ack));
+            if last_sync.elapsed() > SYNC_EVERY {
+                last_sync = tokio::time::Instant::now();
+                if let Ok(file) = self.journal.sync_handle() {
+                    tokio::task::spawn_blocking(move || file.sync_data());
+                }
+            }
+        }
+        let synced = match self.journal.sync_handle() {
+            Ok(file) => tokio::task::spawn_blocking(move || file.sync_data())
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r),
+            Err(e) => Err(e),
+        };
+        acks.close();
+        synced.map_err(|e| anyhow::anyhow!("cannot sync the journal: {e}"))
+    }
+
+    /// Decodes, filters and journals one batch.
+    async fn take(&mut self, batch: &[Incoming]) {
+        // Microseconds, as the journal keeps it: a record decoded again later (by a sink that
+        // missed the decoded cache, or after a restart) gives exactly the same readings.
+        let now = Utc::now();
+        let now = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
+        let mut entries = Vec::with_capacity(batch.len());
+        let mut decoded = Vec::with_capacity(batch.len());
+        for m in batch {
+            self.metrics.received.inc();
+            if let Some(message) = self.accept(m, now).await {
+                decoded.push(message);
+                entries.push(Entry {
+                    received: now,
+                    topic: m.topic.clone(),
+                    payload: m.payload.to_vec(),
+                });
+            }
+        }
+        self.hold_while_the_journal_is_full().await;
+        if !entries.is_empty() {
+            self.append(entries, decoded).await;
+        }
+    }
+
+    /// The message, when it is to be journaled.
+    async fn accept(&mut self, m: &Incoming, now: DateTime<Utc>) -> Option<Message> {
+        let fingerprint = Redeliveries::fingerprint(&m.topic, &m.payload);
+        if m.redelivered && self.dedupers.redeliveries.contains(fingerprint) {
+            self.metrics.duplicates.inc();
+            return None;
+        }
+        let message = match self.decoder.decode(&m.topic, &m.payload, now) {
+            Ok(message) => message,
+            Err(rejection) => {
+                self.dead_letters.message(&m.topic, &m.payload, &rejection);
+                return None;
+            }
+        };
+        if let Some(device) = message.device_id() {
+            if let Err(rejection) = self.acceptance.admits(device).await {
+                self.dead_letters.message(&m.topic, &m.payload, &rejection);
+                return None;
+            }
+            if let Some(seq) = message.seq() {
+                if !self.dedupers.seq.accept(device, seq) {
+                    self.metrics.duplicates.inc();
+                    return None;
+                }
+            }
+        }
+        if matches!(message, Message::Ignored) {
+            return None;
+        }
+        self.dedupers.redeliveries.remember(fingerprint);
+        Some(message)
+    }
+
+    /// Deletes what every sink has written; while the rest is over the limit, waits.
+    async fn hold_while_the_journal_is_full(&mut self) {
+        loop {
+            if let Err(e) = self.journal.remove_through(self.feed.written_by_all()) {
+                tracing::error!(error = %e, "cannot remove consumed journal segments");
+            }
+            let bytes = self.journal.bytes();
+            self.metrics.journal_bytes.set(bytes as i64);
+            if bytes < self.max_journal_bytes {
+                return;
+            }
+            tracing::warn!(
+                bytes,
+                "journal full: holding broker acks until the sinks catch up"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Appends, handing the records to the feed's cache before readers learn of them; retries
+    /// (with the acknowledgements held) until the disk takes them.
+    async fn append(&mut self, mut entries: Vec<Entry>, mut decoded: Vec<Message>) {
+        let mut backoff = Backoff::new();
+        loop {
+            let feed = &self.feed;
+            let cache = |numbers: std::ops::RangeInclusive<u64>, entries: &mut Vec<Entry>| {
+                let first = *numbers.start();
+                let journaled = numbers.zip(entries.drain(..).zip(decoded.drain(..))).map(
+                    |(no, (entry, message))| {
+                        let record = Record {
+                            no,
+                            received: entry.received,
+                            topic: entry.topic,
+                            payload: entry.payload,
+                        };
+                        Arc::new(Journaled { record, message })
+                    },
+                );
+                feed.cache(first, journaled);
+            };
+            match self.journal.append_then(&mut entries, cache) {
+                Ok(numbers) => {
+                    self.metrics.accepted.inc_by(numbers.count() as u64);
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot write the journal; retrying (broker acks held)");
+                    backoff.wait().await;
+                }
+            }
+        }
+    }
+}

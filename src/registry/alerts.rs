@@ -3,9 +3,8 @@ use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::ToSchema;
 
-use super::{devices, missing_device};
+use super::{devices, missing_device, RegistryError};
 use crate::domain::{DeviceId, NewAlert, Page, Severity};
-use crate::error::ApiError;
 
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Alert {
@@ -32,7 +31,7 @@ pub struct AlertFilter {
 const COLUMNS: &str = "id, device_id, alert_type, severity, message, acknowledged, \
     acknowledged_by, acknowledged_at, created_at";
 
-pub async fn raise(pool: &PgPool, id: &DeviceId, alert: NewAlert) -> Result<Alert, ApiError> {
+pub async fn raise(pool: &PgPool, id: &DeviceId, alert: NewAlert) -> Result<Alert, RegistryError> {
     let sql = format!(
         "INSERT INTO alerts (device_id, alert_type, severity, message) VALUES ($1, $2, $3, $4) \
          RETURNING {COLUMNS}"
@@ -52,7 +51,7 @@ pub async fn list(
     pool: &PgPool,
     device: Option<&DeviceId>,
     filter: AlertFilter,
-) -> Result<Vec<Alert>, ApiError> {
+) -> Result<Vec<Alert>, RegistryError> {
     if let Some(id) = device {
         devices::ensure_exists(pool, id).await?;
     }
@@ -74,7 +73,7 @@ pub async fn list(
 }
 
 /// Marks the alert acknowledged by `who`; acknowledging again keeps the first acknowledgement.
-pub async fn acknowledge(pool: &PgPool, alert_id: i64, who: &str) -> Result<Alert, ApiError> {
+pub async fn acknowledge(pool: &PgPool, alert_id: i64, who: &str) -> Result<Alert, RegistryError> {
     let sql = format!(
         "UPDATE alerts SET acknowledged = true, \
            acknowledged_by = COALESCE(acknowledged_by, $2), \
@@ -86,5 +85,5 @@ pub async fn acknowledge(pool: &PgPool, alert_id: i64, who: &str) -> Result<Aler
         .bind(who)
         .fetch_optional(pool)
         .await?
-        .ok_or_else(|| ApiError::not_found("alert", alert_id))
+        .ok_or_else(|| RegistryError::not_found("alert", alert_id))
 }

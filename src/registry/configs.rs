@@ -3,9 +3,8 @@ use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::ToSchema;
 
-use super::{devices, missing_device};
+use super::{devices, missing_device, RegistryError};
 use crate::domain::{ConfigKey, DeviceId};
-use crate::error::ApiError;
 
 /// One configuration key/value pair of a device.
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
@@ -18,7 +17,7 @@ pub struct ConfigEntry {
     pub updated_at: DateTime<Utc>,
 }
 
-pub async fn list(pool: &PgPool, id: &DeviceId) -> Result<Vec<ConfigEntry>, ApiError> {
+pub async fn list(pool: &PgPool, id: &DeviceId) -> Result<Vec<ConfigEntry>, RegistryError> {
     devices::ensure_exists(pool, id).await?;
     Ok(sqlx::query_as::<_, ConfigEntry>(
         "SELECT device_id, config_key AS key, config_value AS value, updated_at \
@@ -34,7 +33,7 @@ pub async fn set(
     id: &DeviceId,
     key: &ConfigKey,
     value: serde_json::Value,
-) -> Result<ConfigEntry, ApiError> {
+) -> Result<ConfigEntry, RegistryError> {
     sqlx::query_as::<_, ConfigEntry>(
         "INSERT INTO device_configs (device_id, config_key, config_value) VALUES ($1, $2, $3) \
          ON CONFLICT (device_id, config_key) \
@@ -49,7 +48,7 @@ pub async fn set(
     .map_err(missing_device(id.as_str()))
 }
 
-pub async fn delete(pool: &PgPool, id: &DeviceId, key: &ConfigKey) -> Result<(), ApiError> {
+pub async fn delete(pool: &PgPool, id: &DeviceId, key: &ConfigKey) -> Result<(), RegistryError> {
     let deleted =
         sqlx::query("DELETE FROM device_configs WHERE device_id = $1 AND config_key = $2")
             .bind(id.as_str())
@@ -59,7 +58,7 @@ pub async fn delete(pool: &PgPool, id: &DeviceId, key: &ConfigKey) -> Result<(),
             .rows_affected();
     if deleted == 0 {
         devices::ensure_exists(pool, id).await?;
-        return Err(ApiError::NotFound {
+        return Err(RegistryError::NotFound {
             what: "config key",
             details: serde_json::json!({"device_id": id.as_str(), "key": key.as_str()}),
         });

@@ -3,8 +3,8 @@ use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::ToSchema;
 
+use super::RegistryError;
 use crate::domain::{DeviceFilter, DeviceId, DevicePatch, DeviceStatus, NewDevice};
-use crate::error::ApiError;
 
 /// A registered device as the API shows it (seed 004 field names).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
@@ -38,7 +38,11 @@ pub struct ConnectionState {
 const COLUMNS: &str = "id, device_id, device_name, device_type, location, status, \
     connection_status, last_seen, fw_version, metadata, created_at, updated_at";
 
-pub async fn register(pool: &PgPool, id: &DeviceId, new: NewDevice) -> Result<Device, ApiError> {
+pub async fn register(
+    pool: &PgPool,
+    id: &DeviceId,
+    new: NewDevice,
+) -> Result<Device, RegistryError> {
     let sql = format!(
         "INSERT INTO devices (device_id, device_name, device_type, location, status, metadata) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id) DO NOTHING RETURNING {COLUMNS}"
@@ -52,30 +56,30 @@ pub async fn register(pool: &PgPool, id: &DeviceId, new: NewDevice) -> Result<De
         .bind(new.metadata.unwrap_or_else(|| serde_json::json!({})))
         .fetch_optional(pool)
         .await?
-        .ok_or_else(|| ApiError::Conflict(format!("device {id} already exists")))
+        .ok_or_else(|| RegistryError::Conflict(format!("device {id} already exists")))
 }
 
-pub async fn find(pool: &PgPool, id: &DeviceId) -> Result<Device, ApiError> {
+pub async fn find(pool: &PgPool, id: &DeviceId) -> Result<Device, RegistryError> {
     let sql = format!("SELECT {COLUMNS} FROM devices WHERE device_id = $1");
     sqlx::query_as::<_, Device>(&sql)
         .bind(id.as_str())
         .fetch_optional(pool)
         .await?
-        .ok_or_else(|| ApiError::not_found("device", id.as_str()))
+        .ok_or_else(|| RegistryError::not_found("device", id.as_str()))
 }
 
 /// Fails with 404 unless the device is registered.
-pub async fn ensure_exists(pool: &PgPool, id: &DeviceId) -> Result<(), ApiError> {
+pub async fn ensure_exists(pool: &PgPool, id: &DeviceId) -> Result<(), RegistryError> {
     let found: Option<i64> = sqlx::query_scalar("SELECT id FROM devices WHERE device_id = $1")
         .bind(id.as_str())
         .fetch_optional(pool)
         .await?;
     found
         .map(|_| ())
-        .ok_or_else(|| ApiError::not_found("device", id.as_str()))
+        .ok_or_else(|| RegistryError::not_found("device", id.as_str()))
 }
 
-pub async fn list(pool: &PgPool, filter: &DeviceFilter) -> Result<Vec<Device>, ApiError> {
+pub async fn list(pool: &PgPool, filter: &DeviceFilter) -> Result<Vec<Device>, RegistryError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM devices \
          WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR device_type = $2) \
@@ -90,7 +94,11 @@ pub async fn list(pool: &PgPool, filter: &DeviceFilter) -> Result<Vec<Device>, A
         .await?)
 }
 
-pub async fn update(pool: &PgPool, id: &DeviceId, patch: DevicePatch) -> Result<Device, ApiError> {
+pub async fn update(
+    pool: &PgPool,
+    id: &DeviceId,
+    patch: DevicePatch,
+) -> Result<Device, RegistryError> {
     let sql = format!(
         "UPDATE devices SET \
            device_name = COALESCE($2, device_name), \
@@ -110,24 +118,24 @@ pub async fn update(pool: &PgPool, id: &DeviceId, patch: DevicePatch) -> Result<
         .bind(patch.metadata)
         .fetch_optional(pool)
         .await?
-        .ok_or_else(|| ApiError::not_found("device", id.as_str()))
+        .ok_or_else(|| RegistryError::not_found("device", id.as_str()))
 }
 
 /// Deletes the device; its configs, alerts, commands and sequence state go with it.
-pub async fn delete(pool: &PgPool, id: &DeviceId) -> Result<(), ApiError> {
+pub async fn delete(pool: &PgPool, id: &DeviceId) -> Result<(), RegistryError> {
     let deleted = sqlx::query("DELETE FROM devices WHERE device_id = $1")
         .bind(id.as_str())
         .execute(pool)
         .await?
         .rows_affected();
     if deleted == 0 {
-        return Err(ApiError::not_found("device", id.as_str()));
+        return Err(RegistryError::not_found("device", id.as_str()));
     }
     Ok(())
 }
 
 /// Records that the device is alive now.
-pub async fn heartbeat(pool: &PgPool, id: &DeviceId) -> Result<DateTime<Utc>, ApiError> {
+pub async fn heartbeat(pool: &PgPool, id: &DeviceId) -> Result<DateTime<Utc>, RegistryError> {
     sqlx::query_scalar(
         "UPDATE devices SET last_seen = now(), connection_status = 'online' \
          WHERE device_id = $1 RETURNING last_seen",
@@ -136,15 +144,75 @@ pub async fn heartbeat(pool: &PgPool, id: &DeviceId) -> Result<DateTime<Utc>, Ap
     .fetch_optional(pool)
     .await?
     .flatten()
-    .ok_or_else(|| ApiError::not_found("device", id.as_str()))
+    .ok_or_else(|| RegistryError::not_found("device", id.as_str()))
 }
 
-pub async fn connection_state(pool: &PgPool, id: &DeviceId) -> Result<ConnectionState, ApiError> {
+pub async fn connection_state(
+    pool: &PgPool,
+    id: &DeviceId,
+) -> Result<ConnectionState, RegistryError> {
     sqlx::query_as::<_, ConnectionState>(
         "SELECT device_id, connection_status, last_seen, fw_version FROM devices WHERE device_id = $1",
     )
     .bind(id.as_str())
     .fetch_optional(pool)
     .await?
-    .ok_or_else(|| ApiError::not_found("device", id.as_str()))
+    .ok_or_else(|| RegistryError::not_found("device", id.as_str()))
+}
+
+/// The ids of every registered device.
+pub async fn ids(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT device_id FROM devices")
+        .fetch_all(pool)
+        .await
+}
+
+/// Whether the device is registered.
+pub async fn exists(pool: &PgPool, id: &DeviceId) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM devices WHERE device_id = $1)")
+        .bind(id.as_str())
+        .fetch_one(pool)
+        .await
+}
+
+/// Every device's `device_type` (`None`: registered without one).
+pub async fn types(pool: &PgPool) -> Result<Vec<(String, Option<String>)>, sqlx::Error> {
+    sqlx::query_as("SELECT device_id, NULLIF(device_type, '') FROM devices")
+        .fetch_all(pool)
+        .await
+}
+
+/// Marks devices silent for 2 × max(send interval, hello interval) offline and raises an
+/// `offline` alert for each. Per-device configs `send_interval_s` / `hello_interval_s` override
+/// the defaults. Returns the devices that went offline.
+pub async fn mark_silent_offline(
+    pool: &PgPool,
+    default_send_secs: u64,
+    default_hello_secs: u64,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "WITH limits AS ( \
+           SELECT d.device_id, 2 * GREATEST( \
+             COALESCE((SELECT CASE WHEN jsonb_typeof(c.config_value) = 'number' THEN (c.config_value #>> '{}')::float8 END \
+                       FROM device_configs c WHERE c.device_id = d.device_id AND c.config_key = 'send_interval_s'), $1), \
+             COALESCE((SELECT CASE WHEN jsonb_typeof(c.config_value) = 'number' THEN (c.config_value #>> '{}')::float8 END \
+                       FROM device_configs c WHERE c.device_id = d.device_id AND c.config_key = 'hello_interval_s'), $2) \
+           ) AS secs \
+           FROM devices d WHERE d.connection_status = 'online' \
+         ), stale AS ( \
+           UPDATE devices d SET connection_status = 'offline' FROM limits l \
+           WHERE d.device_id = l.device_id AND d.connection_status = 'online' \
+             AND (d.last_seen IS NULL OR d.last_seen < now() - make_interval(secs => l.secs)) \
+           RETURNING d.device_id, d.last_seen, l.secs \
+         ), raised AS ( \
+           INSERT INTO alerts (device_id, alert_type, severity, message) \
+           SELECT device_id, 'offline', 'warning', \
+                  'no message for more than ' || secs::bigint || ' s (last seen ' || COALESCE(last_seen::text, 'never') || ')' \
+           FROM stale RETURNING device_id \
+         ) SELECT device_id FROM raised",
+    )
+    .bind(default_send_secs as f64)
+    .bind(default_hello_secs as f64)
+    .fetch_all(pool)
+    .await
 }

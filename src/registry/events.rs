@@ -3,9 +3,8 @@ use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::ToSchema;
 
-use super::devices;
+use super::{devices, RegistryError};
 use crate::domain::{DeviceId, Page};
-use crate::error::ApiError;
 
 /// A stored seed 003 (`qs/v1`) event.
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
@@ -31,7 +30,7 @@ pub async fn list(
     id: &DeviceId,
     event_type: Option<&str>,
     page: Page,
-) -> Result<Vec<Event>, ApiError> {
+) -> Result<Vec<Event>, RegistryError> {
     devices::ensure_exists(pool, id).await?;
     Ok(sqlx::query_as::<_, Event>(
         "SELECT event_id, device_id, schema, event_type, value_num, value_text, unit, \

@@ -1,14 +1,41 @@
 //! The device registry in PostgreSQL: one module per table group, each a set of verbs over a
-//! `PgPool`. Queries are bound, never built from request text.
+//! `PgPool`. Queries are bound, never built from request text. Storage speaks its own error,
+//! [`RegistryError`]; the API maps it to statuses in one place (`error.rs`).
 
 pub mod alerts;
+pub mod commands;
 pub mod configs;
 pub mod devices;
 pub mod events;
+pub mod sequences;
 pub mod stats;
 pub mod users;
 
-use crate::error::ApiError;
+use serde::Serialize;
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The row asked for (or the device a row belongs to) does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        what: &'static str,
+        details: serde_json::Value,
+    },
+    /// The row exists already.
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl RegistryError {
+    /// `what` with the id asked for, as `{"<what>_id": id}`.
+    pub fn not_found(what: &'static str, id: impl Serialize) -> Self {
+        let details = serde_json::json!({ format!("{what}_id").replace(' ', "_"): id });
+        RegistryError::NotFound { what, details }
+    }
+}
 
 /// PostgreSQL's SQLSTATE for a unique violation.
 const UNIQUE_VIOLATION: &str = "23505";
@@ -29,11 +56,11 @@ pub(crate) fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
     sqlstate(e).as_deref() == Some(FOREIGN_KEY_VIOLATION)
 }
 
-/// Maps "the device row is missing" to 404 for writes into child tables.
-pub(crate) fn missing_device(device_id: &str) -> impl FnOnce(sqlx::Error) -> ApiError + '_ {
+/// Maps "the device row is missing" to not found, for writes into child tables.
+pub(crate) fn missing_device(device_id: &str) -> impl FnOnce(sqlx::Error) -> RegistryError + '_ {
     move |e| {
         if is_foreign_key_violation(&e) {
-            ApiError::not_found("device", device_id)
+            RegistryError::not_found("device", device_id)
         } else {
             e.into()
         }

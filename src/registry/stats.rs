@@ -2,7 +2,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use super::RegistryError;
 
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct StatusCount {
@@ -10,9 +10,9 @@ pub struct StatusCount {
     pub count: i64,
 }
 
-/// `GET /api/stats` (seed 004 fields first).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Stats {
+/// The fleet as the registry counts it.
+#[derive(Debug)]
+pub struct Fleet {
     pub total_devices: i64,
     pub device_by_status: Vec<StatusCount>,
     pub unacknowledged_alerts: i64,
@@ -20,12 +20,9 @@ pub struct Stats {
     pub online_devices: i64,
     /// Stored `qs/v1` events.
     pub total_events: i64,
-    /// Collector counters (messages, dead letters by reason, points written), when the collector
-    /// runs in the process that answers.
-    pub ingest: Option<crate::collector::IngestStats>,
 }
 
-pub async fn read(pool: &PgPool) -> Result<Stats, ApiError> {
+pub async fn read(pool: &PgPool) -> Result<Fleet, RegistryError> {
     let (total_devices, online_devices, unacknowledged_alerts, total_events): (i64, i64, i64, i64) =
         sqlx::query_as(
             "SELECT (SELECT count(*) FROM devices), \
@@ -40,12 +37,11 @@ pub async fn read(pool: &PgPool) -> Result<Stats, ApiError> {
     )
     .fetch_all(pool)
     .await?;
-    Ok(Stats {
+    Ok(Fleet {
         total_devices,
         device_by_status,
         unacknowledged_alerts,
         online_devices,
         total_events,
-        ingest: None,
     })
 }

@@ -1,6 +1,6 @@
 use sqlx::PgPool;
 
-use super::is_unique_violation;
+use super::{is_unique_violation, RegistryError};
 use crate::domain::Role;
 
 #[derive(Debug, sqlx::FromRow)]
@@ -10,20 +10,12 @@ pub struct StoredUser {
     pub role: Role,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum UserError {
-    #[error("user {0:?} already exists")]
-    Exists(String),
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-}
-
 pub async fn create(
     pool: &PgPool,
     username: &str,
     password_hash: &str,
     role: Role,
-) -> Result<(), UserError> {
+) -> Result<(), RegistryError> {
     sqlx::query("INSERT INTO users (username, password_hash, role) VALUES ($1, $2, $3)")
         .bind(username)
         .bind(password_hash)
@@ -32,7 +24,7 @@ pub async fn create(
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
-                UserError::Exists(username.to_owned())
+                RegistryError::Conflict(format!("user {username:?} already exists"))
             } else {
                 e.into()
             }

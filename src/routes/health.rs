@@ -1,3 +1,4 @@
+use std::future::Future;
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
@@ -51,34 +52,12 @@ pub async fn healthz() -> HttpResponse {
             "details": {"database": "pool timed out while waiting for an open connection"}})),
     ))]
 pub async fn readyz(pool: web::Data<PgPool>, stores: web::Data<super::Stores>) -> HttpResponse {
-    let limit = Duration::from_secs(2);
-    let database = async {
-        match tokio::time::timeout(
-            limit,
-            sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool.get_ref()),
-        )
-        .await
-        {
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some("no answer within 2 s".to_owned()),
-        }
-    };
-    let influx = async {
-        match tokio::time::timeout(limit, stores.influx.check()).await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some("no answer within 2 s".to_owned()),
-        }
-    };
-    let archive = async {
-        match tokio::time::timeout(limit, stores.archive.check()).await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some("no answer within 2 s".to_owned()),
-        }
-    };
-    let (database, influx, archive) = tokio::join!(database, influx, archive);
+    let database = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool.get_ref());
+    let (database, influx, archive) = tokio::join!(
+        probe(database),
+        probe(stores.influx.check()),
+        probe(stores.archive.check()),
+    );
     let broker = (!stores.publisher.is_connected()).then(|| "not connected".to_owned());
     let failing: serde_json::Map<String, serde_json::Value> = [
         ("database", database),
@@ -98,4 +77,16 @@ pub async fn readyz(pool: web::Data<PgPool>, stores: web::Data<super::Stores>) -
         error: Some(format!("{} unavailable", names.join(", "))),
         details: Some(serde_json::Value::Object(failing)),
     })
+}
+
+/// Why a dependency check failed, or `None` when it answered in time.
+async fn probe<T, E: std::fmt::Display>(
+    check: impl Future<Output = Result<T, E>>,
+) -> Option<String> {
+    const LIMIT: Duration = Duration::from_secs(2);
+    match tokio::time::timeout(LIMIT, check).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("no answer within {} s", LIMIT.as_secs())),
+    }
 }

@@ -9,7 +9,7 @@ use crate::auth::Viewer;
 use crate::domain::{DeviceId, Downsample, MetricName, TimeRange};
 use crate::error::{ApiError, ErrorBody};
 use crate::registry::devices;
-use crate::sinks::influxdb::MEASUREMENT;
+use crate::stores::influxdb::MEASUREMENT;
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -18,22 +18,24 @@ use std::sync::Arc;
 
 use actix_web::web;
 
-use crate::collector::Counters;
 use crate::domain::DeviceId;
 use crate::error::ApiError;
-use crate::ingest::mqtt::Publisher;
-use crate::sinks::archive::ObjectStore;
-use crate::sinks::influxdb::InfluxClient;
+use crate::metrics::Metrics;
+use crate::outbox::Outbox;
+use crate::stores::broker::Publisher;
+use crate::stores::influxdb::InfluxClient;
+use crate::stores::objects::ObjectStore;
 
-/// The stores and connections the API reads besides PostgreSQL.
+/// The stores and connections the API uses besides PostgreSQL.
 #[derive(Clone)]
 pub struct Stores {
     pub influx: InfluxClient,
     pub archive: ObjectStore,
     pub publisher: Publisher,
-    pub iot_prefix: String,
-    /// The collector's counters when it runs in this process.
-    pub ingest: Option<Arc<Counters>>,
+    pub outbox: Outbox,
+    pub metrics: Arc<Metrics>,
+    /// Whether the collector runs in this process (its counters are then the ingest stats).
+    pub collector: bool,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

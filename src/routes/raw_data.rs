@@ -8,7 +8,7 @@ use crate::auth::Viewer;
 use crate::domain::Invalid;
 use crate::error::{ApiError, ErrorBody};
 use crate::registry::devices;
-use crate::sinks::archive::ArchiveObject;
+use crate::stores::objects::{content_type, ArchiveObject};
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -115,10 +115,7 @@ pub async fn get(
         what: "archive object",
         details: serde_json::json!({"filename": key}),
     })?;
-    let content_type = if key.ends_with(".parquet") {
-        "application/vnd.apache.parquet"
-    } else {
-        "application/json"
-    };
-    Ok(HttpResponse::Ok().content_type(content_type).body(bytes))
+    Ok(HttpResponse::Ok()
+        .content_type(content_type(&key))
+        .body(bytes))
 }

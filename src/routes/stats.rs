@@ -1,9 +1,27 @@
 use actix_web::{web, HttpResponse};
+use serde::Serialize;
 use sqlx::PgPool;
+use utoipa::ToSchema;
 
 use crate::auth::Viewer;
 use crate::error::{ApiError, ErrorBody};
-use crate::registry::stats::{self, Stats};
+use crate::metrics::IngestStats;
+use crate::registry::stats::{self, StatusCount};
+
+/// `GET /api/stats` (seed 004 fields first).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Stats {
+    pub total_devices: i64,
+    pub device_by_status: Vec<StatusCount>,
+    pub unacknowledged_alerts: i64,
+    /// Devices whose connection status is `online`.
+    pub online_devices: i64,
+    /// Stored `qs/v1` events.
+    pub total_events: i64,
+    /// Collector counters (messages, dead letters by reason, points written), when the collector
+    /// runs in the process that answers.
+    pub ingest: Option<IngestStats>,
+}
 
 /// Fleet counters: devices by status, online devices, open alerts, stored events, and the
 /// collector's ingest counters when it runs in this process.
@@ -14,7 +32,13 @@ pub async fn read(
     pool: web::Data<PgPool>,
     stores: web::Data<super::Stores>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut stats = stats::read(&pool).await?;
-    stats.ingest = stores.ingest.as_ref().map(|c| c.snapshot());
-    Ok(HttpResponse::Ok().json(stats))
+    let fleet = stats::read(&pool).await?;
+    Ok(HttpResponse::Ok().json(Stats {
+        total_devices: fleet.total_devices,
+        device_by_status: fleet.device_by_status,
+        unacknowledged_alerts: fleet.unacknowledged_alerts,
+        online_devices: fleet.online_devices,
+        total_events: fleet.total_events,
+        ingest: stores.collector.then(|| stores.metrics.ingest()),
+    }))
 }

@@ -1,35 +1,126 @@
-//! Sinks: where readings go. Each sink reads the journal with its own cursor, batches by size and
-//! age, retries with backoff, and never loses what it has not written.
+//! Sinks: where journaled records go. One driver ([`driver`]) owns what every sink shares —
+//! reading the journal's feed at the sink's own position, batching by records, bytes and time,
+//! retrying with jittered backoff, telling retriable errors from permanent ones, and moving the
+//! cursor only past what is written — and each sink module only encodes records into a batch and
+//! writes a batch:
+//!
+//! - [`influxdb`]: line protocol, one write per batch;
+//! - [`archive`]: raw JSON objects per device and Parquet lake files per date, per window;
+//! - [`registry`]: PostgreSQL (liveness, firmware, sequence gaps, command answers, `qs/v1`
+//!   events), with its cursor in the same transaction.
+//!
+//! A new sink is one module implementing [`Sink`] and one line of wiring in `collector.rs`.
 
 pub mod archive;
+pub mod driver;
 pub mod influxdb;
-pub mod lake;
 pub mod registry;
-pub mod s3;
 
-use std::time::Duration;
+use std::future::Future;
+use std::sync::Arc;
 
-/// Exponential backoff between retries of a failing sink: 100 ms doubling to 10 s.
-#[derive(Debug)]
-pub struct Backoff {
-    next: Duration,
+use crate::journal::{FileCursor, Journaled};
+
+/// What a sink does with journaled records: gathers them into a batch and hands a finished batch
+/// to its [`Write`]. The driver calls these in journal order, one batch at a time, while the
+/// previous batch may still be being written.
+pub trait Sink: Clone + Send + Sync + 'static {
+    /// Its name in logs, task names and cursor files.
+    const NAME: &'static str;
+    /// Records being gathered.
+    type Batch: Send;
+    /// A finished batch, ready to write.
+    type Payload: Send + 'static;
+    type Writer: Write<Self::Payload>;
+    type Cursor: Cursor;
+
+    /// Readies the sink before it reads (loads state it keeps between batches). A failure
+    /// restarts the sink with backoff.
+    fn prepare(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// An empty batch whose first record will be `first`.
+    fn batch(&self, first: &Journaled) -> Self::Batch;
+
+    /// Encodes records into the batch.
+    fn add(
+        &mut self,
+        batch: &mut Self::Batch,
+        records: &[Arc<Journaled>],
+    ) -> impl Future<Output = ()> + Send;
+
+    /// The batch's size as it counts against `max_bytes`.
+    fn bytes(batch: &Self::Batch) -> usize;
+
+    /// Whether someone waits on this batch, so it is written now rather than at its timeout.
+    fn urgent(_batch: &Self::Batch) -> bool {
+        false
+    }
+
+    fn finish(&mut self, batch: Self::Batch) -> Self::Payload;
+
+    fn writer(&self) -> Self::Writer;
+
+    fn cursor(&self) -> Self::Cursor;
 }
 
-impl Default for Backoff {
-    fn default() -> Self {
+/// Writes finished batches; cloned into each write.
+pub trait Write<P>: Clone + Send + Sync + 'static {
+    /// Writes the payload, whose last record is `last`. After a partial success it leaves in
+    /// `payload` only what is still to write, for the next attempt.
+    fn write(
+        &self,
+        payload: &mut P,
+        last: u64,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// What to try before the next attempt after a retriable error (create a missing database
+    /// or bucket).
+    fn recover(&self, _error: &SinkError) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// Where a sink keeps how far it has written.
+pub trait Cursor: Clone + Send + Sync + 'static {
+    fn load(&self) -> impl Future<Output = anyhow::Result<u64>> + Send;
+    /// Stores the position after a write through `last`.
+    fn store(&self, last: u64) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
+
+impl Cursor for FileCursor {
+    async fn load(&self) -> anyhow::Result<u64> {
+        Ok(FileCursor::load(self)?)
+    }
+
+    async fn store(&self, last: u64) -> Result<(), SinkError> {
+        FileCursor::store(self, last).map_err(|e| SinkError::retriable(format!("cursor: {e}")))
+    }
+}
+
+/// Why a write failed, and whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SinkError {
+    pub permanent: bool,
+    pub message: String,
+}
+
+impl SinkError {
+    /// Network trouble, an overloaded or restarting store: try again later.
+    pub fn retriable(message: impl Into<String>) -> Self {
         Self {
-            next: Duration::from_millis(100),
+            permanent: false,
+            message: message.into(),
         }
     }
-}
 
-impl Backoff {
-    pub async fn wait(&mut self) {
-        tokio::time::sleep(self.next).await;
-        self.next = (self.next * 2).min(Duration::from_secs(10));
-    }
-
-    pub fn reset(&mut self) {
-        self.next = Duration::from_millis(100);
+    /// The store refused the data itself: the same write can never succeed.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            permanent: true,
+            message: message.into(),
+        }
     }
 }

@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use arrow_array::{Array, Float64Array, RecordBatch, StringArray, UInt64Array};
 use chrono::Utc;
 use devicehub::configuration::ArchiveBackend;
-use devicehub::sinks::archive::ObjectStore;
-use devicehub::sinks::lake::{readings_schema, READINGS_PREFIX};
-use devicehub::sinks::s3::S3Store;
+use devicehub::sinks::archive::lake::{readings_schema, READINGS_PREFIX};
+use devicehub::stores::objects::{ObjectStore, S3Store};
+
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{json, Value};
 
@@ -84,7 +84,7 @@ async fn s3_backend_creates_its_bucket_and_holds_raw_objects_and_the_parquet_lak
     let mut settings = collector_settings();
     settings.archive.backend = ArchiveBackend::S3;
     settings.s3 = s3_settings(None);
-    let s3 = S3Store::new(&settings.s3).unwrap();
+    let s3 = ObjectStore::new(S3Store::new(&settings.s3).unwrap());
     assert!(s3.check().await.is_err(), "the bucket does not exist yet");
     let app = spawn_app_with(settings.clone()).await;
     s3.check().await.expect("devicehub created the bucket");
@@ -129,7 +129,7 @@ async fn s3_backend_creates_its_bucket_and_holds_raw_objects_and_the_parquet_lak
         .await;
     assert_error(missing, 404).await;
 
-    let store = ObjectStore::S3(s3);
+    let store = s3;
     let batches = lake_rows(&store, 10).await;
     let batch = &batches[0];
     assert_eq!(batch.schema(), readings_schema());
@@ -158,7 +158,7 @@ async fn s3_backend_creates_its_bucket_and_holds_raw_objects_and_the_parquet_lak
         )
         .await;
     assert_eq!(series[0]["device_id"], "meter-s3");
-    let influx = devicehub::sinks::influxdb::InfluxClient::new(&app.settings.influxdb).unwrap();
+    let influx = devicehub::stores::influxdb::InfluxClient::new(&app.settings.influxdb).unwrap();
     let tagged = influx
         .query("SELECT count(\"value\") FROM \"iot_telemetry\" WHERE \"device_type\" = 'dc_meter'")
         .await
@@ -178,7 +178,7 @@ async fn local_backend_writes_the_lake_as_hive_partitioned_parquet_files() {
             )
             .await;
     }
-    let store = ObjectStore::Local(app.settings.archive.dir.clone());
+    let store = ObjectStore::local(app.settings.archive.dir.clone());
     let batches = lake_rows(&store, 30).await;
     let mut seen = BTreeSet::new();
     for batch in &batches {
@@ -215,7 +215,7 @@ async fn a_device_called_lake_does_not_see_the_lake_as_its_raw_data() {
             b.as_array().is_some_and(|a| !a.is_empty())
         })
         .await;
-    let store = ObjectStore::Local(app.settings.archive.dir.clone());
+    let store = ObjectStore::local(app.settings.archive.dir.clone());
     lake_rows(&store, 10).await;
     let listed = app
         .get("/api/devices/lake/raw-data", &app.viewer)

@@ -467,9 +467,9 @@ async fn the_v2_write_api_stores_points_in_a_real_server_gzipped_or_not() {
             .unwrap_or_else(|_| "http://127.0.0.1:8428".into());
         settings.compression = compression;
         assert_eq!(settings.gzip(), compression == InfluxCompression::Gzip);
-        let client = devicehub::sinks::influxdb::InfluxClient::new(&settings).unwrap();
+        let client = devicehub::stores::influxdb::InfluxClient::new(&settings).unwrap();
         let device = format!("vm-{}", uuid::Uuid::new_v4().simple());
-        let reading = devicehub::pipeline::decode::Reading {
+        let reading = devicehub::domain::Reading {
             device_id: devicehub::domain::DeviceId::parse(&device).unwrap(),
             time: Utc::now(),
             metric: devicehub::domain::MetricName::parse("voltage_ac").unwrap(),

@@ -7,9 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use devicehub::sinks::archive::ObjectStore;
-use devicehub::sinks::influxdb::InfluxClient;
-use devicehub::sinks::lake::READINGS_PREFIX;
+use devicehub::sinks::archive::lake::READINGS_PREFIX;
+use devicehub::stores::influxdb::InfluxClient;
+use devicehub::stores::objects::{ObjectStore, S3Store};
 use serde_json::{json, Value};
 
 use crate::servers::{self, free_port};
@@ -56,7 +56,7 @@ impl Service {
                 "DEVICEHUB__ARCHIVE__DIR",
                 dir.join("archive").display().to_string(),
             ),
-            ("DEVICEHUB__ARCHIVE__FLUSH_INTERVAL_SECS", "1".into()),
+            ("DEVICEHUB__ARCHIVE__BATCH__TIMEOUT_MS", "1000".into()),
             (
                 "DEVICEHUB__COLLECTOR__JOURNAL_DIR",
                 dir.join("journal").display().to_string(),
@@ -363,7 +363,7 @@ async fn sigkill_and_restart_mid_stream_loses_and_duplicates_nothing() {
     service.start().await;
     let _client = publisher.await.unwrap();
 
-    let store = ObjectStore::Local(dir.join("archive"));
+    let store = ObjectStore::local(dir.join("archive"));
     assert_all_stored_once(&mut service, &store, 60).await;
     assert_exactly_once(
         "local archive files",
@@ -400,7 +400,7 @@ async fn influxdb_stopped_for_30_s_mid_stream_loses_and_duplicates_nothing() {
     );
     influxdb.start();
 
-    let store = ObjectStore::Local(dir.join("archive"));
+    let store = ObjectStore::local(dir.join("archive"));
     assert_all_stored_once(&mut service, &store, 60).await;
     let ingest = service.ingest_stats().await;
     assert!(
@@ -444,7 +444,7 @@ async fn s3_stopped_mid_stream_loses_and_duplicates_nothing() {
     assert!(service.is_running(), "devicehub exited while S3 was down");
     s3.start();
 
-    let store = ObjectStore::S3(devicehub::sinks::s3::S3Store::new(&s3_settings).unwrap());
+    let store = ObjectStore::new(S3Store::new(&s3_settings).unwrap());
     assert_all_stored_once(&mut service, &store, 60).await;
     let ingest = service.ingest_stats().await;
     assert!(

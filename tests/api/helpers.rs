@@ -49,9 +49,9 @@ pub fn test_settings() -> Settings {
     settings.influxdb.url = std::env::var("DEVICEHUB_TEST_INFLUXDB_URL")
         .unwrap_or_else(|_| "http://127.0.0.1:8086".into());
     settings.influxdb.database = format!("devicehub_test_{tag}");
-    settings.influxdb.flush_interval_ms = 100;
+    settings.influxdb.batch.timeout_ms = 100;
     settings.archive.dir = scratch.join("archive");
-    settings.archive.flush_interval_secs = 1;
+    settings.archive.batch.timeout_ms = 1000;
     settings.collector.journal_dir = scratch.join("journal");
     settings
 }

@@ -1,25 +1,22 @@
-//! The registry sink: device liveness (`last_seen`, `connection_status`), firmware versions,
-//! sequence tracking with `sequence_gap` alerts, command status from acks, and seed 003 events
-//! (stored idempotently on `event_id`, then acknowledged on MQTT). One PostgreSQL transaction per
-//! batch, which also moves this sink's journal cursor: a batch is applied exactly once.
+//! What one batch of messages changes in the registry, gathered in journal order, and the one
+//! PostgreSQL transaction that applies it together with the sink's cursor.
 
 use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::domain::{CommandResult, EventRejection, Message, QsEvent};
+use crate::registry;
 
 /// Device-keyed maps of this sink: foldhash with a per-process random seed, much cheaper than
 /// SipHash on the ingest path.
 type DeviceMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
 
-use chrono::{DateTime, Utc};
-use serde_json::json;
-use sqlx::PgPool;
-use uuid::Uuid;
-
-use crate::pipeline::decode::{CommandResult, EventRejection, Message, QsEvent};
-
 /// What one batch of messages changes in the registry, in journal order.
 #[derive(Debug, Default)]
 pub struct RegistryBatch {
-    pub last: u64,
     /// Per device: last message time, final connection state, newest firmware.
     devices: DeviceMap<DeviceUpdate>,
     sequences: DeviceMap<i64>,
@@ -48,27 +45,19 @@ struct DeviceUpdate {
 }
 
 /// The last `seq` per device, for gap detection in journal order (loaded from PostgreSQL).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct SequenceState {
     last: DeviceMap<u64>,
 }
 
 impl SequenceState {
     pub async fn load(pool: &PgPool) -> Result<Self, sqlx::Error> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT device_id, last_seq FROM device_sequences")
-                .fetch_all(pool)
-                .await?;
         Ok(Self {
-            last: rows
+            last: registry::sequences::last_numbers(pool)
+                .await?
                 .into_iter()
-                .map(|(d, s)| (d, s.max(0) as u64))
                 .collect(),
         })
-    }
-
-    pub fn into_pairs(self) -> impl Iterator<Item = (String, u64)> {
-        self.last.into_iter()
     }
 
     /// Records `seq`; returns the missing range when numbers were skipped.
@@ -92,12 +81,10 @@ impl SequenceState {
 impl RegistryBatch {
     pub fn add(
         &mut self,
-        no: u64,
         received: DateTime<Utc>,
         message: &Message,
         sequences: &mut SequenceState,
     ) {
-        self.last = no;
         let Some(device) = message.device_id() else {
             return;
         };
@@ -163,10 +150,6 @@ impl RegistryBatch {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.devices.is_empty()
-    }
-
     /// Whether someone waits on this batch: a command answer, an OTA step, or events whose
     /// devices wait for their ACKs. Such a batch is applied at once instead of coalescing.
     pub fn is_awaited(&self) -> bool {
@@ -181,7 +164,7 @@ impl RegistryBatch {
     pub async fn apply(
         &self,
         pool: &PgPool,
-        cursor_name: &str,
+        (cursor_name, last): (&str, u64),
         register_unknown: bool,
     ) -> Result<Vec<(QsEvent, bool)>, sqlx::Error> {
         let mut tx = pool.begin().await?;
@@ -304,7 +287,7 @@ impl RegistryBatch {
              ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
         )
         .bind(cursor_name)
-        .bind(self.last as i64)
+        .bind(last as i64)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -331,60 +314,4 @@ async fn insert_alerts(
     .execute(tx)
     .await?;
     Ok(())
-}
-
-pub async fn load_cursor(pool: &PgPool, name: &str) -> Result<u64, sqlx::Error> {
-    let position: Option<i64> =
-        sqlx::query_scalar("SELECT position FROM collector_cursors WHERE name = $1")
-            .bind(name)
-            .fetch_optional(pool)
-            .await?;
-    Ok(position.unwrap_or(0).max(0) as u64)
-}
-
-/// Marks devices silent for 2 × max(send interval, hello interval) offline and raises an
-/// `offline` alert for each. Per-device configs `send_interval_s` / `hello_interval_s` override
-/// the defaults. Returns the devices that went offline.
-pub async fn mark_silent_devices_offline(
-    pool: &PgPool,
-    default_send_secs: u64,
-    default_hello_secs: u64,
-) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "WITH limits AS ( \
-           SELECT d.device_id, 2 * GREATEST( \
-             COALESCE((SELECT CASE WHEN jsonb_typeof(c.config_value) = 'number' THEN (c.config_value #>> '{}')::float8 END \
-                       FROM device_configs c WHERE c.device_id = d.device_id AND c.config_key = 'send_interval_s'), $1), \
-             COALESCE((SELECT CASE WHEN jsonb_typeof(c.config_value) = 'number' THEN (c.config_value #>> '{}')::float8 END \
-                       FROM device_configs c WHERE c.device_id = d.device_id AND c.config_key = 'hello_interval_s'), $2) \
-           ) AS secs \
-           FROM devices d WHERE d.connection_status = 'online' \
-         ), stale AS ( \
-           UPDATE devices d SET connection_status = 'offline' FROM limits l \
-           WHERE d.device_id = l.device_id AND d.connection_status = 'online' \
-             AND (d.last_seen IS NULL OR d.last_seen < now() - make_interval(secs => l.secs)) \
-           RETURNING d.device_id, d.last_seen, l.secs \
-         ), raised AS ( \
-           INSERT INTO alerts (device_id, alert_type, severity, message) \
-           SELECT device_id, 'offline', 'warning', \
-                  'no message for more than ' || secs::bigint || ' s (last seen ' || COALESCE(last_seen::text, 'never') || ')' \
-           FROM stale RETURNING device_id \
-         ) SELECT device_id FROM raised",
-    )
-    .bind(default_send_secs as f64)
-    .bind(default_hello_secs as f64)
-    .fetch_all(pool)
-    .await
-}
-
-/// The ACK payload of seed 003.
-pub fn event_ack(event: &QsEvent, stored: bool) -> Vec<u8> {
-    json!({
-        "schema": event.schema,
-        "event_id": event.event_id,
-        "device_id": event.device_id.as_str(),
-        "status": if stored { "stored" } else { "duplicate" },
-    })
-    .to_string()
-    .into_bytes()
 }

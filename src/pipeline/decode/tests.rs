@@ -2,7 +2,10 @@ use chrono::TimeZone;
 use proptest::prelude::*;
 use serde_json::json;
 
+use uuid::Uuid;
+
 use super::*;
+use crate::domain::CommandResult;
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 2, 12, 16, 0, 5).unwrap()

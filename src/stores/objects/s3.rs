@@ -15,7 +15,9 @@ use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 
-use super::archive::{ArchiveError, ArchiveObject};
+use async_trait::async_trait;
+
+use super::{content_type, ArchiveObject, ObjectBackend, ObjectError};
 use crate::configuration::S3Settings;
 
 #[derive(Debug, Clone)]
@@ -24,18 +26,18 @@ pub struct S3Store {
     bucket: String,
 }
 
-fn s3_error<E>(e: aws_sdk_s3::error::SdkError<E>) -> ArchiveError
+fn s3_error<E>(e: aws_sdk_s3::error::SdkError<E>) -> ObjectError
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    ArchiveError::S3(DisplayErrorContext(e).to_string())
+    ObjectError::S3(DisplayErrorContext(e).to_string())
 }
 
 impl S3Store {
-    pub fn new(settings: &S3Settings) -> Result<Self, ArchiveError> {
+    pub fn new(settings: &S3Settings) -> Result<Self, ObjectError> {
         let (Some(access_key), Some(secret_key)) = (&settings.access_key, &settings.secret_key)
         else {
-            return Err(ArchiveError::S3(
+            return Err(ObjectError::S3(
                 "s3.access_key and s3.secret_key are required".into(),
             ));
         };
@@ -74,100 +76,12 @@ impl S3Store {
         })
     }
 
-    /// Whether the bucket answers.
-    pub async fn check(&self) -> Result<(), ArchiveError> {
-        self.client
-            .head_bucket()
-            .bucket(&self.bucket)
-            .send()
-            .await
-            .map_err(s3_error)?;
-        Ok(())
-    }
-
-    /// Creates the bucket when it does not exist.
-    pub async fn ensure_bucket(&self) -> Result<(), ArchiveError> {
-        if self.check().await.is_ok() {
-            return Ok(());
-        }
-        match self
-            .client
-            .create_bucket()
-            .bucket(&self.bucket)
-            .send()
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(bucket = %self.bucket, "created the archive bucket");
-                Ok(())
-            }
-            Err(e)
-                if matches!(
-                    e.code(),
-                    Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(s3_error(e)),
-        }
-    }
-
-    pub async fn put(
-        &self,
-        key: &str,
-        bytes: Vec<u8>,
-        content_type: &str,
-    ) -> Result<(), ArchiveError> {
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(ByteStream::from(bytes))
-            .send()
-            .await
-            .map_err(s3_error)?;
-        Ok(())
-    }
-
-    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ArchiveError> {
-        let object = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(object) => object,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
-            Err(e) => return Err(s3_error(e)),
-        };
-        let bytes = object
-            .body
-            .collect()
-            .await
-            .map_err(|e| ArchiveError::S3(e.to_string()))?;
-        Ok(Some(bytes.into_bytes().to_vec()))
-    }
-
-    /// The "folders" right below `prefix`: S3's common prefixes for the delimiter `/`.
-    pub async fn folders(&self, prefix: &str) -> Result<Vec<String>, ArchiveError> {
-        Ok(self.list_v2(prefix, Some("/")).await?.1)
-    }
-
-    /// Every object under `prefix` (S3 lists in key order, a thousand at a time).
-    pub async fn list(&self, prefix: &str) -> Result<Vec<ArchiveObject>, ArchiveError> {
-        Ok(self.list_v2(prefix, None).await?.0)
-    }
-
     /// All pages of a ListObjectsV2: the objects, and the common prefixes for `delimiter`.
     async fn list_v2(
         &self,
         prefix: &str,
         delimiter: Option<&str>,
-    ) -> Result<(Vec<ArchiveObject>, Vec<String>), ArchiveError> {
+    ) -> Result<(Vec<ArchiveObject>, Vec<String>), ObjectError> {
         let (mut objects, mut folders) = (Vec::new(), Vec::new());
         let mut pages = self
             .client
@@ -197,5 +111,90 @@ impl S3Store {
             }
         }
         Ok((objects, folders))
+    }
+}
+
+#[async_trait]
+impl ObjectBackend for S3Store {
+    async fn check(&self) -> Result<(), ObjectError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(s3_error)?;
+        Ok(())
+    }
+
+    /// Creates the bucket when it does not exist.
+    async fn prepare(&self) -> Result<(), ObjectError> {
+        if self.check().await.is_ok() {
+            return Ok(());
+        }
+        match self
+            .client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(bucket = %self.bucket, "created the archive bucket");
+                Ok(())
+            }
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(s3_error(e)),
+        }
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), ObjectError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type(key))
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(s3_error)?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectError> {
+        let object = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(object) => object,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(s3_error(e)),
+        };
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| ObjectError::S3(e.to_string()))?;
+        Ok(Some(bytes.into_bytes().to_vec()))
+    }
+
+    /// S3's common prefixes for the delimiter `/`.
+    async fn folders(&self, prefix: &str) -> Result<Vec<String>, ObjectError> {
+        Ok(self.list_v2(prefix, Some("/")).await?.1)
+    }
+
+    /// S3 lists in key order, a thousand at a time.
+    async fn list_all(&self, prefix: &str) -> Result<Vec<ArchiveObject>, ObjectError> {
+        Ok(self.list_v2(prefix, None).await?.0)
     }
 }

@@ -1,14 +1,17 @@
-//! MQTT connections: options from settings, and a [`Publisher`] that keeps its own connection
-//! for commands, acknowledgements and dead letters.
+//! The MQTT broker as devicehub's other parts use it: connection options from settings (the one
+//! place that reads `mqtt.url`), and a [`Publisher`] with its own connection for commands,
+//! acknowledgements and dead letters.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, Transport};
 use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
 
 use crate::configuration::MqttSettings;
+use crate::retry::Backoff;
 
 /// The largest packet accepted from the broker. Payloads above `mqtt.max_payload_bytes` are
 /// dead-lettered by the decoder, but the connection must still accept them: a packet over this
@@ -67,40 +70,41 @@ fn percent_decode(s: &str) -> String {
         .unwrap_or_else(|| s.to_owned())
 }
 
-/// A publishing connection with its own event loop task, for commands, ACKs and dead letters.
+/// A publishing connection, for commands, ACKs and dead letters. Its event loop
+/// ([`PublisherLoop`]) runs as a supervised task.
 #[derive(Clone)]
 pub struct Publisher {
     client: AsyncClient,
     connected: Arc<AtomicBool>,
 }
 
+/// The publisher's connection: connects, reconnects with backoff, and on shutdown sends what is
+/// queued before it disconnects.
+pub struct PublisherLoop {
+    client: AsyncClient,
+    eventloop: EventLoop,
+    connected: Arc<AtomicBool>,
+}
+
 impl Publisher {
-    /// Connects in the background (reconnecting with backoff) and returns at once.
-    pub fn start(settings: &MqttSettings, client_id: &str) -> Result<Self, BrokerUrlError> {
+    /// A publisher whose connection is made once its [`PublisherLoop`] runs.
+    pub fn new(
+        settings: &MqttSettings,
+        client_id: &str,
+    ) -> Result<(Self, PublisherLoop), BrokerUrlError> {
         let options = options(settings, client_id, false)?;
-        let (client, mut eventloop) = AsyncClient::new(options, 4096);
+        let (client, eventloop) = AsyncClient::new(options, 4096);
         let connected = Arc::new(AtomicBool::new(false));
-        let flag = connected.clone();
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        flag.store(true, Ordering::Release);
-                        backoff = Duration::from_millis(100);
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        if flag.swap(false, Ordering::AcqRel) {
-                            tracing::warn!(error = %e, "MQTT publisher disconnected; reconnecting");
-                        }
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                }
-            }
-        });
-        Ok(Self { client, connected })
+        let publisher = Self {
+            client: client.clone(),
+            connected: connected.clone(),
+        };
+        let connection = PublisherLoop {
+            client,
+            eventloop,
+            connected,
+        };
+        Ok((publisher, connection))
     }
 
     pub fn is_connected(&self) -> bool {
@@ -117,17 +121,48 @@ impl Publisher {
         self.client
             .try_publish(topic, QoS::AtLeastOnce, retain, payload)
     }
+}
 
-    /// Waits up to `timeout` for the connection to come up.
-    pub async fn wait_connected(&self, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while !self.is_connected() {
-            if tokio::time::Instant::now() >= deadline {
-                return false;
+impl PublisherLoop {
+    /// Runs the connection until `shutdown`, then sends the queued publishes (requests are sent
+    /// in order, the disconnect last) and returns once the broker has them.
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut backoff = Backoff::new();
+        loop {
+            let event = tokio::select! {
+                event = self.eventloop.poll() => event,
+                () = shutdown.cancelled() => break,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    self.connected.store(true, Ordering::Release);
+                    backoff.reset();
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if self.connected.swap(false, Ordering::AcqRel) {
+                        tracing::warn!(error = %e, "MQTT publisher disconnected; reconnecting");
+                    }
+                    tokio::select! {
+                        () = backoff.wait() => {}
+                        () = shutdown.cancelled() => break,
+                    }
+                }
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        true
+        if !self.connected.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // Queued after everything already requested: the event loop sends those first.
+        if self.client.try_disconnect().is_err() {
+            return Ok(());
+        }
+        loop {
+            match self.eventloop.poll().await {
+                Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => return Ok(()),
+                Ok(_) => {}
+            }
+        }
     }
 }
 

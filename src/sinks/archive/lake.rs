@@ -22,7 +22,7 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
-use crate::pipeline::decode::Reading;
+use crate::domain::Reading;
 
 /// The folder of the readings table inside the bucket (or archive directory).
 pub const READINGS_PREFIX: &str = "lake/readings";

@@ -1,0 +1,34 @@
+//! Sink positions kept in small files next to the journal.
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+use super::format::write_atomically;
+use super::Journal;
+
+/// A sink position kept in a small file next to the journal.
+#[derive(Clone)]
+pub struct FileCursor {
+    path: PathBuf,
+}
+
+impl FileCursor {
+    pub fn new(journal: &Journal, name: &str) -> Self {
+        Self {
+            path: journal.dir().join(format!("{name}.cursor")),
+        }
+    }
+
+    pub fn load(&self) -> io::Result<u64> {
+        match fs::read_to_string(&self.path) {
+            Ok(s) => s.trim().parse().map_err(io::Error::other),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn store(&self, done: u64) -> io::Result<()> {
+        write_atomically(&self.path, done.to_string().as_bytes())
+    }
+}

@@ -1,0 +1,286 @@
+//! The collector's on-disk journal: every message the collector accepts is appended here before
+//! the broker gets its QoS 1 acknowledgement, and each sink reads it at its own pace with its own
+//! cursor. A sink that is down or slow therefore lags on disk instead of losing data, and a
+//! restart resumes every sink where it stopped.
+//!
+//! Layout: segment files `{first record number:020}.seg` in one directory, each a sequence of
+//! records `[body length u32][crc32 u32][body]`, body = `[number u64][received µs i64]
+//! [topic length u16][topic][payload]`, little endian. A torn tail (a crash mid-write) fails its
+//! checksum and is cut off on open. Records are numbered from 1 without gaps.
+//!
+//! Sinks read it through the [`Feed`] (`feed.rs`): from an in-memory cache of what was just
+//! journaled, already decoded, or from the files ([`JournalReader`]) when they fall behind.
+
+mod cursor;
+mod feed;
+mod format;
+mod reader;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+pub use cursor::FileCursor;
+pub use feed::{Decode, DecodedCache, Feed, FeedReader, Journaled, SinkPosition};
+pub use reader::JournalReader;
+
+use format::{scan_valid, write_atomically, HEADER, MAX_BODY};
+
+/// One accepted MQTT message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub no: u64,
+    pub received: DateTime<Utc>,
+    pub topic: String,
+    pub payload: Vec<u8>,
+}
+
+/// A message to append (its number is assigned by the journal).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub received: DateTime<Utc>,
+    pub topic: String,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+struct Segment {
+    first: u64,
+    path: PathBuf,
+    bytes: u64,
+}
+
+/// The writing end, owned by the ingest task.
+pub struct Journal {
+    dir: PathBuf,
+    id: String,
+    segment_bytes: u64,
+    segments: Vec<Segment>,
+    writer: BufWriter<File>,
+    next_no: u64,
+    end: watch::Sender<u64>,
+    buf: Vec<u8>,
+}
+
+/// Where readers learn how far the journal has been written (the last complete record number).
+#[derive(Clone)]
+pub struct JournalEnd(Arc<watch::Receiver<u64>>);
+
+impl JournalEnd {
+    pub fn current(&self) -> u64 {
+        *self.0.borrow()
+    }
+
+    /// Waits until the journal ends after `after`.
+    pub async fn wait_past(&self, after: u64) {
+        let mut rx = (*self.0).clone();
+        let _ = rx.wait_for(|end| *end > after).await;
+    }
+}
+
+fn segment_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("{first:020}.seg"))
+}
+
+fn list_segments(dir: &Path) -> io::Result<Vec<Segment>> {
+    let mut segments = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(first) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".seg"))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        segments.push(Segment {
+            first,
+            path: entry.path(),
+            bytes: entry.metadata()?.len(),
+        });
+    }
+    segments.sort_by_key(|s| s.first);
+    Ok(segments)
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in `dir`, cutting off a torn tail.
+    pub fn open(dir: &Path, segment_bytes: u64) -> io::Result<(Self, JournalEnd)> {
+        fs::create_dir_all(dir)?;
+        let id_path = dir.join("journal.id");
+        let id = match fs::read_to_string(&id_path) {
+            Ok(id) => id.trim().to_owned(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                write_atomically(&id_path, id.as_bytes())?;
+                id
+            }
+            Err(e) => return Err(e),
+        };
+        let mut segments = list_segments(dir)?;
+        let mut next_no = 1;
+        if let Some(last) = segments.last_mut() {
+            let (valid_len, last_no) = scan_valid(&last.path, last.first)?;
+            if valid_len < last.bytes {
+                tracing::warn!(segment = %last.path.display(), kept = valid_len, found = last.bytes,
+                    "journal: cutting off a torn tail");
+                OpenOptions::new()
+                    .write(true)
+                    .open(&last.path)?
+                    .set_len(valid_len)?;
+                last.bytes = valid_len;
+            }
+            next_no = last_no.map_or(last.first, |n| n + 1);
+        }
+        if segments.is_empty() {
+            segments.push(Segment {
+                first: 1,
+                path: segment_path(dir, 1),
+                bytes: 0,
+            });
+        }
+        let current = segments.last().expect("at least one segment");
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&current.path)?;
+        let (end, rx) = watch::channel(next_no - 1);
+        Ok((
+            Self {
+                dir: dir.to_owned(),
+                id,
+                segment_bytes,
+                segments,
+                writer: BufWriter::with_capacity(256 * 1024, file),
+                next_no,
+                end,
+                buf: Vec::new(),
+            },
+            JournalEnd(Arc::new(rx)),
+        ))
+    }
+
+    /// A random id fixed when the journal was created; cursors kept elsewhere (PostgreSQL) are
+    /// keyed by it, so a wiped journal never inherits old positions.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The number of the oldest record still on disk.
+    pub fn first_no(&self) -> u64 {
+        self.segments.first().map_or(self.next_no, |s| s.first)
+    }
+
+    /// The number of the last record written.
+    pub fn last_no(&self) -> u64 {
+        self.next_no - 1
+    }
+
+    /// Bytes on disk in all segments.
+    pub fn bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.bytes).sum()
+    }
+
+    /// [`Journal::append_then`] with nothing to do before readers learn of the entries.
+    #[cfg(test)]
+    pub fn append(&mut self, entries: &[Entry]) -> io::Result<std::ops::RangeInclusive<u64>> {
+        self.append_then(&mut entries.to_vec(), |_, _| {})
+    }
+
+    /// Appends the entries and hands them to the operating system (they survive a crash of the
+    /// process; `sync` makes them survive a crash of the machine). Returns their numbers. The
+    /// written entries and their numbers go to `before_readers` before readers learn of them
+    /// (the collector moves them into its decoded cache there, so a sink never reads from disk
+    /// what the cache is about to hold). On error `entries` are left as they were.
+    pub fn append_then(
+        &mut self,
+        entries: &mut Vec<Entry>,
+        before_readers: impl FnOnce(std::ops::RangeInclusive<u64>, &mut Vec<Entry>),
+    ) -> io::Result<std::ops::RangeInclusive<u64>> {
+        let numbers = self.write(entries)?;
+        before_readers(numbers.clone(), entries);
+        self.publish_end();
+        Ok(numbers)
+    }
+
+    fn publish_end(&self) {
+        self.end.send_replace(self.next_no - 1);
+    }
+
+    fn write(&mut self, entries: &[Entry]) -> io::Result<std::ops::RangeInclusive<u64>> {
+        let first = self.next_no;
+        for entry in entries {
+            self.buf.clear();
+            self.buf.extend_from_slice(&self.next_no.to_le_bytes());
+            self.buf
+                .extend_from_slice(&entry.received.timestamp_micros().to_le_bytes());
+            let topic = entry.topic.as_bytes();
+            let topic_len =
+                u16::try_from(topic.len()).map_err(|_| io::Error::other("topic too long"))?;
+            self.buf.extend_from_slice(&topic_len.to_le_bytes());
+            self.buf.extend_from_slice(topic);
+            self.buf.extend_from_slice(&entry.payload);
+            if self.buf.len() > MAX_BODY {
+                return Err(io::Error::other("journal record too large"));
+            }
+            let crc = crc32fast::hash(&self.buf);
+            self.writer
+                .write_all(&(self.buf.len() as u32).to_le_bytes())?;
+            self.writer.write_all(&crc.to_le_bytes())?;
+            self.writer.write_all(&self.buf)?;
+            let segment = self.segments.last_mut().expect("current segment");
+            segment.bytes += (HEADER + self.buf.len()) as u64;
+            self.next_no += 1;
+        }
+        self.writer.flush()?;
+        let last = self.next_no - 1;
+        if self
+            .segments
+            .last()
+            .is_some_and(|s| s.bytes >= self.segment_bytes)
+        {
+            self.roll()?;
+        }
+        Ok(first..=last)
+    }
+
+    fn roll(&mut self) -> io::Result<()> {
+        self.writer.flush()?;
+        self.writer.get_ref().sync_data()?;
+        let path = segment_path(&self.dir, self.next_no);
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        self.writer = BufWriter::with_capacity(256 * 1024, file);
+        self.segments.push(Segment {
+            first: self.next_no,
+            path,
+            bytes: 0,
+        });
+        Ok(())
+    }
+
+    /// A handle to flush to disk (`File::sync_data`) from a blocking thread.
+    pub fn sync_handle(&self) -> io::Result<File> {
+        self.writer.get_ref().try_clone()
+    }
+
+    /// Deletes whole segments in which every record is at most `done`.
+    pub fn remove_through(&mut self, done: u64) -> io::Result<()> {
+        while self.segments.len() > 1 && self.segments[1].first <= done + 1 {
+            let segment = self.segments.remove(0);
+            fs::remove_file(&segment.path)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,482 @@
+//! Decoding is a pure function from `(topic, payload)` to a typed [`Message`] or a typed
+//! [`Rejection`]. It never panics, whatever the bytes: every device protocol of DESIGN.md
+//! ("MQTT ingest") is understood here and nowhere else, one module per protocol: telemetry v1 and
+//! v2, hello and status, command acks and OTA status, `qs/v1` events, and Shelly Gen2.
+
+mod command;
+mod device;
+mod events;
+mod shelly;
+mod telemetry;
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde_json::{Map, Value};
+
+use crate::configuration::MqttSettings;
+use crate::domain::{DeviceId, Message, MetricName, Reading, RejectKind, Rejection, Unit};
+
+fn reject(kind: RejectKind, detail: impl Into<String>) -> Rejection {
+    Rejection::new(kind, detail)
+}
+
+/// Topic layout and limits; the defaults follow DESIGN.md.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    pub iot_prefix: String,
+    pub qs_prefix: String,
+    pub max_payload_bytes: usize,
+    pub max_measurements: usize,
+    /// How far ahead of the receive time a device clock may be.
+    pub max_future_skew: chrono::Duration,
+    /// Zone for `qs/v1` times written without an offset.
+    pub local_zone: Tz,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self {
+            iot_prefix: "iot".into(),
+            qs_prefix: "qs/v1".into(),
+            max_payload_bytes: 256 * 1024,
+            max_measurements: 200,
+            max_future_skew: chrono::Duration::days(1),
+            local_zone: Tz::UTC,
+        }
+    }
+}
+
+/// Device clocks before this are unset clocks, not history.
+const EARLIEST: i64 = 946_684_800; // 2000-01-01T00:00:00Z
+
+impl Decoder {
+    /// The decoder for the broker settings: topic prefixes, payload limit, local zone.
+    pub fn from_settings(mqtt: &MqttSettings) -> Self {
+        Self {
+            iot_prefix: mqtt.iot_prefix.clone(),
+            qs_prefix: mqtt.qs_prefix.clone(),
+            max_payload_bytes: mqtt.max_payload_bytes,
+            local_zone: mqtt.local_timezone.parse().unwrap_or(Tz::UTC),
+            ..Decoder::default()
+        }
+    }
+
+    /// Decodes one MQTT message received at `now`.
+    pub fn decode(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Message, Rejection> {
+        let route = self.route(topic)?;
+        if payload.len() > self.max_payload_bytes {
+            return Err(reject(
+                RejectKind::TooLarge,
+                format!(
+                    "payload of {} bytes exceeds {} bytes",
+                    payload.len(),
+                    self.max_payload_bytes
+                ),
+            ));
+        }
+        let ctx = Ctx { now, decoder: self };
+        if let Route::Telemetry(id) = &route {
+            if let Some(message) = ctx.telemetry_v2_fast(id, payload) {
+                return Ok(message);
+            }
+        }
+        self.decode_value(&ctx, route, payload)
+    }
+
+    /// The general path: the payload as a `serde_json::Value`, every field checked by name.
+    fn decode_value(
+        &self,
+        ctx: &Ctx<'_>,
+        route: Route,
+        payload: &[u8],
+    ) -> Result<Message, Rejection> {
+        let value: Value = serde_json::from_slice(payload)
+            .map_err(|e| reject(RejectKind::NotJson, e.to_string()))?;
+        match route {
+            Route::Telemetry(id) => ctx.telemetry(id, value),
+            Route::Hello(id) => ctx.hello(id, value),
+            Route::Status(id) => ctx.status(id, value),
+            Route::CommandAck(id) => ctx.command_ack(id, value),
+            Route::OtaStatus(id) => ctx.ota_status(id, value),
+            Route::Events(id) => ctx.events(id, value),
+            Route::ShellySwitch(id) => ctx.shelly_switch(id, &value),
+            Route::ShellyRpc(id) => ctx.shelly_rpc(id, value),
+            Route::ShellyOther => Ok(Message::Ignored),
+        }
+    }
+
+    /// The device a topic belongs to, without reading the payload (for records already decoded
+    /// once, at ingest).
+    pub fn topic_device(&self, topic: &str) -> Option<DeviceId> {
+        match self.route(topic).ok()? {
+            Route::Telemetry(id)
+            | Route::Hello(id)
+            | Route::Status(id)
+            | Route::CommandAck(id)
+            | Route::OtaStatus(id)
+            | Route::Events(id)
+            | Route::ShellySwitch(id)
+            | Route::ShellyRpc(id) => Some(id),
+            Route::ShellyOther => None,
+        }
+    }
+
+    /// The topic filters the collector subscribes to.
+    pub fn subscriptions(&self) -> Vec<String> {
+        let iot = &self.iot_prefix;
+        vec![
+            format!("{iot}/+/telemetry"),
+            format!("{iot}/+/hello"),
+            format!("{iot}/+/status"),
+            format!("{iot}/+/command/ack"),
+            format!("{iot}/+/ota/status"),
+            format!("{}/+/events", self.qs_prefix),
+            "+/status/+".into(),
+            "+/events/rpc".into(),
+        ]
+    }
+
+    fn route(&self, topic: &str) -> Result<Route, Rejection> {
+        let unknown = || {
+            reject(
+                RejectKind::UnknownTopic,
+                format!("no protocol uses topic {topic:?}"),
+            )
+        };
+        if let Some(rest) = strip_prefix_level(topic, &self.iot_prefix) {
+            let (id, kind) = rest.split_once('/').ok_or_else(unknown)?;
+            let id = device(id)?;
+            return match kind {
+                "telemetry" => Ok(Route::Telemetry(id)),
+                "hello" => Ok(Route::Hello(id)),
+                "status" => Ok(Route::Status(id)),
+                "command/ack" => Ok(Route::CommandAck(id)),
+                "ota/status" => Ok(Route::OtaStatus(id)),
+                _ => Err(unknown()),
+            };
+        }
+        if let Some(rest) = strip_prefix_level(topic, &self.qs_prefix) {
+            return match rest.split_once('/') {
+                Some((id, "events")) => Ok(Route::Events(device(id)?)),
+                _ => Err(unknown()),
+            };
+        }
+        let parts: Vec<&str> = topic.split('/').collect();
+        match parts.as_slice() {
+            [id, "status", component] if component.starts_with("switch:") => {
+                Ok(Route::ShellySwitch(device(id)?))
+            }
+            [_, "status", _] => Ok(Route::ShellyOther),
+            [id, "events", "rpc"] => Ok(Route::ShellyRpc(device(id)?)),
+            _ => Err(unknown()),
+        }
+    }
+}
+
+enum Route {
+    Telemetry(DeviceId),
+    Hello(DeviceId),
+    Status(DeviceId),
+    CommandAck(DeviceId),
+    OtaStatus(DeviceId),
+    Events(DeviceId),
+    ShellySwitch(DeviceId),
+    ShellyRpc(DeviceId),
+    ShellyOther,
+}
+
+fn strip_prefix_level<'a>(topic: &'a str, prefix: &str) -> Option<&'a str> {
+    topic.strip_prefix(prefix)?.strip_prefix('/')
+}
+
+fn device(raw: &str) -> Result<DeviceId, Rejection> {
+    DeviceId::parse(raw).map_err(|e| reject(RejectKind::InvalidDeviceId, e.message))
+}
+
+struct Ctx<'a> {
+    now: DateTime<Utc>,
+    decoder: &'a Decoder,
+}
+
+/// A time field as written: text, or a number.
+#[derive(Debug, Clone, Copy)]
+enum TimeInput<'a> {
+    Text(&'a str),
+    Number(f64),
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for TimeInput<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = TimeInput<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a time as text or a number")
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(TimeInput::Text(v))
+            }
+
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(TimeInput::Number(v as f64))
+            }
+
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(TimeInput::Number(v as f64))
+            }
+
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(TimeInput::Number(v))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl Ctx<'_> {
+    fn object(&self, value: Value) -> Result<Map<String, Value>, Rejection> {
+        match value {
+            Value::Object(map) => Ok(map),
+            other => Err(reject(
+                RejectKind::WrongShape,
+                format!("expected a JSON object, got {}", type_name(&other)),
+            )),
+        }
+    }
+
+    /// The payload's `device_id`, when present, must equal the topic's.
+    fn same_device(&self, topic_id: &DeviceId, map: &Map<String, Value>) -> Result<(), Rejection> {
+        match map.get("device_id") {
+            None | Some(Value::Null) => Ok(()),
+            Some(Value::String(s)) if s == topic_id.as_str() => Ok(()),
+            Some(Value::String(s)) => Err(reject(
+                RejectKind::DeviceMismatch,
+                format!(
+                    "payload device_id {s:?} differs from topic device id {:?}",
+                    topic_id.as_str()
+                ),
+            )),
+            Some(other) => Err(reject(
+                RejectKind::WrongType,
+                format!("device_id must be a string, got {}", type_name(other)),
+            )),
+        }
+    }
+
+    fn time(&self, value: Option<&Value>, field: &str) -> Result<DateTime<Utc>, Rejection> {
+        match value {
+            None | Some(Value::Null) => Ok(self.now),
+            Some(v) => self.parse_time(v, field, Tz::UTC),
+        }
+    }
+
+    fn parse_time(&self, value: &Value, field: &str, zone: Tz) -> Result<DateTime<Utc>, Rejection> {
+        let input = match value {
+            Value::String(s) => TimeInput::Text(s),
+            Value::Number(n) => TimeInput::Number(n.as_f64().unwrap_or(f64::NAN)),
+            other => {
+                return Err(reject(
+                    RejectKind::WrongType,
+                    format!(
+                        "{field} must be a string or a number, got {}",
+                        type_name(other)
+                    ),
+                ))
+            }
+        };
+        self.time_of(input, field, zone)
+    }
+
+    /// An ISO-8601 text, or epoch seconds or milliseconds told apart by magnitude.
+    fn time_of(
+        &self,
+        input: TimeInput<'_>,
+        field: &str,
+        zone: Tz,
+    ) -> Result<DateTime<Utc>, Rejection> {
+        let time = match input {
+            TimeInput::Text(s) => parse_time_text(s, zone).ok_or_else(|| {
+                reject(
+                    RejectKind::WrongType,
+                    format!("{field} {s:?} is not an ISO-8601 time"),
+                )
+            })?,
+            TimeInput::Number(n) => {
+                let millis = if n.abs() < 1e11 { n * 1000.0 } else { n };
+                if !millis.is_finite() || millis.abs() > 1e15 {
+                    return Err(reject(
+                        RejectKind::TimestampOutOfRange,
+                        format!("{field} {n} is not a plausible epoch time"),
+                    ));
+                }
+                DateTime::from_timestamp_millis(millis as i64).ok_or_else(|| {
+                    reject(
+                        RejectKind::TimestampOutOfRange,
+                        format!("{field} {n} is out of range"),
+                    )
+                })?
+            }
+        };
+        if time.timestamp() < EARLIEST || time > self.now + self.decoder.max_future_skew {
+            return Err(reject(
+                RejectKind::TimestampOutOfRange,
+                format!(
+                    "{field} {} is before 2000 or too far in the future",
+                    time.to_rfc3339()
+                ),
+            ));
+        }
+        Ok(time)
+    }
+
+    fn seq(&self, map: &Map<String, Value>) -> Result<Option<u64>, Rejection> {
+        match map.get("seq") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
+                reject(
+                    RejectKind::WrongType,
+                    format!("seq must be a non-negative integer, got {n}"),
+                )
+            }),
+            Some(other) => Err(reject(
+                RejectKind::WrongType,
+                format!("seq must be an integer, got {}", type_name(other)),
+            )),
+        }
+    }
+
+    fn reading(
+        &self,
+        device_id: &DeviceId,
+        time: DateTime<Utc>,
+        metric: &str,
+        value: &Value,
+        unit: Option<&str>,
+    ) -> Result<Reading, Rejection> {
+        let value = number(value, metric)?;
+        self.reading_of(device_id, time, metric, value, unit)
+    }
+
+    fn reading_of(
+        &self,
+        device_id: &DeviceId,
+        time: DateTime<Utc>,
+        metric: &str,
+        value: f64,
+        unit: Option<&str>,
+    ) -> Result<Reading, Rejection> {
+        let metric = MetricName::parse(metric).map_err(|e| {
+            reject(
+                RejectKind::InvalidName,
+                format!("metric {metric:?}: {}", e.message),
+            )
+        })?;
+        let unit = unit
+            .map(Unit::parse)
+            .transpose()
+            .map_err(|e| reject(RejectKind::InvalidName, format!("unit: {}", e.message)))?;
+        Ok(Reading {
+            device_id: device_id.clone(),
+            time,
+            metric,
+            value,
+            unit,
+        })
+    }
+}
+
+fn number(value: &Value, field: &str) -> Result<f64, Rejection> {
+    match value {
+        Value::Number(n) => {
+            let v = n.as_f64().unwrap_or(f64::NAN);
+            if v.is_finite() {
+                Ok(v)
+            } else {
+                Err(reject(
+                    RejectKind::NonFiniteValue,
+                    format!("{field} is not a finite number"),
+                ))
+            }
+        }
+        Value::String(s)
+            if matches!(
+                s.to_ascii_lowercase().as_str(),
+                "nan" | "inf" | "-inf" | "infinity" | "-infinity"
+            ) =>
+        {
+            Err(reject(
+                RejectKind::NonFiniteValue,
+                format!("{field} is {s}"),
+            ))
+        }
+        other => Err(reject(
+            RejectKind::WrongType,
+            format!("{field} must be a number, got {}", type_name(other)),
+        )),
+    }
+}
+
+fn required_str<'a>(map: &'a Map<String, Value>, field: &str) -> Result<&'a str, Rejection> {
+    match map.get(field) {
+        Some(Value::String(s)) => Ok(s),
+        None | Some(Value::Null) => Err(reject(
+            RejectKind::MissingField,
+            format!("{field} is required"),
+        )),
+        Some(other) => Err(reject(
+            RejectKind::WrongType,
+            format!("{field} must be a string, got {}", type_name(other)),
+        )),
+    }
+}
+
+fn optional_str<'a>(
+    map: &'a Map<String, Value>,
+    field: &str,
+) -> Result<Option<&'a str>, Rejection> {
+    match map.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(reject(
+            RejectKind::WrongType,
+            format!("{field} must be a string, got {}", type_name(other)),
+        )),
+    }
+}
+
+fn parse_time_text(s: &str, zone: Tz) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let naive = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())?;
+    zone.from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests;

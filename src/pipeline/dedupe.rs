@@ -1,0 +1,174 @@
+//! Dropping what was already taken: repeats of `(device_id, seq)` (devices publishing to several
+//! brokers), and messages the broker redelivers after a crash between journaling and acking.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use sqlx::PgPool;
+
+use super::decode::Decoder;
+use crate::domain::DeviceId;
+use crate::journal::{Journal, JournalReader};
+use crate::registry;
+
+/// Drops repeats of `(device_id, seq)`: the last number per device and a 64-wide window of
+/// numbers below it (devices publishing to several brokers deliver each message more than once,
+/// not always in order). A 0, or a number far below the window, is a device restart.
+#[derive(Default)]
+pub struct Dedupe {
+    windows: HashMap<DeviceId, (u64, u64), foldhash::fast::RandomState>,
+}
+
+impl Dedupe {
+    pub fn accept(&mut self, device: &DeviceId, seq: u64) -> bool {
+        let Some((last, seen)) = self.windows.get_mut(device) else {
+            self.windows.insert(device.clone(), (seq, 1));
+            return true;
+        };
+        if seq > *last {
+            let shift = seq - *last;
+            *seen = if shift >= 64 { 0 } else { *seen << shift } | 1;
+            *last = seq;
+            return true;
+        }
+        let back = *last - seq;
+        if seq == 0 && *last != 0 || back >= 64 {
+            *last = seq;
+            *seen = 1;
+            return true;
+        }
+        let bit = 1u64 << back;
+        if *seen & bit != 0 {
+            return false;
+        }
+        *seen |= bit;
+        true
+    }
+}
+
+/// Fingerprints of the most recently journaled messages. After a crash between writing the
+/// journal and acknowledging, the broker redelivers those messages with the DUP flag; a DUP
+/// message whose exact topic and payload were journaled recently is one of them.
+#[derive(Default)]
+pub struct Redeliveries {
+    order: VecDeque<u64>,
+    seen: HashSet<u64, foldhash::fast::RandomState>,
+}
+
+impl Redeliveries {
+    /// More than any batch of unacknowledged messages can hold.
+    const CAPACITY: usize = 65_536;
+
+
+    pub fn fingerprint(topic: &str, payload: &[u8]) -> u64 {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = foldhash::quality::FixedState::with_seed(0x6465_7669_6365_6875).build_hasher();
+        topic.hash(&mut h);
+        payload.hash(&mut h);
+        h.finish()
+    }
+
+    pub fn remember(&mut self, fingerprint: u64) {
+        if self.seen.insert(fingerprint) {
+            self.order.push_back(fingerprint);
+            if self.order.len() > Self::CAPACITY {
+                if let Some(old) = self.order.pop_front() {
+                    self.seen.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub fn contains(&self, fingerprint: u64) -> bool {
+        self.seen.contains(&fingerprint)
+    }
+}
+
+/// Both filters, as ingest uses them.
+pub struct Dedupers {
+    pub seq: Dedupe,
+    pub redeliveries: Redeliveries,
+}
+
+impl Dedupers {
+    /// The filters after a restart: the registry's last numbers, then the journal's unsent tail
+    /// (after `written`, what every sink has written) for `seq`; the journal's last 65,536
+    /// records for redeliveries.
+    pub async fn warm(
+        pool: &PgPool,
+        decoder: &Decoder,
+        journal: &Journal,
+        written: u64,
+    ) -> anyhow::Result<Self> {
+        let mut seq = Dedupe::default();
+        for (device, last) in registry::sequences::last_numbers(pool).await? {
+            if let Ok(id) = DeviceId::parse(&device) {
+                seq.accept(&id, last);
+            }
+        }
+        let mut reader = JournalReader::new(journal.dir(), written);
+        loop {
+            let records = reader.read(u64::MAX, 10_000)?;
+            if records.is_empty() {
+                break;
+            }
+            for r in records {
+                if let Ok(m) = decoder.decode(&r.topic, &r.payload, r.received) {
+                    if let (Some(id), Some(s)) = (m.device_id(), m.seq()) {
+                        seq.accept(id, s);
+                    }
+                }
+            }
+        }
+        let mut redeliveries = Redeliveries::default();
+        let tail_start = journal.first_no().max(
+            journal
+                .last_no()
+                .saturating_sub(Redeliveries::CAPACITY as u64 - 1),
+        );
+        let mut tail = JournalReader::new(journal.dir(), tail_start.saturating_sub(1));
+        loop {
+            let records = tail.read(journal.last_no(), 10_000)?;
+            if records.is_empty() {
+                break;
+            }
+            for r in records {
+                redeliveries.remember(Redeliveries::fingerprint(&r.topic, &r.payload));
+            }
+        }
+        Ok(Self { seq, redeliveries })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redeliveries_remember_the_most_recent_messages_only() {
+        let mut r = Redeliveries::default();
+        let first = Redeliveries::fingerprint("iot/a/telemetry", b"{}");
+        r.remember(first);
+        assert!(r.contains(first));
+        assert!(!r.contains(Redeliveries::fingerprint("iot/b/telemetry", b"{}")));
+        for i in 0..Redeliveries::CAPACITY as u64 {
+            r.remember(Redeliveries::fingerprint("t", &i.to_le_bytes()));
+        }
+        assert!(!r.contains(first), "evicted after CAPACITY newer messages");
+    }
+
+    #[test]
+    fn dedupe_drops_repeats_accepts_late_ones_and_restarts() {
+        let d = DeviceId::parse("m").unwrap();
+        let mut dedupe = Dedupe::default();
+        let accepted: Vec<bool> = [1, 2, 2, 4, 3, 3, 4, 5, 0, 0, 1]
+            .iter()
+            .map(|s| dedupe.accept(&d, *s))
+            .collect();
+        assert_eq!(
+            accepted,
+            [true, true, false, true, true, false, false, true, true, false, true]
+        );
+        assert!(dedupe.accept(&d, 1000));
+        assert!(dedupe.accept(&d, 10), "far below the window: a restart");
+    }
+}

@@ -1,0 +1,174 @@
+//! The archive sink: per window of the journal, the raw payloads of each device as one JSON
+//! object ([`raw`]) and every reading as a row of the Parquet lake ([`lake`]), written to the
+//! object store together. Objects are named by the journal number of the window's first record,
+//! so a window replayed after a crash overwrites its objects instead of adding copies.
+
+pub mod lake;
+pub mod raw;
+
+use std::sync::Arc;
+
+use super::{SinkError, Write};
+use crate::journal::{FileCursor, Journaled};
+use crate::metrics::Metrics;
+use crate::pipeline::decode::Decoder;
+use crate::pipeline::enrich::{DeviceTypes, KnownTypes};
+use crate::stores::objects::{ObjectStore, Objects};
+use lake::{LakeRow, LakeWindow};
+use raw::RawWindow;
+
+#[derive(Clone)]
+pub struct ArchiveSink {
+    store: ObjectStore,
+    device_types: Arc<DeviceTypes>,
+    decoder: Arc<Decoder>,
+    cursor: FileCursor,
+    metrics: Arc<Metrics>,
+}
+
+impl ArchiveSink {
+    pub fn new(
+        store: ObjectStore,
+        device_types: Arc<DeviceTypes>,
+        decoder: Arc<Decoder>,
+        cursor: FileCursor,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            device_types,
+            decoder,
+            cursor,
+            metrics,
+        }
+    }
+}
+
+/// One window being gathered: raw bytes and encoded Parquet, not records.
+pub struct Window {
+    raw: RawWindow,
+    /// `None` once building Parquet failed (short of a bug it cannot); the raw archive keeps the
+    /// window either way.
+    lake: Option<LakeWindow>,
+}
+
+impl super::Sink for ArchiveSink {
+    const NAME: &'static str = "archive";
+    type Batch = Window;
+    type Payload = Objects;
+    type Writer = ArchiveWriter;
+    type Cursor = FileCursor;
+
+    fn batch(&self, first: &Journaled) -> Window {
+        Window {
+            raw: RawWindow::new(&first.record),
+            lake: Some(LakeWindow::new(first.record.no)),
+        }
+    }
+
+    async fn add(&mut self, window: &mut Window, records: &[Arc<Journaled>]) {
+        let types = self.device_types.of(records).await;
+        if let Some(lake) = &mut window.lake {
+            if let Err(e) = lake.add(&lake_rows(records, &types)) {
+                tracing::error!(error = %e, "cannot build the window's lake files");
+                window.lake = None;
+            }
+        }
+        // Every journaled record passed decoding at ingest, which holds the payload's device
+        // equal to the topic's; a record that no longer decodes is filed by its topic.
+        for j in records {
+            match j.message.device_id() {
+                Some(device) => window.raw.add(device, &j.record),
+                None => {
+                    if let Some(device) = self.decoder.topic_device(&j.record.topic) {
+                        window.raw.add(&device, &j.record);
+                    }
+                }
+            }
+        }
+    }
+
+    fn bytes(window: &Window) -> usize {
+        window.raw.bytes() + window.lake.as_ref().map_or(0, LakeWindow::bytes)
+    }
+
+    fn finish(&mut self, window: Window) -> Objects {
+        let mut objects = match window.lake.map(LakeWindow::finish) {
+            Some(Ok(files)) => files,
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "cannot finish the window's lake files");
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        objects.extend(window.raw.finish());
+        objects
+    }
+
+    fn writer(&self) -> ArchiveWriter {
+        ArchiveWriter {
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    fn cursor(&self) -> FileCursor {
+        self.cursor.clone()
+    }
+}
+
+#[derive(Clone)]
+pub struct ArchiveWriter {
+    store: ObjectStore,
+    metrics: Arc<Metrics>,
+}
+
+impl Write<Objects> for ArchiveWriter {
+    /// Writes the window's objects; those that failed stay for the next attempt.
+    async fn write(&self, objects: &mut Objects, _last: u64) -> Result<(), SinkError> {
+        let count = objects.len() as u64;
+        let (failed, error) = self.store.put_all(std::mem::take(objects)).await;
+        self.metrics
+            .archive_objects
+            .inc_by(count - failed.len() as u64);
+        *objects = failed;
+        match error {
+            None => Ok(()),
+            Some(e) => {
+                self.metrics.archive_errors.inc();
+                Err(SinkError::retriable(format!(
+                    "{e} ({} objects left)",
+                    objects.len()
+                )))
+            }
+        }
+    }
+
+    /// A bucket removed or never created: make it (again).
+    async fn recover(&self, _error: &SinkError) {
+        if let Err(e) = self.store.prepare().await {
+            tracing::debug!(error = %e, "cannot prepare the archive");
+        }
+    }
+}
+
+/// The lake rows of decoded messages.
+fn lake_rows<'a>(batch: &'a [Arc<Journaled>], types: &'a KnownTypes) -> Vec<LakeRow<'a>> {
+    batch
+        .iter()
+        .flat_map(|j| {
+            let (r, seq) = (&j.record, j.message.seq());
+            j.message
+                .readings()
+                .into_iter()
+                .map(move |reading| LakeRow {
+                    reading,
+                    device_type: types.of(&reading.device_id),
+                    seq,
+                    received_at: r.received,
+                    topic: &r.topic,
+                    journal_no: r.no,
+                })
+        })
+        .collect()
+}

@@ -1,0 +1,182 @@
+//! The one sink driver. For every sink it reads the journal's feed from the sink's position,
+//! gathers batches (by records, bytes and time), writes each batch — one write in flight while
+//! the next batch gathers, completing in journal order — retries failed writes with jittered
+//! backoff, skips a batch the store can never take, and moves the cursor only past what is
+//! written. A sink that fails or panics is restarted by the supervisor from its cursor; what it
+//! had read but not written is read again, and every store keeps one copy of a replay.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+
+use super::{Cursor, Sink, Write};
+use crate::configuration::BatchSettings;
+use crate::journal::{Feed, FeedReader, SinkPosition};
+use crate::retry::Backoff;
+use crate::supervisor::{Supervisor, Wave};
+
+/// Records taken from the feed at a time while a batch gathers: a batch grows in steps of this
+/// many, so a sink encodes as records arrive instead of all at once.
+const READ_CHUNK: usize = 5000;
+
+/// How often a sink that has started a batch looks for more records. Waking on every append
+/// (each batch the broker delivers) cost thousands of thread wake-ups a second under load; a
+/// tick bounds that at the price of at most this much latency.
+const GATHER_TICK: Duration = Duration::from_millis(20);
+
+/// Starts `sink` under the supervisor, reading after its stored cursor. The sink's position is
+/// registered with the feed before this returns, so the journal keeps what the sink needs.
+pub async fn spawn<S: Sink>(
+    supervisor: &mut Supervisor,
+    feed: &Feed,
+    batch: BatchSettings,
+    sink: S,
+) -> anyhow::Result<()> {
+    let start = sink
+        .cursor()
+        .load()
+        .await
+        .with_context(|| format!("cannot read the {} sink's cursor", S::NAME))?;
+    let position = feed.register(start);
+    let feed = feed.clone();
+    supervisor.spawn(format!("{} sink", S::NAME), Wave::Sinks, move |shutdown| {
+        Driver {
+            sink: sink.clone(),
+            reader: feed.reader(position.clone()),
+            batch,
+            shutdown,
+        }
+        .run()
+    });
+    Ok(())
+}
+
+struct Driver<S> {
+    sink: S,
+    reader: FeedReader,
+    batch: BatchSettings,
+    shutdown: CancellationToken,
+}
+
+impl<S: Sink> Driver<S> {
+    /// Runs until shutdown, when the batch being gathered is written at once and the driver
+    /// returns once it is.
+    async fn run(mut self) -> anyhow::Result<()> {
+        self.sink.prepare().await?;
+        let (writer, cursor) = (self.sink.writer(), self.sink.cursor());
+        let mut in_flight: Option<AbortOnDropHandle<()>> = None;
+        loop {
+            let gathered = self.gather().await?;
+            if let Some(previous) = in_flight.take() {
+                previous
+                    .await
+                    .map_err(|e| anyhow::anyhow!("a write task failed: {e}"))?;
+            }
+            let Some((payload, last)) = gathered else {
+                return Ok(());
+            };
+            let write = write_through::<S>(
+                writer.clone(),
+                cursor.clone(),
+                self.reader.position(),
+                payload,
+                last,
+            );
+            if self.shutdown.is_cancelled() {
+                write.await;
+                return Ok(());
+            }
+            in_flight = Some(AbortOnDropHandle::new(tokio::spawn(write)));
+        }
+    }
+
+    /// The next batch and its last journal number: from its first record until it holds
+    /// `max_events` records or `max_bytes`, the sink says someone waits on it, `timeout_ms` has
+    /// passed since its first record, or shutdown. `None` at shutdown before a first record.
+    async fn gather(&mut self) -> anyhow::Result<Option<(S::Payload, u64)>> {
+        tokio::select! {
+            () = self.reader.wait_for_more() => {}
+            () = self.shutdown.cancelled() => return Ok(None),
+        }
+        let limits = self.batch;
+        let deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
+        let mut batch: Option<S::Batch> = None;
+        let (mut events, mut last) = (0, 0);
+        loop {
+            let want = (limits.max_events - events).min(READ_CHUNK);
+            let records = self
+                .reader
+                .read(want)
+                .await
+                .with_context(|| format!("the {} sink cannot read the journal", S::NAME))?;
+            if let (Some(first), Some(newest)) = (records.first(), records.last()) {
+                let b = batch.get_or_insert_with(|| self.sink.batch(first));
+                self.sink.add(b, &records).await;
+                events += records.len();
+                last = newest.record.no;
+            }
+            let full = batch.as_ref().is_some_and(|b| {
+                events >= limits.max_events || S::bytes(b) >= limits.max_bytes || S::urgent(b)
+            });
+            if full || Instant::now() >= deadline || self.shutdown.is_cancelled() {
+                break;
+            }
+            if !self.reader.has_more() {
+                let tick = deadline.min(Instant::now() + GATHER_TICK);
+                tokio::select! {
+                    () = tokio::time::sleep_until(tick) => {}
+                    () = self.shutdown.cancelled() => {}
+                }
+            }
+        }
+        Ok(batch.map(|b| (self.sink.finish(b), last)))
+    }
+}
+
+/// Writes one batch, then stores the cursor past it: the one retry loop of every sink. Retriable
+/// failures wait a jittered, growing delay (after the sink's own recovery, such as creating a
+/// missing bucket) and try again, for as long as it takes: the journal holds the data meanwhile.
+/// A permanent failure (the store refuses the data itself) is logged and the batch skipped.
+async fn write_through<S: Sink>(
+    writer: S::Writer,
+    cursor: S::Cursor,
+    position: Arc<SinkPosition>,
+    mut payload: S::Payload,
+    last: u64,
+) {
+    let mut backoff = Backoff::new();
+    let mut written = false;
+    loop {
+        if !written {
+            match writer.write(&mut payload, last).await {
+                Ok(()) => written = true,
+                Err(e) if e.permanent => {
+                    tracing::error!(sink = S::NAME, error = %e, last, "the store refused a batch; skipping it");
+                    written = true;
+                }
+                Err(e) => {
+                    tracing::warn!(sink = S::NAME, error = %e, "write failed; retrying");
+                    writer.recover(&e).await;
+                    backoff.wait().await;
+                    continue;
+                }
+            }
+        }
+        match cursor.store(last).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::error!(sink = S::NAME, error = %e, "cannot store the cursor; retrying");
+                backoff.wait().await;
+            }
+        }
+    }
+    position.mark_written(last);
+}
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;

@@ -1,0 +1,164 @@
+//! The MQTT source: a persistent session subscribed to every device topic (optionally as a
+//! shared subscription), handing each publish to ingest and writing the acknowledgements ingest
+//! hands back — only after journaling, in one flush per batch, and only on the connection the
+//! messages came on (after a reconnect the broker sends unacknowledged messages again, marked
+//! DUP, and ingest recognises them).
+//!
+//! Shutdown: the source stops reading, closes its hand-off, writes the acknowledgements ingest
+//! still owes for what it had, and disconnects cleanly; the broker keeps the rest for the next
+//! start.
+
+use std::sync::Arc;
+
+use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS, SubscribeFilter};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::configuration::MqttSettings;
+use crate::pipeline::{Ack, AckQueue, Incoming};
+use crate::retry::Backoff;
+use crate::stores::broker;
+
+pub struct MqttSource {
+    client: AsyncClient,
+    eventloop: EventLoop,
+    filters: Vec<SubscribeFilter>,
+    handoff: mpsc::UnboundedSender<Incoming>,
+    acks: Arc<AckQueue>,
+}
+
+impl MqttSource {
+    /// A source subscribing to `topics`, and the receiving end of its hand-off. Unbounded, so
+    /// that the event loop is always polled (acks flow out while publishes flow in); what can
+    /// pile up is bounded by the broker's in-flight window for this client.
+    pub fn new(
+        settings: &MqttSettings,
+        topics: Vec<String>,
+        acks: Arc<AckQueue>,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<Incoming>), broker::BrokerUrlError> {
+        let mut options = broker::options(settings, &settings.client_id, true)?;
+        options.set_manual_acks(true);
+        let (client, eventloop) = AsyncClient::new(options, 64);
+        let group = settings.shared_group.trim();
+        let filters = topics
+            .into_iter()
+            .map(|t| {
+                let filter = if group.is_empty() {
+                    t
+                } else {
+                    format!("$share/{group}/{t}")
+                };
+                SubscribeFilter::new(filter, QoS::AtLeastOnce)
+            })
+            .collect();
+        let (handoff, incoming) = mpsc::unbounded_channel();
+        let source = Self {
+            client,
+            eventloop,
+            filters,
+            handoff,
+            acks,
+        };
+        Ok((source, incoming))
+    }
+
+    /// Receives until `shutdown`, reconnecting with backoff.
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut backoff = Backoff::new();
+        let mut connected = false;
+        let mut connection = 0u64;
+        loop {
+            // Owed acks interrupt a wait for the broker (rumqttc's poll resumes where it was:
+            // its reads are buffered and its events queued).
+            let event = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                () = self.acks.ready() => {
+                    self.write_acks(connection).await;
+                    continue;
+                }
+                event = self.eventloop.poll() => event,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    tracing::info!("collector connected to the broker");
+                    connected = true;
+                    connection += 1;
+                    backoff.reset();
+                    if let Err(e) = self.client.subscribe_many(self.filters.clone()).await {
+                        tracing::error!(error = %e, "cannot subscribe");
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    let ack = (publish.qos == QoS::AtLeastOnce).then_some(Ack {
+                        connection,
+                        packet_id: publish.pkid,
+                    });
+                    let incoming = Incoming {
+                        topic: publish.topic,
+                        payload: publish.payload,
+                        redelivered: publish.dup,
+                        ack,
+                    };
+                    if self.handoff.send(incoming).is_err() {
+                        anyhow::bail!("ingest stopped taking messages");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if connected {
+                        tracing::warn!(error = %e, "collector lost the broker; reconnecting");
+                        connected = false;
+                    }
+                    tokio::select! {
+                        () = backoff.wait() => {}
+                        () = shutdown.cancelled() => break,
+                    }
+                }
+            }
+        }
+        self.stop(connection).await;
+        Ok(())
+    }
+
+    /// Closes the hand-off, writes what ingest still acknowledges, and disconnects.
+    async fn stop(mut self, connection: u64) {
+        let (handoff, _) = mpsc::unbounded_channel();
+        drop(std::mem::replace(&mut self.handoff, handoff));
+        while !self.acks.is_closed() {
+            self.acks.ready().await;
+            self.write_acks(connection).await;
+        }
+        self.write_acks(connection).await;
+        if let Some(network) = self.eventloop.network.as_mut() {
+            let _ = network.write(Packet::Disconnect).await;
+            let _ = network.flush().await;
+        }
+    }
+
+    /// Writes PUBACKs for messages of the current connection and flushes once. Acks of an
+    /// earlier connection are dropped: the broker sends those messages again (marked DUP), and
+    /// they are acknowledged then, when ingest recognises them.
+    async fn write_acks(&mut self, connection: u64) {
+        let acks = self.acks.take();
+        let Some(network) = self.eventloop.network.as_mut() else {
+            return;
+        };
+        let mut written = false;
+        for ack in acks.into_iter().filter(|a| a.connection == connection) {
+            if let Err(e) = network
+                .write(Packet::PubAck(rumqttc::PubAck::new(ack.packet_id)))
+                .await
+            {
+                tracing::warn!(error = ?e, "cannot acknowledge messages (the broker will send them again)");
+                return;
+            }
+            written = true;
+        }
+        if written {
+            if let Err(e) = network.flush().await {
+                tracing::warn!(error = ?e, "cannot acknowledge messages (the broker will send them again)");
+            }
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The object store behind the raw archive and the Parquet lake: a local directory or an S3 /
+//! MinIO bucket, behind one [`ObjectBackend`] trait. [`ObjectStore`] adds what both share: keys
+//! checked once, writes many at a time, and listings newest first by date partition.
+
+mod local;
+mod s3;
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+pub use local::LocalStore;
+pub use s3::S3Store;
+
+use crate::configuration::{ArchiveBackend, Settings};
+
+/// An object in the archive, as `GET /api/devices/{id}/raw-data` lists it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ArchiveObject {
+    /// The object key, relative to the bucket (or archive directory).
+    pub filename: String,
+    pub size: u64,
+    pub last_modified: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("archive I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("invalid object name {0:?}")]
+    InvalidKey(String),
+    #[error("S3: {0}")]
+    S3(String),
+}
+
+/// Objects written together; [`ObjectStore::put_all`] hands back the ones that failed.
+pub type Objects = Vec<(String, Vec<u8>)>;
+
+/// One place objects live. Keys reach a backend already checked ([`checked_key`]).
+#[async_trait]
+pub trait ObjectBackend: Send + Sync + std::fmt::Debug {
+    /// Makes the store writable: creates the directory, or the bucket when it is missing.
+    async fn prepare(&self) -> Result<(), ObjectError>;
+    /// Whether the store answers (for `/readyz`).
+    async fn check(&self) -> Result<(), ObjectError>;
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), ObjectError>;
+    /// Writes many objects; returns those that could not be written, with the first error.
+    /// By default sixteen at a time.
+    async fn put_all(&self, objects: Objects) -> (Objects, Option<ObjectError>) {
+        use futures_util::StreamExt;
+        let results: Vec<_> = futures_util::stream::iter(objects)
+            .map(|(key, bytes)| async move {
+                let result = self.put(&key, bytes.clone()).await;
+                (key, bytes, result)
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        let mut failed = Vec::new();
+        let mut error = None;
+        for (key, bytes, result) in results {
+            if let Err(e) = result {
+                error.get_or_insert(e);
+                failed.push((key, bytes));
+            }
+        }
+        (failed, error)
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectError>;
+    /// The sub-folders right below `prefix` (which ends with `/`), each ending with `/`.
+    async fn folders(&self, prefix: &str) -> Result<Vec<String>, ObjectError>;
+    /// Every object whose key starts with `prefix`, in no particular order.
+    async fn list_all(&self, prefix: &str) -> Result<Vec<ArchiveObject>, ObjectError>;
+}
+
+/// A key as a relative path of plain names only: nothing that escapes the archive.
+pub fn checked_key(key: &str) -> Result<&Path, ObjectError> {
+    let relative = Path::new(key);
+    if key.is_empty()
+        || !relative
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+    {
+        return Err(ObjectError::InvalidKey(key.to_owned()));
+    }
+    Ok(relative)
+}
+
+/// The media type of an object, by its name.
+pub fn content_type(key: &str) -> &'static str {
+    if key.ends_with(".parquet") {
+        "application/vnd.apache.parquet"
+    } else {
+        "application/json"
+    }
+}
+
+/// The archive's store, shared by the archive sink and the raw-data API.
+#[derive(Debug, Clone)]
+pub struct ObjectStore(Arc<dyn ObjectBackend>);
+
+impl ObjectStore {
+    /// The store the settings name; for S3 the client only (see [`ObjectStore::prepare`]).
+    pub fn from_settings(settings: &Settings) -> Result<Self, ObjectError> {
+        Ok(match settings.archive.backend {
+            ArchiveBackend::Local => Self::local(settings.archive.dir.clone()),
+            ArchiveBackend::S3 => Self::new(S3Store::new(&settings.s3)?),
+        })
+    }
+
+    pub fn new(backend: impl ObjectBackend + 'static) -> Self {
+        Self(Arc::new(backend))
+    }
+
+    /// A local directory.
+    pub fn local(root: PathBuf) -> Self {
+        Self::new(LocalStore::new(root))
+    }
+
+    pub async fn prepare(&self) -> Result<(), ObjectError> {
+        self.0.prepare().await
+    }
+
+    pub async fn check(&self) -> Result<(), ObjectError> {
+        self.0.check().await
+    }
+
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), ObjectError> {
+        checked_key(key)?;
+        self.0.put(key, bytes).await
+    }
+
+    /// Writes many objects; returns those that could not be written, with the first error.
+    pub async fn put_all(&self, objects: Objects) -> (Objects, Option<ObjectError>) {
+        let (objects, refused): (Objects, Objects) = objects
+            .into_iter()
+            .partition(|(key, _)| checked_key(key).is_ok());
+        let (mut failed, mut error) = self.0.put_all(objects).await;
+        if let Some((key, _)) = refused.first() {
+            error.get_or_insert(ObjectError::InvalidKey(key.clone()));
+        }
+        failed.extend(refused);
+        (failed, error)
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectError> {
+        checked_key(key)?;
+        self.0.get(key).await
+    }
+
+    /// Up to `limit` objects whose key starts with `prefix`, newest (largest) key first.
+    ///
+    /// Keys are time-partitioned (`.../date=YYYY-MM-DD/...`), so when `prefix` names a folder
+    /// its `date=` partitions are read newest first and reading stops once `limit` objects are
+    /// found: a device's listing costs its newest days, not its whole history.
+    pub async fn list(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<ArchiveObject>, ObjectError> {
+        let mut out = Vec::new();
+        if prefix.ends_with('/') {
+            let mut folders = self.0.folders(prefix).await?;
+            folders.retain(|f| f[prefix.len()..].starts_with("date="));
+            folders.sort_unstable_by(|a, b| b.cmp(a));
+            for folder in &folders {
+                let mut objects = self.0.list_all(folder).await?;
+                objects.sort_by(|a, b| b.filename.cmp(&a.filename));
+                out.extend(objects);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            if !folders.is_empty() {
+                out.truncate(limit);
+                return Ok(out);
+            }
+        }
+        out = self.0.list_all(prefix).await?;
+        out.sort_by(|a, b| b.filename.cmp(&a.filename));
+        out.truncate(limit);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_that_escape_the_archive_are_refused() {
+        for key in ["../etc/passwd", "/abs", "a/../../b", ""] {
+            assert!(checked_key(key).is_err(), "{key}");
+        }
+        assert!(checked_key("a/date=2026-02-12/x.json").is_ok());
+    }
+}
