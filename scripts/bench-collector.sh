@@ -10,6 +10,7 @@
 # Usage: scripts/bench-collector.sh [messages, default 300000]
 #   RATE=20000 scripts/bench-collector.sh   offers a fixed rate instead of as fast as possible, to
 #                                            see latency when the collector keeps up
+#   DEVICEHUB_BIN=path scripts/bench-collector.sh   measures that build instead of building
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
@@ -54,10 +55,16 @@ ensure_influxdb
 # the background, which this benchmark would count against the collector.
 drop_test_influx_databases
 
-log "building devicehub and devicehub-sim (release)"
-cargo build --release --locked -p devicehub -p devicehub-sim
-BIN="$CARGO_TARGET_DIR/release/devicehub"
-SIM="$CARGO_TARGET_DIR/release/devicehub-sim"
+# DEVICEHUB_BIN and DEVICEHUB_SIM_BIN measure given builds (an earlier commit's, say) instead.
+if [ -n "${DEVICEHUB_BIN:-}" ]; then
+  BIN="$DEVICEHUB_BIN"
+  SIM="${DEVICEHUB_SIM_BIN:-$CARGO_TARGET_DIR/release/devicehub-sim}"
+else
+  log "building devicehub and devicehub-sim (release)"
+  cargo build --release --locked -p devicehub -p devicehub-sim
+  BIN="$CARGO_TARGET_DIR/release/devicehub"
+  SIM="$CARGO_TARGET_DIR/release/devicehub-sim"
+fi
 
 # The broker's queue and in-flight limits are part of the set-up: an unlimited queue and 1,000
 # messages in flight per client, so that the measurement is the collector's, not Mosquitto's

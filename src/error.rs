@@ -59,11 +59,6 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn not_found(what: &'static str, id: impl Serialize) -> Self {
-        let details = serde_json::json!({ format!("{what}_id").replace(' ', "_"): id });
-        ApiError::NotFound { what, details }
-    }
-
     /// A bad path segment or query parameter: 400 naming the field.
     pub fn invalid_parameter(invalid: Invalid) -> Self {
         ApiError::InvalidParameter {

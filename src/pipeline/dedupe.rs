@@ -58,7 +58,6 @@ impl Redeliveries {
     /// More than any batch of unacknowledged messages can hold.
     const CAPACITY: usize = 65_536;
 
-
     pub fn fingerprint(topic: &str, payload: &[u8]) -> u64 {
         use std::hash::{BuildHasher, Hash, Hasher};
         let mut h = foldhash::quality::FixedState::with_seed(0x6465_7669_6365_6875).build_hasher();

@@ -143,6 +143,27 @@ impl Service {
         }
     }
 
+    /// SIGTERM, then waits for the exit: its status and how long it took.
+    fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        let mut child = self.child.take().expect("running");
+        let asked = Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (status, asked.elapsed());
+            }
+            if asked.elapsed() > Duration::from_secs(30) {
+                child.kill().unwrap();
+                panic!("devicehub did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn kill(&mut self) {
         let mut child = self.child.take().expect("running");
         // SIGKILL: no chance to flush or say goodbye.
@@ -369,6 +390,46 @@ async fn sigkill_and_restart_mid_stream_loses_and_duplicates_nothing() {
         "local archive files",
         &local_archived_seqs(&dir.join("archive")),
     );
+    registry_saw_every_seq(&tag).await;
+    drop(broker);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn sigterm_mid_stream_exits_0_within_the_grace_period_and_loses_and_duplicates_nothing() {
+    let (tag, dir) = scratch();
+    let broker = servers::mosquitto(&dir);
+    let mut service = Service::new(&tag, broker.port, &dir);
+    service.start().await;
+    let publisher = stream(broker.port, &tag, Duration::from_millis(10));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, took) = service.terminate();
+    assert!(status.success(), "exit status {status}");
+    // The shipped default grace period (shutdown_grace_secs) is 10 s.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    eprintln!("devicehub exited {status} {took:?} after SIGTERM");
+    let accepted_before = {
+        let pool = sqlx::PgPool::connect(&format!(
+            "postgres://postgres@127.0.0.1:5432/devicehub_test_{tag}"
+        ))
+        .await
+        .unwrap();
+        let position: i64 = sqlx::query_scalar("SELECT max(position) FROM collector_cursors")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        position
+    };
+    assert!(
+        accepted_before > 0,
+        "the registry wrote its batch before exiting"
+    );
+    service.start().await;
+    let _client = publisher.await.unwrap();
+
+    let store = ObjectStore::local(dir.join("archive"));
+    assert_all_stored_once(&mut service, &store, 60).await;
     registry_saw_every_seq(&tag).await;
     drop(broker);
     let _ = std::fs::remove_dir_all(dir);
