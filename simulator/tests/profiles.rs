@@ -17,7 +17,7 @@ use devicehub_sim::profiles::mikrotik::{self, Host};
 use devicehub_sim::profiles::sensor::{self, SensorConfig};
 use devicehub_sim::profiles::shelly;
 use devicehub_sim::scenario::{MeterKind, MikrotikSection, ShellyDevice, ShellyModel};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
 use serde_json::{json, Value};
 
 fn broker() -> String {
@@ -39,13 +39,8 @@ struct Watcher {
 
 impl Watcher {
     async fn new(filters: &[String]) -> Self {
-        let url = url::Url::parse(&broker()).unwrap();
-        let mut options = MqttOptions::new(
-            format!("sim-test-{}", tag()),
-            url.host_str().unwrap(),
-            url.port().unwrap_or(1883),
-        );
-        options.set_keep_alive(Duration::from_secs(30));
+        let options =
+            devicehub_sim::load::mqtt_options(&broker(), format!("sim-test-{}", tag())).unwrap();
         let (client, mut eventloop) = AsyncClient::new(options, 100);
         let seen: Received = Arc::default();
         let (subscribed_tx, mut subscribed) = tokio::sync::mpsc::channel(1);

@@ -58,7 +58,7 @@ impl super::Sink for InfluxSink {
 
     fn batch(&self, _first: &Journaled) -> Lines {
         Lines {
-            text: String::with_capacity(1 << 20),
+            text: String::with_capacity(64 * 1024),
             points: 0,
         }
     }

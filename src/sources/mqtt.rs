@@ -74,7 +74,7 @@ impl MqttSource {
                 biased;
                 () = shutdown.cancelled() => break,
                 () = self.acks.ready() => {
-                    self.write_acks(connection).await;
+                    write_acks(&mut self.eventloop, &self.acks, connection).await;
                     continue;
                 }
                 event = self.eventloop.poll() => event,
@@ -122,43 +122,48 @@ impl MqttSource {
     }
 
     /// Closes the hand-off, writes what ingest still acknowledges, and disconnects.
-    async fn stop(mut self, connection: u64) {
-        let (handoff, _) = mpsc::unbounded_channel();
-        drop(std::mem::replace(&mut self.handoff, handoff));
-        while !self.acks.is_closed() {
-            self.acks.ready().await;
-            self.write_acks(connection).await;
+    async fn stop(self, connection: u64) {
+        let MqttSource {
+            mut eventloop,
+            handoff,
+            acks,
+            ..
+        } = self;
+        drop(handoff);
+        while !acks.is_closed() {
+            acks.ready().await;
+            write_acks(&mut eventloop, &acks, connection).await;
         }
-        self.write_acks(connection).await;
-        if let Some(network) = self.eventloop.network.as_mut() {
+        write_acks(&mut eventloop, &acks, connection).await;
+        if let Some(network) = eventloop.network.as_mut() {
             let _ = network.write(Packet::Disconnect).await;
             let _ = network.flush().await;
         }
     }
+}
 
-    /// Writes PUBACKs for messages of the current connection and flushes once. Acks of an
-    /// earlier connection are dropped: the broker sends those messages again (marked DUP), and
-    /// they are acknowledged then, when ingest recognises them.
-    async fn write_acks(&mut self, connection: u64) {
-        let acks = self.acks.take();
-        let Some(network) = self.eventloop.network.as_mut() else {
+/// Writes PUBACKs for messages of the current connection and flushes once. Acks of an earlier
+/// connection are dropped: the broker sends those messages again (marked DUP), and they are
+/// acknowledged then, when ingest recognises them.
+async fn write_acks(eventloop: &mut EventLoop, acks: &AckQueue, connection: u64) {
+    let acks = acks.take();
+    let Some(network) = eventloop.network.as_mut() else {
+        return;
+    };
+    let mut written = false;
+    for ack in acks.into_iter().filter(|a| a.connection == connection) {
+        if let Err(e) = network
+            .write(Packet::PubAck(rumqttc::PubAck::new(ack.packet_id)))
+            .await
+        {
+            tracing::warn!(error = ?e, "cannot acknowledge messages (the broker will send them again)");
             return;
-        };
-        let mut written = false;
-        for ack in acks.into_iter().filter(|a| a.connection == connection) {
-            if let Err(e) = network
-                .write(Packet::PubAck(rumqttc::PubAck::new(ack.packet_id)))
-                .await
-            {
-                tracing::warn!(error = ?e, "cannot acknowledge messages (the broker will send them again)");
-                return;
-            }
-            written = true;
         }
-        if written {
-            if let Err(e) = network.flush().await {
-                tracing::warn!(error = ?e, "cannot acknowledge messages (the broker will send them again)");
-            }
+        written = true;
+    }
+    if written {
+        if let Err(e) = network.flush().await {
+            tracing::warn!(error = ?e, "cannot acknowledge messages (the broker will send them again)");
         }
     }
 }

@@ -25,7 +25,14 @@ pub struct RegistryBatch {
     ota: Vec<(Uuid, String, String, Option<u8>)>,
     events: Vec<(QsEvent, DateTime<Utc>)>,
     pub rejected_events: Vec<(String, EventRejection)>,
+    /// Roughly what the batch holds in memory.
+    bytes: usize,
 }
+
+/// What a message costs the batch at least (its device's entries), and an event besides its
+/// text.
+const MESSAGE_BYTES: usize = 64;
+const EVENT_BYTES: usize = 256;
 
 /// A device's answer to a command.
 #[derive(Debug)]
@@ -89,6 +96,7 @@ impl RegistryBatch {
             return;
         };
         let device = device.as_str();
+        self.bytes += MESSAGE_BYTES;
         // Looked up before inserting: most messages come from devices already in the batch, and
         // a key is then not allocated.
         if !self.devices.contains_key(device) {
@@ -139,7 +147,14 @@ impl RegistryBatch {
             Message::Events { events, .. } => {
                 for event in events {
                     match event {
-                        Ok(e) => self.events.push((e.clone(), received)),
+                        Ok(e) => {
+                            self.bytes += EVENT_BYTES
+                                + e.event_id.len()
+                                + e.event_type.len()
+                                + e.value_text.as_ref().map_or(0, String::len)
+                                + e.meta.to_string().len();
+                            self.events.push((e.clone(), received));
+                        }
                         Err(rejection) => self
                             .rejected_events
                             .push((device.to_owned(), rejection.clone())),
@@ -148,6 +163,11 @@ impl RegistryBatch {
             }
             _ => {}
         }
+    }
+
+    /// Roughly what the batch holds in memory, for `registry.batch.max_bytes`.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Whether someone waits on this batch: a command answer, an OTA step, or events whose

@@ -80,9 +80,8 @@ impl super::Sink for RegistrySink {
         }
     }
 
-    /// Bounded by records and time; its size in memory is a few hundred bytes per device.
-    fn bytes(_batch: &RegistryBatch) -> usize {
-        0
+    fn bytes(batch: &RegistryBatch) -> usize {
+        batch.bytes()
     }
 
     fn urgent(batch: &RegistryBatch) -> bool {
