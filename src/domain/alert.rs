@@ -2,6 +2,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
 
+use super::text::{multi_line_rule, single_line_rule};
+
 /// How urgent an alert is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
@@ -22,11 +24,11 @@ pub enum Severity {
 }))]
 pub struct NewAlert {
     /// What happened, e.g. `high_temperature`, `sequence_gap`, `offline`.
-    #[validate(length(min = 1, max = 64))]
+    #[validate(length(min = 1, max = 64), custom(function = "single_line_rule"))]
     #[schema(min_length = 1, max_length = 64)]
     pub alert_type: String,
     pub severity: Severity,
-    #[validate(length(max = 2000))]
+    #[validate(length(max = 2000), custom(function = "multi_line_rule"))]
     #[serde(default)]
     #[schema(max_length = 2000)]
     pub message: String,

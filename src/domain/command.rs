@@ -57,9 +57,16 @@ impl TryFrom<NewCommand> for CommandRequest {
 
     fn try_from(body: NewCommand) -> Result<Self, Invalid> {
         let params = body.params.unwrap_or_else(|| serde_json::json!({}));
+        let params = bounded_json_object("params", params, MAX_PARAMS_BYTES)?;
+        if body.cmd == CommandName::UpdateConfig {
+            // The same bounds as the configs: a device told to send every 0 s floods the broker.
+            for (key, value) in params.as_object().into_iter().flatten() {
+                super::config_key::check_timer(key, value)?;
+            }
+        }
         Ok(Self {
             cmd: body.cmd,
-            params: bounded_json_object("params", params, MAX_PARAMS_BYTES)?,
+            params,
         })
     }
 }

@@ -2,6 +2,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
 
+use super::text::single_line_rule;
 use super::{bounded_json_object, DeviceId, Invalid, Page};
 
 pub const MAX_TYPE_CHARS: usize = 64;
@@ -45,13 +46,13 @@ pub struct NewDevice {
     #[validate(custom(function = "device_id_rule"))]
     #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:-]+$")]
     pub device_id: String,
-    #[validate(length(min = 1, max = 200))]
+    #[validate(length(min = 1, max = 200), custom(function = "single_line_rule"))]
     #[schema(min_length = 1, max_length = 200)]
     pub device_name: String,
-    #[validate(length(min = 1, max = 64))]
+    #[validate(length(min = 1, max = 64), custom(function = "single_line_rule"))]
     #[schema(max_length = 64)]
     pub device_type: Option<String>,
-    #[validate(length(max = 200))]
+    #[validate(length(max = 200), custom(function = "single_line_rule"))]
     #[schema(max_length = 200)]
     pub location: Option<String>,
     /// Defaults to `active`.
@@ -73,13 +74,13 @@ impl NewDevice {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"device_name": "Updated Sensor", "location": "Building D"}))]
 pub struct DevicePatch {
-    #[validate(length(min = 1, max = 200))]
+    #[validate(length(min = 1, max = 200), custom(function = "single_line_rule"))]
     #[schema(min_length = 1, max_length = 200)]
     pub device_name: Option<String>,
-    #[validate(length(min = 1, max = 64))]
+    #[validate(length(min = 1, max = 64), custom(function = "single_line_rule"))]
     #[schema(max_length = 64)]
     pub device_type: Option<String>,
-    #[validate(length(max = 200))]
+    #[validate(length(max = 200), custom(function = "single_line_rule"))]
     #[schema(max_length = 200)]
     pub location: Option<String>,
     pub status: Option<DeviceStatus>,
@@ -135,6 +136,7 @@ impl TryFrom<DeviceListQuery> for DeviceFilter {
                     format!("must be 1 to {MAX_TYPE_CHARS} characters long"),
                 ));
             }
+            super::single_line("type", t)?;
         }
         Ok(Self {
             status: q.status,
@@ -172,5 +174,15 @@ mod tests {
         assert!(parse(json!({"device_id": "a", "device_name": ""})).is_err());
         assert!(parse(json!({"device_id": "a", "device_name": "b", "metadata": [1]})).is_err());
         assert!(parse(json!({"device_id": "a", "device_name": "b", "status": "on"})).is_err());
+        assert!(parse(json!({"device_id": "..", "device_name": "b"})).is_err());
+        assert!(
+            parse(json!({"device_id": "a", "device_name": "b", "device_type": "dc\nmeter"}))
+                .is_err()
+        );
+        assert!(parse(json!({"device_id": "a", "device_name": "b\u{0}"})).is_err());
+        assert!(
+            parse(json!({"device_id": "a", "device_name": "b", "metadata": {"x": "\u{0}"}}))
+                .is_err()
+        );
     }
 }

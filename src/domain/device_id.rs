@@ -3,9 +3,9 @@ use std::sync::Arc;
 
 use super::Invalid;
 
-/// A device identifier: 1–128 characters of `[A-Za-z0-9._:-]`, safe in MQTT topics, S3 keys,
-/// InfluxDB tags and URL paths without escaping. Shared, not copied: every reading of a message
-/// carries its device's id.
+/// A device identifier: 1–128 characters of `[A-Za-z0-9._:-]`, not `.` or `..`: a safe path
+/// segment, MQTT topic level, S3 key part, InfluxDB tag and URL path segment without escaping.
+/// Shared, not copied: every reading of a message carries its device's id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeviceId(Arc<str>);
 
@@ -24,6 +24,11 @@ impl DeviceId {
                 "device_id",
                 "may contain only letters, digits and . _ : -",
             ));
+        }
+        // An id is a folder of the archive, an MQTT topic level and a URL path segment: `.` and
+        // `..` name no folder of their own.
+        if raw == "." || raw == ".." {
+            return Err(Invalid::new("device_id", "must not be . or .."));
         }
         Ok(Self(raw.into()))
     }
@@ -64,7 +69,18 @@ mod tests {
     #[test]
     fn rejects_empty_long_and_unsafe_ids() {
         let long = "a".repeat(129);
-        for id in ["", long.as_str(), "a/b", "a b", "a+b", "a#", "é", "x\n"] {
+        for id in [
+            "",
+            long.as_str(),
+            "a/b",
+            "a b",
+            "a+b",
+            "a#",
+            "é",
+            "x\n",
+            ".",
+            "..",
+        ] {
             assert!(DeviceId::parse(id).is_err(), "{id:?} accepted");
         }
         assert!(DeviceId::parse(&"a".repeat(128)).is_ok());

@@ -25,7 +25,10 @@ pub use metric::{MetricName, Unit};
 pub use page::Page;
 pub use rejection::{RejectKind, Rejection};
 pub use role::Role;
-pub use text::{bounded_json_object, bounded_json_value};
+pub use text::{
+    bounded_json_object, bounded_json_value, multi_line, single_line, single_line_rule,
+    storable_json,
+};
 pub use time_range::{Aggregate, Downsample, TimeBound, TimeRange};
 
 /// Why a value was refused; the API turns it into a 422 (or 400 for paths and queries).

@@ -32,10 +32,11 @@ pub enum RejectKind {
     TimestampOutOfRange,
     TooManyMeasurements,
     InvalidName,
+    ControlCharacter,
 }
 
 impl RejectKind {
-    pub const ALL: [RejectKind; 12] = [
+    pub const ALL: [RejectKind; 13] = [
         RejectKind::UnknownTopic,
         RejectKind::InvalidDeviceId,
         RejectKind::TooLarge,
@@ -48,6 +49,7 @@ impl RejectKind {
         RejectKind::TimestampOutOfRange,
         RejectKind::TooManyMeasurements,
         RejectKind::InvalidName,
+        RejectKind::ControlCharacter,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +66,7 @@ impl RejectKind {
             RejectKind::TimestampOutOfRange => "timestamp_out_of_range",
             RejectKind::TooManyMeasurements => "too_many_measurements",
             RejectKind::InvalidName => "invalid_name",
+            RejectKind::ControlCharacter => "control_character",
         }
     }
 }

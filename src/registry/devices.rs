@@ -184,7 +184,8 @@ pub async fn types(pool: &PgPool) -> Result<Vec<(String, Option<String>)>, sqlx:
 
 /// Marks devices silent for 2 × max(send interval, hello interval) offline and raises an
 /// `offline` alert for each. Per-device configs `send_interval_s` / `hello_interval_s` override
-/// the defaults. Returns the devices that went offline.
+/// the defaults (held to their bounds, should older values be out of them). Returns the devices
+/// that went offline.
 pub async fn mark_silent_offline(
     pool: &PgPool,
     default_send_secs: u64,
@@ -193,10 +194,10 @@ pub async fn mark_silent_offline(
     sqlx::query_scalar(
         "WITH limits AS ( \
            SELECT d.device_id, 2 * GREATEST( \
-             COALESCE((SELECT CASE WHEN jsonb_typeof(c.config_value) = 'number' THEN (c.config_value #>> '{}')::float8 END \
-                       FROM device_configs c WHERE c.device_id = d.device_id AND c.config_key = 'send_interval_s'), $1), \
-             COALESCE((SELECT CASE WHEN jsonb_typeof(c.config_value) = 'number' THEN (c.config_value #>> '{}')::float8 END \
-                       FROM device_configs c WHERE c.device_id = d.device_id AND c.config_key = 'hello_interval_s'), $2) \
+             LEAST(GREATEST(COALESCE((SELECT CASE WHEN jsonb_typeof(c.config_value) = 'number' THEN (c.config_value #>> '{}')::float8 END \
+                       FROM device_configs c WHERE c.device_id = d.device_id AND c.config_key = 'send_interval_s'), $1), 1), 86400), \
+             LEAST(GREATEST(COALESCE((SELECT CASE WHEN jsonb_typeof(c.config_value) = 'number' THEN (c.config_value #>> '{}')::float8 END \
+                       FROM device_configs c WHERE c.device_id = d.device_id AND c.config_key = 'hello_interval_s'), $2), 1), 604800) \
            ) AS secs \
            FROM devices d WHERE d.connection_status = 'online' \
          ), stale AS ( \

@@ -15,7 +15,10 @@ use crate::registry::users;
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"username": "admin", "password": "change-me-please"}))]
 pub struct LoginRequest {
-    #[validate(length(min = 1, max = 64))]
+    #[validate(
+        length(min = 1, max = 64),
+        custom(function = "crate::domain::single_line_rule")
+    )]
     pub username: String,
     #[validate(length(min = 1, max = 1024))]
     #[schema(value_type = String, format = Password)]

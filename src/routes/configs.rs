@@ -68,6 +68,7 @@ pub async fn set(
     let (id, key) = (device_id(&id)?, config_key(&key)?);
     let value = bounded_json_value("value", body.into_inner().value, MAX_CONFIG_VALUE_BYTES)
         .map_err(ApiError::invalid_body)?;
+    key.check_value(&value).map_err(ApiError::invalid_body)?;
     Ok(HttpResponse::Ok().json(configs::set(&pool, &id, &key, value).await?))
 }
 

@@ -5,7 +5,7 @@ use utoipa::IntoParams;
 
 use super::device_id;
 use crate::auth::Viewer;
-use crate::domain::{Invalid, Page};
+use crate::domain::{single_line, Invalid, Page};
 use crate::error::{ApiError, ErrorBody};
 use crate::registry::events::{self, Event};
 
@@ -47,6 +47,9 @@ pub async fn list(
             "event_type",
             "must be 1 to 128 characters long",
         )));
+    }
+    if let Some(t) = &query.event_type {
+        single_line("event_type", t).map_err(ApiError::invalid_parameter)?;
     }
     let page = Page::parse(query.limit, query.offset).map_err(ApiError::invalid_parameter)?;
     let events = events::list(&pool, &id, query.event_type.as_deref(), page).await?;

@@ -160,13 +160,21 @@ pub fn push_line(out: &mut String, reading: &Reading, device_type: Option<&str>)
     out.push('\n');
 }
 
+/// A tag value as line protocol needs it: `,`, `=`, space and `\\` escaped with a backslash.
+/// Line protocol has no escape for control characters (a newline ends the point), so each
+/// becomes an escaped space; ids, metrics and units cannot hold any, a device type set before
+/// the API refused them could.
 fn escape_tag(out: &mut String, value: &str) {
-    let special = |c: char| matches!(c, ',' | '=' | ' ' | '\\');
+    let special = |c: char| matches!(c, ',' | '=' | ' ' | '\\') || c.is_control();
     if !value.contains(special) {
         out.push_str(value);
         return;
     }
     for c in value.chars() {
+        if c.is_control() {
+            out.push_str("\\ ");
+            continue;
+        }
         if special(c) {
             out.push('\\');
         }
@@ -196,6 +204,13 @@ mod tests {
         out.clear();
         push_line(&mut out, &reading, Some("dc meter,v2"));
         assert_eq!(out, "iot_telemetry,device_id=meter-1,device_type=dc\\ meter\\,v2,metric=voltage_dc,unit=k\\ W value=750.0 1770912000000000000\n");
+        out.clear();
+        push_line(&mut out, &reading, Some("dc\nmeter\r\u{0}"));
+        assert_eq!(out.lines().count(), 1, "one point, one line: {out:?}");
+        assert!(
+            out.contains(",device_type=dc\\ meter\\ \\ ,metric="),
+            "{out:?}"
+        );
         for (value, text) in [
             (0.1, "0.1"),
             (-3.5, "-3.5"),

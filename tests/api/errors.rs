@@ -184,3 +184,97 @@ async fn unknown_routes_are_404_and_wrong_methods_405_in_json() {
         .unwrap();
     assert_error(response, 405).await;
 }
+
+#[tokio::test]
+async fn text_a_store_cannot_hold_is_422_naming_the_field_never_500() {
+    let app = spawn_app().await;
+    app.register("d1").await;
+    let cases: [(&str, Method, Value, &str); 9] = [
+        (
+            "/api/devices",
+            Method::POST,
+            json!({"device_id": "..", "device_name": "x"}),
+            "device_id",
+        ),
+        (
+            "/api/devices",
+            Method::POST,
+            json!({"device_id": ".", "device_name": "x"}),
+            "device_id",
+        ),
+        (
+            "/api/devices",
+            Method::POST,
+            json!({"device_id": "n", "device_name": "a\u{0}b"}),
+            "device_name",
+        ),
+        (
+            "/api/devices/d1",
+            Method::PUT,
+            json!({"device_type": "dc\nmeter"}),
+            "device_type",
+        ),
+        (
+            "/api/devices/d1",
+            Method::PUT,
+            json!({"metadata": {"note": "x\u{0}"}}),
+            "metadata",
+        ),
+        (
+            "/api/devices/d1/configs/colour",
+            Method::PUT,
+            json!({"value": {"k\u{0}": 1}}),
+            "value",
+        ),
+        (
+            "/api/devices/d1/configs/send_interval_s",
+            Method::PUT,
+            json!({"value": 0}),
+            "value",
+        ),
+        (
+            "/api/devices/d1/alerts",
+            Method::POST,
+            json!({"alert_type": "a\u{1b}", "severity": "info", "message": "m"}),
+            "alert_type",
+        ),
+        (
+            "/api/devices/d1/commands",
+            Method::POST,
+            json!({"cmd": "update_config", "params": {"send_interval_s": -1}}),
+            "value",
+        ),
+    ];
+    for (path, method, body, field) in cases {
+        let response = app.send_json(method.clone(), path, &app.admin, &body).await;
+        let error = assert_error(response, 422).await;
+        assert!(
+            error["details"][field].is_array(),
+            "{method} {path} {body}: {field} not named in {error}"
+        );
+    }
+    let ok = app
+        .send_json(
+            Method::PUT,
+            "/api/devices/d1/configs/send_interval_s",
+            &app.admin,
+            &json!({"value": 30}),
+        )
+        .await;
+    assert_eq!(ok.status(), 200);
+    assert_error(app.get("/api/devices?type=a%00b", &app.viewer).await, 400).await;
+    assert_error(
+        app.get("/api/devices/d1/events?event_type=%00", &app.viewer)
+            .await,
+        400,
+    )
+    .await;
+    let login = app
+        .client
+        .post(app.url("/api/auth/login"))
+        .json(&json!({"username": "a\u{0}", "password": "whatever"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(login, 422).await;
+}

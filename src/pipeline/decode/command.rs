@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{number, optional_str, reject, required_str, truncate, Ctx};
+use super::{multi_line, number, optional_str, reject, required_str, single_line, truncate, Ctx};
 use crate::domain::{CommandResult, DeviceId, Message, RejectKind, Rejection};
 
 impl Ctx<'_> {
@@ -25,7 +25,11 @@ impl Ctx<'_> {
                 ))
             }
         };
-        let detail = optional_str(&map, "detail")?.map(|d| truncate(d, 1000));
+        let detail = optional_str(&map, "detail")?;
+        if let Some(detail) = detail {
+            multi_line("detail", detail)?;
+        }
+        let detail = detail.map(|d| truncate(d, 1000));
         Ok(Message::CommandAck {
             device_id: id,
             cmd_id,
@@ -39,6 +43,7 @@ impl Ctx<'_> {
         self.same_device(&id, &map)?;
         let cmd_id = cmd_id(&map)?;
         let state = required_str(&map, "ota_state")?;
+        single_line("ota_state", state)?;
         if state.is_empty() || state.len() > 32 {
             return Err(reject(
                 RejectKind::InvalidName,

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{reject, required_str, Ctx};
+use super::{reject, required_str, single_line, Ctx};
 use crate::domain::{DeviceId, Message, RejectKind, Rejection};
 
 impl Ctx<'_> {
@@ -12,6 +12,7 @@ impl Ctx<'_> {
         self.same_device(&id, &map)?;
         let time = self.time(map.get("ts"), "ts")?;
         let fw_version = required_str(&map, "fw_version")?;
+        single_line("fw_version", fw_version)?;
         if fw_version.is_empty() || fw_version.chars().count() > 64 {
             return Err(reject(
                 RejectKind::InvalidName,

@@ -3,7 +3,9 @@
 
 use serde_json::{Map, Value};
 
-use super::{number, optional_str, reject, required_str, truncate, type_name, Ctx};
+use super::{
+    multi_line, number, optional_str, reject, required_str, single_line, truncate, type_name, Ctx,
+};
 use crate::domain::{
     DeviceId, EventRejection, Message, MetricName, QsEvent, Reading, RejectKind, Rejection, Unit,
 };
@@ -81,6 +83,7 @@ impl Ctx<'_> {
             .ok_or_else(|| reject(RejectKind::WrongType, "schema must be a positive integer"))?
             as i32;
         let event_id = required_str(map, "event_id")?;
+        single_line("event_id", event_id)?;
         if event_id.is_empty() || event_id.len() > 200 {
             return Err(reject(
                 RejectKind::InvalidName,
@@ -89,17 +92,25 @@ impl Ctx<'_> {
         }
         self.same_device(id, map)?;
         let event_type = required_str(map, "event_type")?;
+        single_line("event_type", event_type)?;
         if event_type.is_empty() || event_type.len() > 128 {
             return Err(reject(
                 RejectKind::InvalidName,
                 "event_type must be 1 to 128 characters",
             ));
         }
-        let unit = optional_str(map, "unit")?.map(|u| truncate(u, 32));
+        let unit = optional_str(map, "unit")?;
+        if let Some(unit) = unit {
+            single_line("unit", unit)?;
+        }
+        let unit = unit.map(|u| truncate(u, 32));
         let (value_num, value_text) = match map.get("value") {
             None | Some(Value::Null) => (None, None),
             Some(Value::Number(_)) => (Some(number(&map["value"], "value")?), None),
-            Some(Value::String(s)) => (None, Some(truncate(s, 4096))),
+            Some(Value::String(s)) => {
+                multi_line("value", s)?;
+                (None, Some(truncate(s, 4096)))
+            }
             Some(Value::Bool(b)) => (None, Some(b.to_string())),
             Some(other) => (None, Some(truncate(&other.to_string(), 4096))),
         };
@@ -113,7 +124,11 @@ impl Ctx<'_> {
         };
         let meta = match map.get("meta") {
             None | Some(Value::Null) => Value::Object(Map::new()),
-            Some(m @ Value::Object(_)) => m.clone(),
+            Some(m @ Value::Object(_)) => {
+                crate::domain::storable_json("meta", m)
+                    .map_err(|e| reject(RejectKind::ControlCharacter, e.to_string()))?;
+                m.clone()
+            }
             Some(other) => {
                 return Err(reject(
                     RejectKind::WrongType,

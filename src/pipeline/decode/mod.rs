@@ -20,6 +20,19 @@ fn reject(kind: RejectKind, detail: impl Into<String>) -> Rejection {
     Rejection::new(kind, detail)
 }
 
+/// A text field that names something (firmware, state, event id and type, unit): no control
+/// characters, which PostgreSQL (NUL), line protocol and logs cannot take.
+fn single_line(field: &'static str, value: &str) -> Result<(), Rejection> {
+    crate::domain::single_line(field, value)
+        .map_err(|e| reject(RejectKind::ControlCharacter, e.to_string()))
+}
+
+/// Free text (a command's detail, an event's text value): tabs and line breaks allowed.
+fn multi_line(field: &'static str, value: &str) -> Result<(), Rejection> {
+    crate::domain::multi_line(field, value)
+        .map_err(|e| reject(RejectKind::ControlCharacter, e.to_string()))
+}
+
 /// Topic layout and limits; the defaults follow DESIGN.md.
 #[derive(Debug, Clone)]
 pub struct Decoder {

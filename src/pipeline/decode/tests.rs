@@ -273,6 +273,66 @@ fn shelly_switch_status_and_notify_status() {
 }
 
 #[test]
+fn text_fields_with_nul_or_control_characters_are_refused_and_dot_ids_are_no_devices() {
+    let id = Uuid::new_v4();
+    let cases = [
+        (
+            "iot/m/hello",
+            json!({"fw_version": "1.0\u{0}", "uptime_s": 1}),
+        ),
+        ("iot/m/hello", json!({"fw_version": "1.0\n2"})),
+        (
+            "iot/m/command/ack",
+            json!({"cmd_id": id, "result": "accepted", "detail": "ok\u{0}"}),
+        ),
+        (
+            "iot/m/ota/status",
+            json!({"cmd_id": id, "ota_state": "down\u{1b}loading"}),
+        ),
+    ];
+    for (topic, payload) in cases {
+        assert_eq!(
+            decode(topic, payload.clone()).unwrap_err().kind,
+            RejectKind::ControlCharacter,
+            "{payload}"
+        );
+    }
+    let detail = json!({"cmd_id": id, "result": "error", "detail": "line 1\nline 2"});
+    assert!(
+        decode("iot/m/command/ack", detail).is_ok(),
+        "free text keeps its lines"
+    );
+    let event = |extra: Value| {
+        let mut e = json!({"schema": 1, "event_id": "e1", "device_id": "m", "event_type": "door"});
+        e.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        match decode("qs/v1/m/events", e).unwrap() {
+            Message::Events { events, .. } => events.into_iter().next().unwrap(),
+            other => panic!("{other:?}"),
+        }
+    };
+    for extra in [
+        json!({"event_id": "e\u{0}"}),
+        json!({"event_type": "door\r"}),
+        json!({"unit": "\u{0}"}),
+        json!({"value": "open\u{0}"}),
+        json!({"meta": {"note": ["ok", "bad\u{0}"]}}),
+    ] {
+        let rejection = event(extra.clone()).unwrap_err();
+        assert_eq!(
+            rejection.reason.kind,
+            RejectKind::ControlCharacter,
+            "{extra}"
+        );
+    }
+    assert!(event(json!({"meta": {"note": "two\nlines"}})).is_ok());
+    for topic in ["iot/./telemetry", "iot/../telemetry", "qs/v1/../events"] {
+        assert_eq!(kind(topic, b"{}"), RejectKind::InvalidDeviceId, "{topic}");
+    }
+}
+
+#[test]
 fn malformed_payloads_are_rejected_by_kind() {
     let t = "iot/d1/telemetry";
     assert_eq!(kind(t, b"not json"), RejectKind::NotJson);
