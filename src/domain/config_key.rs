@@ -55,6 +55,12 @@ pub(crate) fn check_timer(key: &str, value: &serde_json::Value) -> Result<(), In
     }
 }
 
+impl fmt::Display for ConfigKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -70,11 +76,5 @@ mod tests {
         }
         let other = ConfigKey::parse("colour").unwrap();
         assert!(other.check_value(&json!({"any": ["json"]})).is_ok());
-    }
-}
-
-impl fmt::Display for ConfigKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
