@@ -17,7 +17,9 @@ use crate::pipeline::dedupe::Dedupers;
 use crate::pipeline::enrich::DeviceTypes;
 use crate::pipeline::policy::Acceptance;
 use crate::pipeline::{AckQueue, Ingest};
-use crate::sinks::{archive, driver, influxdb, registry};
+use crate::sinks::driver::{self, Oversight};
+use crate::sinks::quarantine::PgQuarantine;
+use crate::sinks::{archive, influxdb, registry};
 use crate::sources::mqtt::MqttSource;
 use crate::stores::broker::Publisher;
 use crate::stores::influxdb::InfluxClient;
@@ -59,6 +61,17 @@ pub async fn start(
     let device_types = Arc::new(DeviceTypes::new(stores.pool.clone()));
     let dead_letters = DeadLetters::new(stores.publisher.clone(), &settings.mqtt, metrics.clone());
     let cursor = |name| FileCursor::new(&journal, name);
+    let quarantine = PgQuarantine::new(
+        stores.pool.clone(),
+        journal.id().to_owned(),
+        feed.clone(),
+        metrics.clone(),
+    );
+    let oversight = Oversight {
+        quarantine: Arc::new(quarantine),
+        metrics: metrics.clone(),
+    };
+    let sinks = (&feed, &oversight);
 
     let sink = influxdb::InfluxSink::new(
         stores.influx.clone(),
@@ -66,7 +79,7 @@ pub async fn start(
         cursor("influxdb"),
         metrics.clone(),
     );
-    driver::spawn(supervisor, &feed, settings.influxdb.batch, sink).await?;
+    driver::spawn(supervisor, sinks, settings.influxdb.batch, sink).await?;
     let sink = archive::ArchiveSink::new(
         stores.objects.clone(),
         device_types.clone(),
@@ -74,16 +87,16 @@ pub async fn start(
         cursor("archive"),
         metrics.clone(),
     );
-    driver::spawn(supervisor, &feed, settings.archive.batch, sink).await?;
+    driver::spawn(supervisor, sinks, settings.archive.batch, sink).await?;
     let registry_cursor = format!("{}/{}/registry", settings.mqtt.client_id, journal.id());
     let sink = registry::RegistrySink::new(
         stores.pool.clone(),
         registry_cursor,
         settings,
-        stores.publisher.clone(),
-        dead_letters.clone(),
+        (stores.publisher.clone(), dead_letters.clone()),
+        feed.clone(),
     );
-    driver::spawn(supervisor, &feed, settings.registry.batch, sink).await?;
+    driver::spawn(supervisor, sinks, settings.registry.batch, sink).await?;
 
     let liveness = registry::Liveness::new(stores.pool.clone(), &settings.collector);
     supervisor.spawn("liveness", Wave::Intake, move |shutdown| {

@@ -30,6 +30,11 @@ struct TaskLabel {
     task: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabel {
+    sink: &'static str,
+}
+
 /// Every counter and gauge devicehub exports, registered once.
 #[derive(Debug)]
 pub struct Metrics {
@@ -44,6 +49,11 @@ pub struct Metrics {
     pub archive_errors: Counter,
     pub journal_bytes: Gauge,
     task_restarts: Family<TaskLabel, Counter>,
+    quarantined: Family<SinkLabel, Counter>,
+    misconfigured: Family<SinkLabel, Gauge>,
+    /// Sinks whose store refuses them for a reason of configuration (credentials, a missing
+    /// bucket or database), with the store's answer: `/readyz` names them.
+    failing: std::sync::Mutex<BTreeMap<&'static str, String>>,
     devices: Family<StatusLabel, Gauge>,
     devices_online: Gauge,
     alerts_open: Gauge,
@@ -92,6 +102,9 @@ impl Metrics {
             archive_errors: Counter::default(),
             journal_bytes: Gauge::default(),
             task_restarts: Family::default(),
+            quarantined: Family::default(),
+            misconfigured: Family::default(),
+            failing: Default::default(),
             devices: Family::default(),
             devices_online: Gauge::default(),
             alerts_open: Gauge::default(),
@@ -158,6 +171,16 @@ impl Metrics {
             metrics.journal_bytes.clone(),
         );
         r.register(
+            "quarantined",
+            "Records a store refused for good, quarantined by sink",
+            metrics.quarantined.clone(),
+        );
+        r.register(
+            "sink_misconfigured",
+            "1 while a sink's store refuses it for a reason of configuration",
+            metrics.misconfigured.clone(),
+        );
+        r.register(
             "task_restarts",
             "Background tasks restarted after a failure or panic",
             metrics.task_restarts.clone(),
@@ -172,6 +195,32 @@ impl Metrics {
                 reason: kind.as_str(),
             })
             .inc();
+    }
+
+    pub fn quarantined(&self, sink: &'static str) {
+        self.quarantined.get_or_create(&SinkLabel { sink }).inc();
+    }
+
+    /// Records that `sink` cannot write for a reason of configuration (`Some`), or can again.
+    pub fn sink_misconfigured(&self, sink: &'static str, reason: Option<&str>) {
+        self.misconfigured
+            .get_or_create(&SinkLabel { sink })
+            .set(i64::from(reason.is_some()));
+        if let Ok(mut failing) = self.failing.lock() {
+            match reason {
+                Some(reason) => {
+                    failing.insert(sink, reason.to_owned());
+                }
+                None => {
+                    failing.remove(sink);
+                }
+            }
+        }
+    }
+
+    /// The sinks that cannot write for a reason of configuration, with the store's answer.
+    pub fn misconfigured_sinks(&self) -> BTreeMap<&'static str, String> {
+        self.failing.lock().map(|f| f.clone()).unwrap_or_default()
     }
 
     pub fn task_restarted(&self, task: &str) {

@@ -124,6 +124,22 @@ impl Feed {
             .unwrap_or(0)
     }
 
+    /// The records `first..=last`, read back from the journal's files and decoded (for the rare
+    /// paths that need records again after their batch: isolating a record a store refuses).
+    /// They are still there: a sink's records stay until its cursor is past them.
+    pub async fn read_back(&self, first: u64, last: u64) -> io::Result<Vec<Arc<Journaled>>> {
+        let count = (last + 1).saturating_sub(first) as usize;
+        let reader = JournalReader::new(&self.dir, first.saturating_sub(1));
+        let (_, records) = reader.read_blocking(last, count).await;
+        Ok(records?
+            .into_iter()
+            .map(|record| {
+                let message = self.decoder.decode_record(&record);
+                Arc::new(Journaled { record, message })
+            })
+            .collect())
+    }
+
     /// Adds records just journaled as `first..` to the cache, dropping what every sink has read.
     pub fn cache(&self, first: u64, records: impl IntoIterator<Item = Arc<Journaled>>) {
         self.cache.extend(first, records, self.read_by_all());

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod configs;
 pub mod devices;
 pub mod events;
+pub mod quarantine;
 pub mod sequences;
 pub mod stats;
 pub mod users;

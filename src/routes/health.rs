@@ -59,7 +59,7 @@ pub async fn readyz(pool: web::Data<PgPool>, stores: web::Data<super::Stores>) -
         probe(stores.archive.check()),
     );
     let broker = (!stores.publisher.is_connected()).then(|| "not connected".to_owned());
-    let failing: serde_json::Map<String, serde_json::Value> = [
+    let mut failing: serde_json::Map<String, serde_json::Value> = [
         ("database", database),
         ("broker", broker),
         ("influxdb", influx),
@@ -68,6 +68,10 @@ pub async fn readyz(pool: web::Data<PgPool>, stores: web::Data<super::Stores>) -
     .into_iter()
     .filter_map(|(name, failure)| failure.map(|f| (name.to_owned(), serde_json::Value::from(f))))
     .collect();
+    // A store that answers but refuses devicehub's writes (credentials, a missing bucket).
+    for (sink, reason) in stores.metrics.misconfigured_sinks() {
+        failing.insert(format!("{sink} sink"), reason.into());
+    }
     if failing.is_empty() {
         return HttpResponse::Ok().json(HealthStatus::ok("ready"));
     }

@@ -11,6 +11,7 @@ pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod prometheus;
+pub mod quarantine;
 pub mod raw_data;
 pub mod stats;
 
@@ -83,6 +84,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .get(commands::list)
                         .post(commands::create),
                 )
+                .service(web::resource("/quarantine").get(quarantine::list))
+                .service(web::resource("/quarantine/{id}").get(quarantine::read))
                 .service(web::resource("/alerts").get(alerts::list))
                 .service(web::resource("/alerts/{id}/acknowledge").post(alerts::acknowledge))
                 .service(web::resource("/stats").get(stats::read)),

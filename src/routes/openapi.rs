@@ -3,7 +3,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    alerts, auth, commands, configs, devices, events, health, metrics, prometheus, raw_data, stats,
+    alerts, auth, commands, configs, devices, events, health, metrics, prometheus, quarantine,
+    raw_data, stats,
 };
 
 #[derive(OpenApi)]
@@ -25,6 +26,7 @@ use super::{
         metrics::read,
         raw_data::list, raw_data::get,
         commands::create, commands::list,
+        quarantine::list, quarantine::read,
         stats::read,
     ),
     components(schemas(
@@ -42,6 +44,7 @@ use super::{
         (name = "archive", description = "The raw archive"),
         (name = "commands", description = "Commands to devices over MQTT"),
         (name = "stats", description = "Fleet counters"),
+        (name = "quarantine", description = "Records a store refused for good"),
     )
 )]
 pub struct ApiDoc;

@@ -1,10 +1,12 @@
 //! The one sink driver. For every sink it reads the journal's feed from the sink's position,
 //! gathers batches (by records, bytes and time), writes each batch — one write in flight while
 //! the next batch gathers, completing in journal order — retries failed writes with jittered
-//! backoff, skips a batch the store can never take, and moves the cursor only past what is
-//! written. A sink that fails or panics is restarted by the supervisor from its cursor; what it
-//! had read but not written is read again, and every store keeps one copy of a replay.
+//! backoff, quarantines what the store refuses for good and moves on, reports a store that
+//! refuses devicehub itself (`/readyz`), and moves the cursor only past what is written or
+//! quarantined. A sink that fails or panics is restarted by the supervisor from its cursor; what
+//! it had read but not written is read again, and every store keeps one copy of a replay.
 
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,15 +15,25 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::{Cursor, Sink, Write};
+use super::quarantine::Quarantine;
+use super::{Cursor, ErrorKind, Refusal, Sink, Write};
 use crate::configuration::BatchSettings;
 use crate::journal::{Feed, FeedReader, SinkPosition};
+use crate::metrics::Metrics;
 use crate::retry::Backoff;
 use crate::supervisor::{Supervisor, Wave};
 
-/// Records taken from the feed at a time while a batch gathers: a batch grows in steps of this
-/// many, so a sink encodes as records arrive instead of all at once.
-const READ_CHUNK: usize = 5000;
+/// What every sink's driver reports to.
+#[derive(Clone)]
+pub struct Oversight {
+    pub quarantine: Arc<dyn Quarantine>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Records taken from the feed at a time while a batch gathers: a batch grows in steps of at
+/// most this many (fewer as it nears `max_bytes`), so a sink encodes as records arrive and a
+/// batch overshoots its byte bound by little.
+const READ_CHUNK: usize = 500;
 
 /// How often a sink that has started a batch looks for more records. Waking on every append
 /// (each batch the broker delivers) cost thousands of thread wake-ups a second under load; a
@@ -32,7 +44,7 @@ const GATHER_TICK: Duration = Duration::from_millis(20);
 /// registered with the feed before this returns, so the journal keeps what the sink needs.
 pub async fn spawn<S: Sink>(
     supervisor: &mut Supervisor,
-    feed: &Feed,
+    (feed, oversight): (&Feed, &Oversight),
     batch: BatchSettings,
     sink: S,
 ) -> anyhow::Result<()> {
@@ -42,12 +54,13 @@ pub async fn spawn<S: Sink>(
         .await
         .with_context(|| format!("cannot read the {} sink's cursor", S::NAME))?;
     let position = feed.register(start);
-    let feed = feed.clone();
+    let (feed, oversight) = (feed.clone(), oversight.clone());
     supervisor.spawn(format!("{} sink", S::NAME), Wave::Sinks, move |shutdown| {
         Driver {
             sink: sink.clone(),
             reader: feed.reader(position.clone()),
             batch,
+            oversight: oversight.clone(),
             shutdown,
         }
         .run()
@@ -59,6 +72,7 @@ struct Driver<S> {
     sink: S,
     reader: FeedReader,
     batch: BatchSettings,
+    oversight: Oversight,
     shutdown: CancellationToken,
 }
 
@@ -76,15 +90,15 @@ impl<S: Sink> Driver<S> {
                     .await
                     .map_err(|e| anyhow::anyhow!("a write task failed: {e}"))?;
             }
-            let Some((payload, last)) = gathered else {
+            let Some((payload, span)) = gathered else {
                 return Ok(());
             };
             let write = write_through::<S>(
-                writer.clone(),
-                cursor.clone(),
+                (writer.clone(), cursor.clone()),
+                self.oversight.clone(),
                 self.reader.position(),
                 payload,
-                last,
+                span,
             );
             if self.shutdown.is_cancelled() {
                 write.await;
@@ -94,10 +108,10 @@ impl<S: Sink> Driver<S> {
         }
     }
 
-    /// The next batch and its last journal number: from its first record until it holds
+    /// The next batch and its journal numbers: from its first record until it holds
     /// `max_events` records or `max_bytes`, the sink says someone waits on it, `timeout_ms` has
     /// passed since its first record, or shutdown. `None` at shutdown before a first record.
-    async fn gather(&mut self) -> anyhow::Result<Option<(S::Payload, u64)>> {
+    async fn gather(&mut self) -> anyhow::Result<Option<(S::Payload, RangeInclusive<u64>)>> {
         tokio::select! {
             () = self.reader.wait_for_more() => {}
             () = self.shutdown.cancelled() => return Ok(None),
@@ -105,16 +119,25 @@ impl<S: Sink> Driver<S> {
         let limits = self.batch;
         let deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
         let mut batch: Option<S::Batch> = None;
-        let (mut events, mut last) = (0, 0);
+        let (mut events, mut first, mut last) = (0, 0, 0);
         loop {
-            let want = (limits.max_events - events).min(READ_CHUNK);
+            let mut want = (limits.max_events - events).min(READ_CHUNK);
+            // Past the first chunk, as many records as are likely to fit in the bytes left.
+            if let Some(b) = batch.as_ref().filter(|_| events > 0) {
+                let per_record = (S::bytes(b) / events).max(1);
+                let room = limits.max_bytes.saturating_sub(S::bytes(b));
+                want = want.min(room / per_record + 1);
+            }
             let records = self
                 .reader
                 .read(want)
                 .await
                 .with_context(|| format!("the {} sink cannot read the journal", S::NAME))?;
-            if let (Some(first), Some(newest)) = (records.first(), records.last()) {
-                let b = batch.get_or_insert_with(|| self.sink.batch(first));
+            if let (Some(oldest), Some(newest)) = (records.first(), records.last()) {
+                let b = batch.get_or_insert_with(|| {
+                    first = oldest.record.no;
+                    self.sink.batch(oldest)
+                });
                 self.sink.add(b, &records).await;
                 events += records.len();
                 last = newest.record.no;
@@ -133,38 +156,61 @@ impl<S: Sink> Driver<S> {
                 }
             }
         }
-        Ok(batch.map(|b| (self.sink.finish(b), last)))
+        Ok(batch.map(|b| (self.sink.finish(b), first..=last)))
     }
 }
 
-/// Writes one batch, then stores the cursor past it: the one retry loop of every sink. Retriable
-/// failures wait a jittered, growing delay (after the sink's own recovery, such as creating a
-/// missing bucket) and try again, for as long as it takes: the journal holds the data meanwhile.
-/// A permanent failure (the store refuses the data itself) is logged and the batch skipped.
+/// Writes one batch, quarantines what the store refuses for good, then stores the cursor past
+/// it: the one retry loop of every sink. Retriable failures wait a jittered, growing delay
+/// (after the sink's own recovery, such as creating a missing bucket) and try again, for as long
+/// as it takes: the journal holds the data meanwhile. A store that refuses devicehub itself is
+/// retried the same way, and reported to `/readyz` until a write succeeds.
 async fn write_through<S: Sink>(
-    writer: S::Writer,
-    cursor: S::Cursor,
+    (writer, cursor): (S::Writer, S::Cursor),
+    oversight: Oversight,
     position: Arc<SinkPosition>,
     mut payload: S::Payload,
-    last: u64,
+    span: RangeInclusive<u64>,
 ) {
+    let last = *span.end();
     let mut backoff = Backoff::new();
+    let mut refused: Vec<Refusal> = Vec::new();
     let mut written = false;
     loop {
         if !written {
-            match writer.write(&mut payload, last).await {
-                Ok(()) => written = true,
-                Err(e) if e.permanent => {
-                    tracing::error!(sink = S::NAME, error = %e, last, "the store refused a batch; skipping it");
+            match writer.write(&mut payload, span.clone(), &mut refused).await {
+                Ok(()) => {
+                    written = true;
+                    oversight.metrics.sink_misconfigured(S::NAME, None);
+                }
+                Err(e) if e.kind == ErrorKind::Refused => {
+                    refused.retain(|r| !span.contains(&r.journal_no));
+                    refused.extend(span.clone().map(|journal_no| Refusal {
+                        journal_no,
+                        reason: e.message.clone(),
+                    }));
                     written = true;
                 }
                 Err(e) => {
+                    if e.kind == ErrorKind::Misconfigured {
+                        oversight
+                            .metrics
+                            .sink_misconfigured(S::NAME, Some(&e.message));
+                    }
                     tracing::warn!(sink = S::NAME, error = %e, "write failed; retrying");
                     writer.recover(&e).await;
                     backoff.wait().await;
                     continue;
                 }
             }
+        }
+        if !refused.is_empty() {
+            if let Err(e) = oversight.quarantine.keep(S::NAME, &refused).await {
+                tracing::error!(sink = S::NAME, error = %e, "cannot quarantine; retrying");
+                backoff.wait().await;
+                continue;
+            }
+            refused.clear();
         }
         match cursor.store(last).await {
             Ok(()) => break,

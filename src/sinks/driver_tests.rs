@@ -9,7 +9,8 @@ use super::*;
 use crate::domain::Message;
 use crate::journal::{Decode, Entry, FileCursor, Journal, Journaled, Record};
 use crate::metrics::Metrics;
-use crate::sinks::SinkError;
+use crate::sinks::quarantine::Quarantine;
+use crate::sinks::{Refusal, SinkError};
 
 /// Writes journal numbers into a list; can be told to panic or fail on its next writes.
 #[derive(Clone)]
@@ -17,8 +18,10 @@ struct Recording {
     written: Arc<Mutex<Vec<u64>>>,
     panics: Arc<AtomicUsize>,
     retriable_failures: Arc<AtomicUsize>,
-    /// A batch containing this record is refused for good.
+    /// The store refuses this record for good (the sink tells which).
     poison: Option<u64>,
+    /// The store refuses a batch with this record whole (the sink cannot tell which).
+    poison_batch: Option<u64>,
     cursor: FileCursor,
 }
 
@@ -61,17 +64,46 @@ fn take_one(counter: &AtomicUsize) -> bool {
 }
 
 impl Write<Vec<u64>> for Recording {
-    async fn write(&self, batch: &mut Vec<u64>, _last: u64) -> Result<(), SinkError> {
+    async fn write(
+        &self,
+        batch: &mut Vec<u64>,
+        _span: RangeInclusive<u64>,
+        refused: &mut Vec<Refusal>,
+    ) -> Result<(), SinkError> {
         if take_one(&self.panics) {
             panic!("the store's client blew up");
         }
         if take_one(&self.retriable_failures) {
             return Err(SinkError::retriable("the store is restarting"));
         }
-        if self.poison.is_some_and(|p| batch.contains(&p)) {
-            return Err(SinkError::permanent("the store refuses this batch"));
+        if self.poison_batch.is_some_and(|p| batch.contains(&p)) {
+            return Err(SinkError::refused("the store refuses this batch"));
+        }
+        if let Some(p) = self.poison.filter(|p| batch.contains(p)) {
+            batch.retain(|n| *n != p);
+            refused.push(Refusal {
+                journal_no: p,
+                reason: "the store refuses this record".into(),
+            });
         }
         self.written.lock().unwrap().extend(batch.iter());
+        Ok(())
+    }
+}
+
+/// The quarantine as the driver sees it: what it was handed, by sink.
+#[derive(Default)]
+struct Kept(Mutex<Vec<(&'static str, u64, String)>>);
+
+#[async_trait::async_trait]
+impl Quarantine for Kept {
+    async fn keep(&self, sink: &'static str, refused: &[Refusal]) -> Result<(), SinkError> {
+        let mut kept = self.0.lock().unwrap();
+        kept.extend(
+            refused
+                .iter()
+                .map(|r| (sink, r.journal_no, r.reason.clone())),
+        );
         Ok(())
     }
 }
@@ -89,6 +121,8 @@ struct Setup {
     journal: Journal,
     feed: Feed,
     sink: Recording,
+    kept: Arc<Kept>,
+    oversight: Oversight,
 }
 
 fn setup(records: usize) -> Setup {
@@ -111,13 +145,21 @@ fn setup(records: usize) -> Setup {
         panics: Default::default(),
         retriable_failures: Default::default(),
         poison: None,
+        poison_batch: None,
         cursor: FileCursor::new(&journal, "recording"),
+    };
+    let kept = Arc::new(Kept::default());
+    let oversight = Oversight {
+        quarantine: kept.clone(),
+        metrics: Arc::new(Metrics::new()),
     };
     Setup {
         dir,
         journal,
         feed,
         sink,
+        kept,
+        oversight,
     }
 }
 
@@ -153,9 +195,14 @@ async fn a_sink_whose_write_panics_is_restarted_from_its_cursor_and_writes_every
     s.sink.panics.store(1, Ordering::SeqCst);
     let metrics = Arc::new(Metrics::new());
     let mut supervisor = Supervisor::new(metrics.clone());
-    spawn(&mut supervisor, &s.feed, batches(10, 50), s.sink.clone())
-        .await
-        .unwrap();
+    spawn(
+        &mut supervisor,
+        (&s.feed, &s.oversight),
+        batches(10, 50),
+        s.sink.clone(),
+    )
+    .await
+    .unwrap();
     let written = s.sink.written.clone();
     run_until(supervisor, || written.lock().unwrap().len() >= 100)
         .await
@@ -180,25 +227,40 @@ async fn a_sink_whose_write_panics_is_restarted_from_its_cursor_and_writes_every
 }
 
 #[tokio::test]
-async fn retriable_failures_are_retried_and_a_batch_the_store_refuses_is_skipped() {
+async fn retriable_failures_are_retried_and_what_the_store_refuses_is_quarantined() {
     let mut s = setup(30);
     s.sink.retriable_failures.store(2, Ordering::SeqCst);
-    s.sink.poison = Some(15);
+    s.sink.poison = Some(4);
+    s.sink.poison_batch = Some(15);
     let mut supervisor = Supervisor::new(Arc::new(Metrics::new()));
-    spawn(&mut supervisor, &s.feed, batches(10, 50), s.sink.clone())
-        .await
-        .unwrap();
+    spawn(
+        &mut supervisor,
+        (&s.feed, &s.oversight),
+        batches(10, 50),
+        s.sink.clone(),
+    )
+    .await
+    .unwrap();
     let feed = s.feed.clone();
     run_until(supervisor, || feed.written_by_all() >= 30)
         .await
         .unwrap();
-    let expected: Vec<u64> = (1..=10).chain(21..=30).collect();
+    let expected: Vec<u64> = (1..=3).chain(5..=10).chain(21..=30).collect();
+    assert_eq!(*s.sink.written.lock().unwrap(), expected, "nothing twice");
     assert_eq!(
-        *s.sink.written.lock().unwrap(),
-        expected,
-        "11..=20 skipped, nothing twice"
+        s.sink.cursor.load().unwrap(),
+        30,
+        "the cursor passed what was refused"
     );
-    assert_eq!(s.sink.cursor.load().unwrap(), 30);
+    let kept = s.kept.0.lock().unwrap().clone();
+    let numbers: Vec<u64> = kept.iter().map(|(_, no, _)| *no).collect();
+    assert_eq!(
+        numbers,
+        [4].into_iter().chain(11..=20).collect::<Vec<u64>>()
+    );
+    assert!(kept.iter().all(|(sink, _, _)| *sink == "recording"));
+    assert_eq!(kept[0].2, "the store refuses this record");
+    assert_eq!(kept[1].2, "the store refuses this batch");
     drop(s.journal);
     std::fs::remove_dir_all(s.dir).unwrap();
 }
@@ -210,7 +272,7 @@ async fn at_shutdown_the_batch_being_gathered_is_written_at_once() {
     // A batch that would wait a minute for more records.
     spawn(
         &mut supervisor,
-        &s.feed,
+        (&s.feed, &s.oversight),
         batches(1000, 60_000),
         s.sink.clone(),
     )
@@ -236,9 +298,14 @@ async fn a_restarted_sink_starts_after_its_stored_cursor() {
     let s = setup(20);
     s.sink.cursor.store(12).unwrap();
     let mut supervisor = Supervisor::new(Arc::new(Metrics::new()));
-    spawn(&mut supervisor, &s.feed, batches(100, 20), s.sink.clone())
-        .await
-        .unwrap();
+    spawn(
+        &mut supervisor,
+        (&s.feed, &s.oversight),
+        batches(100, 20),
+        s.sink.clone(),
+    )
+    .await
+    .unwrap();
     let written = s.sink.written.clone();
     run_until(supervisor, || written.lock().unwrap().len() >= 8)
         .await

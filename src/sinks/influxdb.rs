@@ -2,11 +2,12 @@
 //! timestamp, so writing a point again (a retry, a replay) stores it once. Tags: `device_id`,
 //! `device_type` (from the registry, where known), `metric`, `unit`.
 
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{SinkError, Write};
+use super::{Refusal, SinkError, Write};
 use crate::domain::Reading;
 use crate::journal::{FileCursor, Journaled};
 use crate::metrics::Metrics;
@@ -37,16 +38,39 @@ impl InfluxSink {
     }
 }
 
-/// Line protocol being gathered, and how many points it holds.
+/// Line protocol being gathered, with where each record's lines end.
 pub struct Lines {
     text: String,
+    /// Per record: its journal number, the end of its lines in `text`, and the points so far.
+    records: Vec<Boundary>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Boundary {
+    journal_no: u64,
+    end: usize,
     points: u64,
 }
 
-/// A batch ready to write. `Bytes`, so that a retry does not copy it.
+/// A batch ready to write. `Bytes`, so that a retry or a part of the batch does not copy it.
 pub struct Points {
     body: Bytes,
-    count: u64,
+    records: Vec<Boundary>,
+    /// Ranges of `records` still to write, the next last.
+    todo: Vec<std::ops::Range<usize>>,
+}
+
+impl Points {
+    /// The lines of `records[range]` and their number of points.
+    fn part(&self, range: &std::ops::Range<usize>) -> (Bytes, u64) {
+        let before = |i: usize| {
+            i.checked_sub(1)
+                .map_or((0, 0), |p| (self.records[p].end, self.records[p].points))
+        };
+        let (start, points_before) = before(range.start);
+        let (end, points_end) = before(range.end);
+        (self.body.slice(start..end), points_end - points_before)
+    }
 }
 
 impl super::Sink for InfluxSink {
@@ -59,20 +83,26 @@ impl super::Sink for InfluxSink {
     fn batch(&self, _first: &Journaled) -> Lines {
         Lines {
             text: String::with_capacity(64 * 1024),
-            points: 0,
+            records: Vec::new(),
         }
     }
 
     async fn add(&mut self, batch: &mut Lines, records: &[Arc<Journaled>]) {
         let types = self.device_types.of(records).await;
+        let mut points = batch.records.last().map_or(0, |b| b.points);
         for journaled in records {
             let mut readings = journaled.message.readings().into_iter().peekable();
             // One device per message: its type is looked up once.
             let device_type = readings.peek().and_then(|r| types.of(&r.device_id));
             for reading in readings {
                 push_line(&mut batch.text, reading, device_type);
-                batch.points += 1;
+                points += 1;
             }
+            batch.records.push(Boundary {
+                journal_no: journaled.record.no,
+                end: batch.text.len(),
+                points,
+            });
         }
     }
 
@@ -83,7 +113,8 @@ impl super::Sink for InfluxSink {
     fn finish(&mut self, batch: Lines) -> Points {
         Points {
             body: Bytes::from(batch.text),
-            count: batch.points,
+            todo: std::iter::once(0..batch.records.len()).collect(),
+            records: batch.records,
         }
     }
 
@@ -106,24 +137,47 @@ pub struct InfluxWriter {
 }
 
 impl Write<Points> for InfluxWriter {
-    async fn write(&self, points: &mut Points, _last: u64) -> Result<(), SinkError> {
-        if points.body.is_empty() {
-            return Ok(());
-        }
-        match self.client.write(&points.body).await {
-            Ok(()) => {
-                self.metrics.points_written.inc_by(points.count);
-                Ok(())
+    /// Writes the batch in one request. When InfluxDB refuses it as invalid (400, 413, 422), the
+    /// halves are written on their own, and so on down to the records it refuses one by one;
+    /// points already stored by a partial write are stored once, whatever is written again.
+    async fn write(
+        &self,
+        points: &mut Points,
+        _span: RangeInclusive<u64>,
+        refused: &mut Vec<Refusal>,
+    ) -> Result<(), SinkError> {
+        while let Some(range) = points.todo.pop() {
+            let (body, count) = points.part(&range);
+            if body.is_empty() {
+                continue;
             }
-            Err(e) => {
-                self.metrics.influx_errors.inc();
-                Err(if e.is_permanent() {
-                    SinkError::permanent(e.to_string())
-                } else {
-                    SinkError::retriable(e.to_string())
-                })
+            let error = match self.client.write(&body).await {
+                Ok(()) => {
+                    self.metrics.points_written.inc_by(count);
+                    continue;
+                }
+                Err(e) => e,
+            };
+            self.metrics.influx_errors.inc();
+            if !error.is_permanent() {
+                points.todo.push(range);
+                return Err(match error.status() {
+                    Some(401 | 403 | 404) => SinkError::misconfigured(error.to_string()),
+                    _ => SinkError::retriable(error.to_string()),
+                });
             }
+            if range.len() == 1 {
+                refused.push(Refusal {
+                    journal_no: points.records[range.start].journal_no,
+                    reason: error.to_string(),
+                });
+                continue;
+            }
+            let middle = range.start + range.len() / 2;
+            points.todo.push(middle..range.end);
+            points.todo.push(range.start..middle);
         }
+        Ok(())
     }
 
     /// InfluxDB 1.x answers 404 to writes into a database that does not exist (yet, or any

@@ -14,9 +14,11 @@
 pub mod archive;
 pub mod driver;
 pub mod influxdb;
+pub mod quarantine;
 pub mod registry;
 
 use std::future::Future;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use crate::journal::{FileCursor, Journaled};
@@ -67,12 +69,15 @@ pub trait Sink: Clone + Send + Sync + 'static {
 
 /// Writes finished batches; cloned into each write.
 pub trait Write<P>: Clone + Send + Sync + 'static {
-    /// Writes the payload, whose last record is `last`. After a partial success it leaves in
-    /// `payload` only what is still to write, for the next attempt.
+    /// Writes the payload, which holds the journal's records `span`. Records the store refuses
+    /// for good go to `refused` (the driver quarantines them) and the rest is written. After a
+    /// retriable failure it leaves in `payload` only what is still to write, for the next
+    /// attempt. `Err` with [`ErrorKind::Refused`] refuses the whole span.
     fn write(
         &self,
         payload: &mut P,
-        last: u64,
+        span: RangeInclusive<u64>,
+        refused: &mut Vec<Refusal>,
     ) -> impl Future<Output = Result<(), SinkError>> + Send;
 
     /// What to try before the next attempt after a retriable error (create a missing database
@@ -99,27 +104,49 @@ impl Cursor for FileCursor {
     }
 }
 
-/// Why a write failed, and whether trying again can help.
+/// A record the store refuses for good, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub journal_no: u64,
+    pub reason: String,
+}
+
+/// Why a write failed, and what the driver does about it.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct SinkError {
-    pub permanent: bool,
+    pub kind: ErrorKind,
     pub message: String,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Network trouble, an overloaded or restarting store: retried.
+    Retriable,
+    /// The store refuses devicehub itself (credentials, permissions, a missing bucket or
+    /// database): retried, and `/readyz` fails with the reason until a write succeeds.
+    Misconfigured,
+    /// The store refuses the data itself and the sink cannot tell which record: every record
+    /// of the write is quarantined.
+    Refused,
+}
+
 impl SinkError {
-    /// Network trouble, an overloaded or restarting store: try again later.
     pub fn retriable(message: impl Into<String>) -> Self {
-        Self {
-            permanent: false,
-            message: message.into(),
-        }
+        Self::new(ErrorKind::Retriable, message)
     }
 
-    /// The store refused the data itself: the same write can never succeed.
-    pub fn permanent(message: impl Into<String>) -> Self {
+    pub fn misconfigured(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Misconfigured, message)
+    }
+
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Refused, message)
+    }
+
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
-            permanent: true,
+            kind,
             message: message.into(),
         }
     }

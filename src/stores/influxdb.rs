@@ -32,8 +32,19 @@ pub enum InfluxError {
 }
 
 impl InfluxError {
+    /// The server refused the data itself.
     pub fn is_permanent(&self) -> bool {
         matches!(self, InfluxError::Rejected { .. })
+    }
+
+    /// The HTTP status InfluxDB answered with, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            InfluxError::Rejected { status, .. } | InfluxError::Failed { status, .. } => {
+                Some(status.as_u16())
+            }
+            _ => None,
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use chrono::{Duration, Utc};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{collector_settings, spawn_app_with, Device, TestApp};
+use crate::helpers::{assert_error, collector_settings, spawn_app_with, Device, TestApp};
 
 async fn collector_app() -> TestApp {
     spawn_app_with(collector_settings()).await
@@ -508,4 +508,92 @@ async fn the_v2_write_api_stores_points_in_a_real_server_gzipped_or_not() {
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
     }
+}
+
+#[tokio::test]
+async fn a_record_postgresql_refuses_is_quarantined_and_the_registry_moves_on() {
+    let app = collector_app().await;
+    app.register("m9").await;
+    // A rule of the registry's own database that refuses one firmware version: the registry
+    // sink's writes of that hello fail however often they are tried.
+    sqlx::query(
+        "ALTER TABLE devices ADD CONSTRAINT fw_not_withdrawn \
+         CHECK (fw_version IS DISTINCT FROM '6.6.6-withdrawn')",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let device = Device::connect(&[], None).await;
+    let hello = |seq: u64, fw: &str| {
+        json!({"v": 2, "device_id": "m9", "ts": Utc::now().to_rfc3339(), "seq": seq,
+               "fw_version": fw, "uptime_s": seq})
+    };
+    device
+        .publish_json(&app.topic("m9", "hello"), &hello(1, "1.0.0"))
+        .await;
+    device
+        .publish_json(&app.topic("m9", "hello"), &hello(2, "6.6.6-withdrawn"))
+        .await;
+    for seq in 3..=5 {
+        device
+            .publish_json(&app.topic("m9", "telemetry"), &v2_datagram("m9", seq, 1))
+            .await;
+    }
+    let quarantined = app
+        .eventually("/api/quarantine?sink=registry", 10, |b| count(b) == 1)
+        .await;
+    let record = &quarantined[0];
+    assert_eq!(record["device_id"], "m9");
+    assert_eq!(record["topic"], app.topic("m9", "hello"));
+    assert!(
+        record["payload"]
+            .as_str()
+            .unwrap()
+            .contains("6.6.6-withdrawn"),
+        "{record}"
+    );
+    assert!(
+        record["reason"]
+            .as_str()
+            .unwrap()
+            .contains("fw_not_withdrawn"),
+        "{record}"
+    );
+    let one: Value = app
+        .get(&format!("/api/quarantine/{}", record["id"]), &app.viewer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["journal_no"], record["journal_no"]);
+    // Everything else of the batch was applied.
+    let status = app
+        .eventually("/api/devices/m9/status", 5, |b| b["fw_version"] == "1.0.0")
+        .await;
+    assert_eq!(status["connection_status"], "online");
+    let last_seq: i64 =
+        sqlx::query_scalar("SELECT last_seq FROM device_sequences WHERE device_id = 'm9'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(last_seq, 5);
+    let alerts = app
+        .eventually("/api/devices/m9/alerts", 5, |b| count(b) >= 1)
+        .await;
+    assert_eq!(alerts[0]["alert_type"], "sink_rejected", "{alerts}");
+    assert_eq!(alerts[0]["severity"], "error");
+    assert!(
+        count(
+            &app.get("/api/quarantine?sink=influxdb", &app.viewer)
+                .await
+                .json::<Value>()
+                .await
+                .unwrap()
+        ) == 0
+    );
+    assert_error(
+        app.get("/api/quarantine?sink=nowhere", &app.viewer).await,
+        400,
+    )
+    .await;
 }

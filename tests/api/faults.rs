@@ -84,33 +84,38 @@ impl Service {
                 .iter()
                 .find(|(k, _)| k == key)
                 .map(|(_, v)| v.clone())
-                .unwrap()
         };
         let mut settings = crate::helpers::test_settings().influxdb;
-        settings.url = get("DEVICEHUB__INFLUXDB__URL");
-        settings.database = get("DEVICEHUB__INFLUXDB__DATABASE");
+        settings.url = get("DEVICEHUB__INFLUXDB__URL").unwrap();
+        settings.database = get("DEVICEHUB__INFLUXDB__DATABASE").unwrap();
+        settings.username = get("DEVICEHUB__INFLUXDB__USERNAME");
+        settings.password = get("DEVICEHUB__INFLUXDB__PASSWORD").map(Into::into);
         InfluxClient::new(&settings).unwrap()
     }
 
-    /// The ingest counters of `GET /api/stats`.
-    async fn ingest_stats(&self) -> Value {
+    /// Calls the API as an admin: the status and the JSON body (`Null` when there is none).
+    async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let issuer = devicehub::auth::TokenIssuer::new(
             &secrecy::SecretString::from(crate::helpers::TEST_SECRET),
             60,
         );
         let token = issuer
-            .issue("fault-test", devicehub::domain::Role::Viewer)
+            .issue("fault-test", devicehub::domain::Role::Admin)
             .unwrap();
-        let stats: Value = reqwest::Client::new()
-            .get(format!("http://127.0.0.1:{}/api/stats", self.http))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        stats["ingest"].clone()
+        let mut request = reqwest::Client::new()
+            .request(method, format!("http://127.0.0.1:{}{path}", self.http))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The ingest counters of `GET /api/stats`.
+    async fn ingest_stats(&self) -> Value {
+        self.api(reqwest::Method::GET, "/api/stats", None).await.1["ingest"].clone()
     }
 
     /// Whether the process is still alive (it must never exit on its own).
@@ -210,7 +215,7 @@ fn payload_seqs(object: &[u8]) -> Vec<u64> {
         .collect()
 }
 
-/// The `seq` of every raw message of the device in `store`, and of every lake row.
+/// The `seq` of every raw message of the device in `store`, and of every lake row of it.
 async fn store_seqs(store: &ObjectStore) -> Option<(Vec<u64>, Vec<u64>)> {
     let mut raw = Vec::new();
     for object in store.list(&format!("{DEVICE}/"), 100_000).await.ok()? {
@@ -237,7 +242,17 @@ async fn store_seqs(store: &ObjectStore) -> Option<(Vec<u64>, Vec<u64>)> {
                 .as_any()
                 .downcast_ref::<arrow_array::UInt64Array>()
                 .unwrap();
-            lake.extend(seqs.values().iter().copied());
+            let devices = batch
+                .column_by_name("device_id")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .unwrap();
+            lake.extend(
+                (0..batch.num_rows())
+                    .filter(|&i| devices.value(i) == DEVICE)
+                    .map(|i| seqs.value(i)),
+            );
         }
     }
     Some((raw, lake))
@@ -513,6 +528,216 @@ async fn s3_stopped_mid_stream_loses_and_duplicates_nothing() {
         "the outage was seen: {ingest}"
     );
     registry_saw_every_seq(&tag).await;
+    drop(broker);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Publishes each message once at QoS 1 and waits until the broker has them all.
+async fn publish_each(broker_port: u16, messages: &[(String, Vec<u8>)]) {
+    let id = format!("poison-{}", uuid::Uuid::new_v4().simple());
+    let mut options = rumqttc::MqttOptions::new(id, "127.0.0.1", broker_port);
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 100);
+    for (topic, payload) in messages {
+        client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.clone())
+            .await
+            .unwrap();
+    }
+    let mut acked = 0;
+    while acked < messages.len() {
+        if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) = eventloop.poll().await {
+            acked += 1;
+        }
+    }
+}
+
+#[tokio::test]
+async fn poison_messages_are_dead_lettered_or_quarantined_and_10000_good_ones_all_arrive() {
+    use reqwest::Method;
+    let (tag, dir) = scratch();
+    let broker = servers::mosquitto(&dir);
+    // A server that refuses write bodies over 16 KiB: a message of 200 readings is more.
+    let influxdb = servers::influxdb_with_body_limit(&dir, 16 * 1024);
+    let mut service = Service::new(&tag, broker.port, &dir);
+    service.set(
+        "DEVICEHUB__INFLUXDB__URL",
+        format!("http://127.0.0.1:{}", influxdb.port),
+    );
+    service.set("DEVICEHUB__INFLUXDB__BATCH__MAX_BYTES", "12000");
+    service.start().await;
+
+    // The API refuses what no store can take...
+    let dots = json!({"device_id": "..", "device_name": "dots"});
+    assert_eq!(
+        service
+            .api(Method::POST, "/api/devices", Some(dots))
+            .await
+            .0,
+        422
+    );
+    let device = json!({"device_id": DEVICE, "device_name": "Train 7"});
+    assert_eq!(
+        service
+            .api(Method::POST, "/api/devices", Some(device))
+            .await
+            .0,
+        201
+    );
+    let newline = json!({"device_type": "ac\nmeter"});
+    let path = format!("/api/devices/{DEVICE}");
+    assert_eq!(service.api(Method::PUT, &path, Some(newline)).await.0, 422);
+    // ...and a type set before the rule existed still reaches InfluxDB as a tag.
+    let pool = sqlx::PgPool::connect(&format!(
+        "postgres://postgres@127.0.0.1:5432/devicehub_test_{tag}"
+    ))
+    .await
+    .unwrap();
+    sqlx::query("UPDATE devices SET device_type = E'ac\\nmeter' WHERE device_id = $1")
+        .bind(DEVICE)
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let cmd = uuid::Uuid::new_v4();
+    let now = Utc::now().to_rfc3339();
+    let big: Vec<Value> = (0..200)
+        .map(|i| json!({"ts": now, "type": format!("channel_{i}"), "val": i, "unit": "A"}))
+        .collect();
+    let poison: Vec<(String, Vec<u8>)> = [
+        ("iot/./telemetry", json!({"v": 2, "seq": 1, "measurements": [{"type": "v", "val": 1}]})),
+        ("iot/../telemetry", json!({"v": 2, "seq": 1, "measurements": [{"type": "v", "val": 1}]})),
+        ("iot/poison-1/hello", json!({"v": 2, "fw_version": "1.0\u{0}", "uptime_s": 5})),
+        ("iot/poison-1/command/ack", json!({"cmd_id": cmd, "result": "error", "detail": "bad\u{0}"})),
+        ("iot/poison-1/ota/status", json!({"cmd_id": cmd, "ota_state": "install\u{0}ing"})),
+        ("qs/v1/poison-1/events", json!({"schema": 1, "event_id": "e\u{0}1", "device_id": "poison-1", "event_type": "door"})),
+        ("iot/big-meter/telemetry", json!({"v": 2, "seq": 1, "ts": now, "measurements": big})),
+    ]
+    .into_iter()
+    .map(|(topic, payload)| (topic.to_owned(), payload.to_string().into_bytes()))
+    .chain([(
+        "iot/poison-1/telemetry".to_owned(),
+        format!("{{\"v\":2,\"pad\":\"{}\"}}", "x".repeat(300 * 1024)).into_bytes(),
+    )])
+    .collect();
+    publish_each(broker.port, &poison).await;
+    let publisher = stream(broker.port, &tag, Duration::from_millis(10));
+    let _client = publisher.await.unwrap();
+
+    let store = ObjectStore::local(dir.join("archive"));
+    assert_all_stored_once(&mut service, &store, 90).await;
+    registry_saw_every_seq(&tag).await;
+
+    let ingest = service.ingest_stats().await;
+    let rejected = &ingest["rejected"];
+    assert_eq!(rejected["invalid_device_id"], 2, "{ingest}");
+    assert_eq!(rejected["control_character"], 4, "{ingest}");
+    assert_eq!(rejected["too_large"], 1, "{ingest}");
+    let (status, quarantined) = service.api(Method::GET, "/api/quarantine", None).await;
+    assert_eq!(status, 200);
+    let quarantined = quarantined.as_array().unwrap().clone();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    let record = &quarantined[0];
+    assert_eq!(record["sink"], "influxdb");
+    assert_eq!(record["device_id"], "big-meter");
+    assert_eq!(record["topic"], "iot/big-meter/telemetry");
+    assert!(
+        record["reason"].as_str().unwrap().contains("413"),
+        "{record}"
+    );
+    let alerts = service
+        .api(Method::GET, "/api/devices/big-meter/alerts", None)
+        .await
+        .1;
+    assert!(
+        alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["alert_type"] == "sink_rejected"),
+        "{alerts}"
+    );
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", service.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("devicehub_quarantined_total{sink=\"influxdb\"} 1"),
+        "{metrics}"
+    );
+
+    // A restart resumes after what was written and quarantined: nothing is refused again.
+    let (status, _) = service.terminate();
+    assert!(status.success());
+    service.start().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ingest = service.ingest_stats().await;
+    assert_eq!(ingest["influx_write_errors"], 0, "{ingest}");
+    let (_, again) = service.api(Method::GET, "/api/quarantine", None).await;
+    assert_eq!(again.as_array().unwrap().len(), 1);
+    pool.close().await;
+    drop(broker);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn influxdb_refusing_the_credentials_fails_readyz_with_the_reason_and_loses_nothing() {
+    let (tag, dir) = scratch();
+    let broker = servers::mosquitto(&dir);
+    let influxdb = servers::influxdb_with_auth(&dir);
+    let influx_url = format!("http://127.0.0.1:{}", influxdb.port);
+    // The first admin; from now on InfluxDB wants credentials, which devicehub does not have.
+    let created = reqwest::Client::new()
+        .post(format!("{influx_url}/query"))
+        .form(&[(
+            "q",
+            "CREATE USER admin WITH PASSWORD 'fault-test-pw' WITH ALL PRIVILEGES",
+        )])
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success());
+    let mut service = Service::new(&tag, broker.port, &dir);
+    service.set("DEVICEHUB__INFLUXDB__URL", influx_url.clone());
+    service.start().await;
+    let publisher = stream(broker.port, &tag, Duration::from_millis(1));
+    let _client = publisher.await.unwrap();
+    let readyz = format!("http://127.0.0.1:{}/readyz", service.http);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let response = reqwest::get(&readyz).await.unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        if status == 503 && body["details"]["influxdb sink"].is_string() {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readyz never named the sink: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        body["details"]["influxdb sink"]
+            .as_str()
+            .unwrap()
+            .contains("401"),
+        "{body}"
+    );
+    assert!(service.is_running());
+
+    // The operator gives devicehub the credentials: everything journaled meanwhile arrives.
+    let (status, _) = service.terminate();
+    assert!(status.success());
+    service.set("DEVICEHUB__INFLUXDB__USERNAME", "admin");
+    service.set("DEVICEHUB__INFLUXDB__PASSWORD", "fault-test-pw");
+    service.start().await;
+    let store = ObjectStore::local(dir.join("archive"));
+    assert_all_stored_once(&mut service, &store, 60).await;
+    let ready = reqwest::get(&readyz).await.unwrap();
+    assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
     drop(broker);
     let _ = std::fs::remove_dir_all(dir);
 }

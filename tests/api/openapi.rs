@@ -33,6 +33,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/devices/{device_id}/raw-data/{object}"),
     ("get", "/api/devices/{device_id}/commands"),
     ("post", "/api/devices/{device_id}/commands"),
+    ("get", "/api/quarantine"),
+    ("get", "/api/quarantine/{id}"),
 ];
 
 #[tokio::test]

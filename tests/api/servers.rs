@@ -108,6 +108,20 @@ pub fn mosquitto(dir: &Path) -> Server {
 
 /// InfluxDB 1.x (Debian's `influxd`) with its data under `dir`.
 pub fn influxdb(dir: &Path) -> Server {
+    influxdb_with(dir, 25_000_000, false)
+}
+
+/// [`influxdb`] refusing write bodies over `max_body_bytes` with 413.
+pub fn influxdb_with_body_limit(dir: &Path, max_body_bytes: usize) -> Server {
+    influxdb_with(dir, max_body_bytes, false)
+}
+
+/// [`influxdb`] that wants credentials (401 without).
+pub fn influxdb_with_auth(dir: &Path) -> Server {
+    influxdb_with(dir, 25_000_000, true)
+}
+
+fn influxdb_with(dir: &Path, max_body_bytes: usize, auth: bool) -> Server {
     let (port, rpc) = (free_port(), free_port());
     let data: PathBuf = dir.join("influxdb");
     let conf = dir.join("influxdb.conf");
@@ -127,6 +141,8 @@ bind-address = "127.0.0.1:{rpc}"
 [http]
   bind-address = "127.0.0.1:{port}"
   log-enabled = false
+  max-body-size = {max_body_bytes}
+  auth-enabled = {auth}
 [ifql]
   enabled = false
 [logging]

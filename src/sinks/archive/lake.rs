@@ -22,6 +22,7 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
+use super::raw::WindowObject;
 use crate::domain::Reading;
 
 /// The folder of the readings table inside the bucket (or archive directory).
@@ -70,7 +71,8 @@ pub fn lake_object_key(date: NaiveDate, window_first_no: u64) -> String {
 /// window costs a few bytes per reading until it is written.
 pub struct LakeWindow {
     first_no: u64,
-    writers: BTreeMap<NaiveDate, ArrowWriter<Vec<u8>>>,
+    /// Per date: its file so far, and the journal numbers with rows in it.
+    writers: BTreeMap<NaiveDate, (ArrowWriter<Vec<u8>>, Vec<u64>)>,
     properties: WriterProperties,
 }
 
@@ -93,15 +95,23 @@ impl LakeWindow {
                 .push(row);
         }
         for (date, rows) in by_date {
-            let writer = match self.writers.entry(date) {
+            let (writer, records) = match self.writers.entry(date) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => e.insert(ArrowWriter::try_new(
+                std::collections::btree_map::Entry::Vacant(e) => e.insert((
+                    ArrowWriter::try_new(
+                        Vec::new(),
+                        readings_schema(),
+                        Some(self.properties.clone()),
+                    )?,
                     Vec::new(),
-                    readings_schema(),
-                    Some(self.properties.clone()),
-                )?),
+                )),
             };
             writer.write(&record_batch(&rows)?)?;
+            for row in rows {
+                if records.last() != Some(&row.journal_no) {
+                    records.push(row.journal_no);
+                }
+            }
         }
         Ok(())
     }
@@ -110,16 +120,22 @@ impl LakeWindow {
     pub fn bytes(&self) -> usize {
         self.writers
             .values()
-            .map(|w| w.in_progress_size() + w.inner().len())
+            .map(|(w, _)| w.in_progress_size() + w.inner().len())
             .sum()
     }
 
-    /// The finished files, `(key, Parquet bytes)`.
-    pub fn finish(self) -> Result<Vec<(String, Vec<u8>)>, parquet::errors::ParquetError> {
+    /// The finished files, `(key, Parquet bytes, journal numbers with rows in it)`.
+    pub fn finish(self) -> Result<Vec<WindowObject>, parquet::errors::ParquetError> {
         let first_no = self.first_no;
         self.writers
             .into_iter()
-            .map(|(date, writer)| Ok((lake_object_key(date, first_no), writer.into_inner()?)))
+            .map(|(date, (writer, records))| {
+                Ok((
+                    lake_object_key(date, first_no),
+                    writer.into_inner()?,
+                    records,
+                ))
+            })
             .collect()
     }
 }
@@ -139,7 +155,7 @@ fn writer_properties() -> WriterProperties {
 pub fn lake_objects(
     rows: &[LakeRow<'_>],
     window_first_no: u64,
-) -> Result<Vec<(String, Vec<u8>)>, parquet::errors::ParquetError> {
+) -> Result<Vec<WindowObject>, parquet::errors::ParquetError> {
     let mut window = LakeWindow::new(window_first_no);
     window.add(rows)?;
     window.finish()
@@ -217,7 +233,11 @@ mod tests {
             journal_no: no,
         };
         let files = lake_objects(&[row(&a, 7), row(&b, 8), row(&c, 9)], 7).unwrap();
-        let keys: Vec<&str> = files.iter().map(|(k, _)| k.as_str()).collect();
+        let keys: Vec<&str> = files.iter().map(|(k, _, _)| k.as_str()).collect();
+        assert_eq!(
+            (files[0].2.as_slice(), files[1].2.as_slice()),
+            (&[7, 8][..], &[9][..])
+        );
         assert_eq!(
             keys,
             [

@@ -6,14 +6,17 @@
 pub mod lake;
 pub mod raw;
 
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
-use super::{SinkError, Write};
+use super::{Refusal, SinkError, Write};
 use crate::journal::{FileCursor, Journaled};
 use crate::metrics::Metrics;
 use crate::pipeline::decode::Decoder;
 use crate::pipeline::enrich::{DeviceTypes, KnownTypes};
-use crate::stores::objects::{ObjectStore, Objects};
+use crate::stores;
+use crate::stores::objects::ObjectStore;
 use lake::{LakeRow, LakeWindow};
 use raw::RawWindow;
 
@@ -50,6 +53,12 @@ pub struct Window {
     /// `None` once building Parquet failed (short of a bug it cannot); the raw archive keeps the
     /// window either way.
     lake: Option<LakeWindow>,
+}
+
+/// A window's objects, ready to write, with the records each holds.
+pub struct Objects {
+    pending: stores::objects::Objects,
+    records: HashMap<String, Vec<u64>>,
 }
 
 impl super::Sink for ArchiveSink {
@@ -102,7 +111,15 @@ impl super::Sink for ArchiveSink {
             None => Vec::new(),
         };
         objects.extend(window.raw.finish());
-        objects
+        let mut records = HashMap::with_capacity(objects.len());
+        let pending = objects
+            .into_iter()
+            .map(|(key, bytes, numbers)| {
+                records.insert(key.clone(), numbers);
+                (key, bytes)
+            })
+            .collect();
+        Objects { pending, records }
     }
 
     fn writer(&self) -> ArchiveWriter {
@@ -124,22 +141,48 @@ pub struct ArchiveWriter {
 }
 
 impl Write<Objects> for ArchiveWriter {
-    /// Writes the window's objects; those that failed stay for the next attempt.
-    async fn write(&self, objects: &mut Objects, _last: u64) -> Result<(), SinkError> {
-        let count = objects.len() as u64;
-        let (failed, error) = self.store.put_all(std::mem::take(objects)).await;
+    /// Writes the window's objects. An object the store refuses for good gives up its records
+    /// (every record with data in it); those that failed otherwise stay for the next attempt.
+    async fn write(
+        &self,
+        objects: &mut Objects,
+        _span: RangeInclusive<u64>,
+        refused: &mut Vec<Refusal>,
+    ) -> Result<(), SinkError> {
+        let count = objects.pending.len() as u64;
+        let failed = self
+            .store
+            .put_all(std::mem::take(&mut objects.pending))
+            .await;
         self.metrics
             .archive_objects
             .inc_by(count - failed.len() as u64);
-        *objects = failed;
-        match error {
+        let mut retry: Option<SinkError> = None;
+        for (key, bytes, error) in failed {
+            self.metrics.archive_errors.inc();
+            if error.is_refused() {
+                let reason = format!("archive object {key}: {error}");
+                for &journal_no in objects.records.get(&key).into_iter().flatten() {
+                    refused.push(Refusal {
+                        journal_no,
+                        reason: reason.clone(),
+                    });
+                }
+                continue;
+            }
+            let left = if error.is_denied() {
+                SinkError::misconfigured(error.to_string())
+            } else {
+                SinkError::retriable(error.to_string())
+            };
+            retry.get_or_insert(left);
+            objects.pending.push((key, bytes));
+        }
+        match retry {
             None => Ok(()),
-            Some(e) => {
-                self.metrics.archive_errors.inc();
-                Err(SinkError::retriable(format!(
-                    "{e} ({} objects left)",
-                    objects.len()
-                )))
+            Some(mut e) => {
+                e.message = format!("{} ({} objects left)", e.message, objects.pending.len());
+                Err(e)
             }
         }
     }

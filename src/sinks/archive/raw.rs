@@ -8,6 +8,9 @@ use chrono::{DateTime, Utc};
 use crate::domain::DeviceId;
 use crate::journal::Record;
 
+/// An object of a window: its key, its bytes, and the journal numbers with data in it.
+pub type WindowObject = (String, Vec<u8>, Vec<u64>);
+
 /// The one function that builds raw-archive keys.
 pub fn raw_object_key(
     device: &DeviceId,
@@ -27,7 +30,8 @@ pub fn raw_object_key(
 pub struct RawWindow {
     first_no: u64,
     first_received: DateTime<Utc>,
-    bodies: std::collections::HashMap<DeviceId, Vec<u8>, foldhash::fast::RandomState>,
+    /// Per device: the JSON array so far, and the journal numbers in it.
+    bodies: std::collections::HashMap<DeviceId, (Vec<u8>, Vec<u64>), foldhash::fast::RandomState>,
     bytes: usize,
     /// The last receive time and its RFC 3339 text: a batch of records shares one.
     received_text: Option<(DateTime<Utc>, String)>,
@@ -54,16 +58,20 @@ impl RawWindow {
             self.received_text = Some((record.received, record.received.to_rfc3339()));
         }
         let received = self.received_text.as_ref().map_or("", |(_, s)| s.as_str());
-        let body = match self.bodies.get_mut(device) {
-            Some(body) => {
+        let (body, records) = match self.bodies.get_mut(device) {
+            Some((body, records)) => {
                 body.extend_from_slice(b",\n");
-                body
+                (body, records)
             }
-            None => self
-                .bodies
-                .entry(device.clone())
-                .or_insert_with(|| vec![b'[']),
+            None => {
+                let (body, records) = self
+                    .bodies
+                    .entry(device.clone())
+                    .or_insert_with(|| (vec![b'['], Vec::new()));
+                (body, records)
+            }
         };
+        records.push(record.no);
         let before = body.len();
         body.extend_from_slice(b"{\"received_at\":\"");
         // RFC 3339 needs no JSON escaping.
@@ -81,15 +89,19 @@ impl RawWindow {
         self.bytes
     }
 
-    /// `(key, JSON array)` per device.
-    pub fn finish(self) -> Vec<(String, Vec<u8>)> {
+    /// `(key, JSON array, journal numbers)` per device.
+    pub fn finish(self) -> Vec<WindowObject> {
         let (first_no, first_received) = (self.first_no, self.first_received);
-        let mut objects: Vec<(String, Vec<u8>)> = self
+        let mut objects: Vec<WindowObject> = self
             .bodies
             .into_iter()
-            .map(|(device, mut body)| {
+            .map(|(device, (mut body, records))| {
                 body.extend_from_slice(b"]\n");
-                (raw_object_key(&device, first_no, first_received), body)
+                (
+                    raw_object_key(&device, first_no, first_received),
+                    body,
+                    records,
+                )
             })
             .collect();
         objects.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -99,7 +111,7 @@ impl RawWindow {
 
 /// Builds the raw objects of a window at once, for tests (see [`RawWindow`]).
 #[cfg(test)]
-pub fn raw_objects(window: &[(DeviceId, &Record)]) -> Vec<(String, Vec<u8>)> {
+pub fn raw_objects(window: &[(DeviceId, &Record)]) -> Vec<WindowObject> {
     let Some(first) = window.first().map(|(_, r)| *r) else {
         return Vec::new();
     };
@@ -128,6 +140,10 @@ mod tests {
         let (da, db) = (DeviceId::parse("a").unwrap(), DeviceId::parse("b").unwrap());
         let objects = raw_objects(&[(da.clone(), &a), (db, &b), (da, &c)]);
         assert_eq!(objects.len(), 2);
+        assert_eq!(
+            (objects[0].2.as_slice(), objects[1].2.as_slice()),
+            (&[7, 9][..], &[8][..])
+        );
         assert_eq!(
             objects[0].0,
             "a/date=2026-02-12/20260212T160000Z-00000000000000000007.json"

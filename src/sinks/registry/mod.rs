@@ -9,6 +9,7 @@
 mod batch;
 mod liveness;
 
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use sqlx::PgPool;
@@ -16,9 +17,10 @@ use sqlx::PgPool;
 pub use batch::{RegistryBatch, SequenceState};
 pub use liveness::Liveness;
 
-use super::{Cursor, SinkError, Write};
+use super::{Cursor, ErrorKind, Refusal, SinkError, Write};
 use crate::configuration::{Settings, UnknownDevicePolicy};
-use crate::journal::Journaled;
+use crate::domain::QsEvent;
+use crate::journal::{Feed, Journaled};
 use crate::pipeline::dead_letter::DeadLetters;
 use crate::stores::broker::Publisher;
 
@@ -35,11 +37,12 @@ impl RegistrySink {
         pool: PgPool,
         cursor_name: String,
         settings: &Settings,
-        publisher: Publisher,
-        dead_letters: DeadLetters,
+        (publisher, dead_letters): (Publisher, DeadLetters),
+        feed: Feed,
     ) -> Self {
         let writer = RegistryWriter {
             pool: pool.clone(),
+            feed,
             cursor: RegistryCursor {
                 pool: pool.clone(),
                 name: cursor_name,
@@ -104,6 +107,8 @@ impl super::Sink for RegistrySink {
 #[derive(Clone)]
 pub struct RegistryWriter {
     pool: PgPool,
+    /// To read a batch's records back when PostgreSQL refuses one of them.
+    feed: Feed,
     cursor: RegistryCursor,
     register_unknown: bool,
     qs_prefix: String,
@@ -113,12 +118,40 @@ pub struct RegistryWriter {
 
 impl Write<RegistryBatch> for RegistryWriter {
     /// Applies the batch with the cursor in one transaction, then acknowledges its events and
-    /// dead-letters the ones that could not be stored.
-    async fn write(&self, batch: &mut RegistryBatch, last: u64) -> Result<(), SinkError> {
-        let outcomes = batch
-            .apply(&self.pool, (&self.cursor.name, last), self.register_unknown)
+    /// dead-letters the ones that could not be stored. When PostgreSQL refuses the data itself,
+    /// the batch's records are applied again in halves, and so on down to the records it refuses
+    /// one by one (`sequence_gap` alerts of such a batch are not raised again).
+    async fn write(
+        &self,
+        batch: &mut RegistryBatch,
+        span: RangeInclusive<u64>,
+        refused: &mut Vec<Refusal>,
+    ) -> Result<(), SinkError> {
+        match batch
+            .apply(
+                &self.pool,
+                (&self.cursor.name, *span.end()),
+                self.register_unknown,
+            )
             .await
-            .map_err(|e| SinkError::retriable(format!("registry: {e}")))?;
+        {
+            Ok(outcomes) => {
+                self.answer(outcomes, batch);
+                Ok(())
+            }
+            Err(e) => match error_kind(&e) {
+                ErrorKind::Refused => self.isolate(span, refused).await,
+                kind => Err(SinkError {
+                    kind,
+                    message: format!("registry: {e}"),
+                }),
+            },
+        }
+    }
+}
+
+impl RegistryWriter {
+    fn answer(&self, outcomes: Vec<(QsEvent, bool)>, batch: &RegistryBatch) {
         for (event, stored) in outcomes {
             let topic = format!("{}/{}/acks", self.qs_prefix, event.device_id);
             if let Err(e) = self.publisher.publish(topic, event.ack(stored), false) {
@@ -128,7 +161,66 @@ impl Write<RegistryBatch> for RegistryWriter {
         for (device, rejection) in &batch.rejected_events {
             self.dead_letters.event(device, rejection);
         }
+    }
+
+    /// Applies `span` in ever smaller parts until the records PostgreSQL refuses stand alone.
+    async fn isolate(
+        &self,
+        span: RangeInclusive<u64>,
+        refused: &mut Vec<Refusal>,
+    ) -> Result<(), SinkError> {
+        let records = self
+            .feed
+            .read_back(*span.start(), *span.end())
+            .await
+            .map_err(|e| SinkError::retriable(format!("cannot read the batch back: {e}")))?;
+        let mut todo: Vec<_> = std::iter::once(0..records.len()).collect();
+        while let Some(range) = todo.pop() {
+            let Some(last) = records[range.clone()].last().map(|j| j.record.no) else {
+                continue;
+            };
+            let mut batch = RegistryBatch::default();
+            let mut sequences = SequenceState::default();
+            for j in &records[range.clone()] {
+                batch.add(j.record.received, &j.message, &mut sequences);
+            }
+            match batch
+                .apply(&self.pool, (&self.cursor.name, last), self.register_unknown)
+                .await
+            {
+                Ok(outcomes) => self.answer(outcomes, &batch),
+                Err(e) if error_kind(&e) == ErrorKind::Refused => {
+                    if range.len() == 1 {
+                        refused.push(Refusal {
+                            journal_no: last,
+                            reason: format!("PostgreSQL: {e}"),
+                        });
+                    } else {
+                        let middle = range.start + range.len() / 2;
+                        todo.push(middle..range.end);
+                        todo.push(range.start..middle);
+                    }
+                }
+                Err(e) => {
+                    return Err(SinkError {
+                        kind: error_kind(&e),
+                        message: format!("registry: {e}"),
+                    })
+                }
+            }
+        }
         Ok(())
+    }
+}
+
+/// What a PostgreSQL error means for a write: data it refuses (SQLSTATE classes 22, 23, 54),
+/// credentials or privileges (28, 42), anything else (connections, restarts) is retried.
+fn error_kind(e: &sqlx::Error) -> ErrorKind {
+    let code = e.as_database_error().and_then(|d| d.code());
+    match code.as_deref().map(|c| c.get(..2).unwrap_or(c)) {
+        Some("22" | "23" | "54") => ErrorKind::Refused,
+        Some("28" | "42") => ErrorKind::Misconfigured,
+        _ => ErrorKind::Retriable,
     }
 }
 
@@ -150,8 +242,19 @@ impl Cursor for RegistryCursor {
         Ok(position.unwrap_or(0).max(0) as u64)
     }
 
-    /// Nothing left to do: the batch's transaction stored it.
-    async fn store(&self, _last: u64) -> Result<(), SinkError> {
+    /// Each batch's transaction stores it; this moves it past records refused at the end of a
+    /// batch, and never back.
+    async fn store(&self, last: u64) -> Result<(), SinkError> {
+        sqlx::query(
+            "INSERT INTO collector_cursors (name, position) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET position = GREATEST(collector_cursors.position, EXCLUDED.position), \
+             updated_at = now()",
+        )
+        .bind(&self.name)
+        .bind(last as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| SinkError::retriable(format!("registry cursor: {e}")))?;
         Ok(())
     }
 }

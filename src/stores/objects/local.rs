@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{checked_key, ArchiveObject, ObjectBackend, ObjectError, Objects};
+use super::{checked_key, ArchiveObject, Failed, ObjectBackend, ObjectError, Objects};
 
 #[derive(Debug, Clone)]
 pub struct LocalStore {
@@ -47,24 +47,28 @@ impl ObjectBackend for LocalStore {
     }
 
     /// All in one blocking task: a window's objects are many small files.
-    async fn put_all(&self, objects: Objects) -> (Objects, Option<ObjectError>) {
+    async fn put_all(&self, objects: Objects) -> Failed {
         let store = self.clone();
         let written = tokio::task::spawn_blocking(move || {
             let mut failed = Vec::new();
-            let mut error = None;
             for (key, bytes) in objects {
                 let result = store
                     .path(&key)
                     .and_then(|path| Ok(write_file(&path, &bytes)?));
                 if let Err(e) = result {
-                    error.get_or_insert(e);
-                    failed.push((key, bytes));
+                    failed.push((key, bytes, e));
                 }
             }
-            (failed, error)
+            failed
         })
         .await;
-        written.unwrap_or_else(|e| (Vec::new(), Some(ObjectError::Io(std::io::Error::other(e)))))
+        // The objects went with the task: should it panic, so does the caller (the archive sink,
+        // which the supervisor restarts to write the window again from the journal).
+        match written {
+            Ok(failed) => failed,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("the archive's write task was cancelled: {e}"),
+        }
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectError> {

@@ -33,12 +33,47 @@ pub enum ObjectError {
     Io(#[from] std::io::Error),
     #[error("invalid object name {0:?}")]
     InvalidKey(String),
+    /// The store refuses this object (too large, a name it does not take).
+    #[error("S3 refused the object: {0}")]
+    Refused(String),
+    /// The store refuses devicehub (credentials, permissions, a missing bucket).
+    #[error("S3 denied access: {0}")]
+    Denied(String),
     #[error("S3: {0}")]
     S3(String),
 }
 
-/// Objects written together; [`ObjectStore::put_all`] hands back the ones that failed.
+impl ObjectError {
+    /// The object can never be written as it is.
+    pub fn is_refused(&self) -> bool {
+        match self {
+            ObjectError::InvalidKey(_) | ObjectError::Refused(_) => true,
+            ObjectError::Io(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidFilename | std::io::ErrorKind::FileTooLarge
+            ),
+            _ => false,
+        }
+    }
+
+    /// The store refuses devicehub itself: a matter of configuration.
+    pub fn is_denied(&self) -> bool {
+        match self {
+            ObjectError::Denied(_) => true,
+            ObjectError::Io(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// Objects written together, as `(key, bytes)`.
 pub type Objects = Vec<(String, Vec<u8>)>;
+
+/// Objects that could not be written, each with why.
+pub type Failed = Vec<(String, Vec<u8>, ObjectError)>;
 
 /// One place objects live. Keys reach a backend already checked ([`checked_key`]).
 #[async_trait]
@@ -48,27 +83,19 @@ pub trait ObjectBackend: Send + Sync + std::fmt::Debug {
     /// Whether the store answers (for `/readyz`).
     async fn check(&self) -> Result<(), ObjectError>;
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), ObjectError>;
-    /// Writes many objects; returns those that could not be written, with the first error.
-    /// By default sixteen at a time.
-    async fn put_all(&self, objects: Objects) -> (Objects, Option<ObjectError>) {
+    /// Writes many objects; returns those that could not be written, each with why. By default
+    /// sixteen at a time.
+    async fn put_all(&self, objects: Objects) -> Failed {
         use futures_util::StreamExt;
-        let results: Vec<_> = futures_util::stream::iter(objects)
+        futures_util::stream::iter(objects)
             .map(|(key, bytes)| async move {
                 let result = self.put(&key, bytes.clone()).await;
                 (key, bytes, result)
             })
             .buffer_unordered(16)
+            .filter_map(|(key, bytes, result)| async move { result.err().map(|e| (key, bytes, e)) })
             .collect()
-            .await;
-        let mut failed = Vec::new();
-        let mut error = None;
-        for (key, bytes, result) in results {
-            if let Err(e) = result {
-                error.get_or_insert(e);
-                failed.push((key, bytes));
-            }
-        }
-        (failed, error)
+            .await
     }
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectError>;
     /// The sub-folders right below `prefix` (which ends with `/`), each ending with `/`.
@@ -134,17 +161,18 @@ impl ObjectStore {
         self.0.put(key, bytes).await
     }
 
-    /// Writes many objects; returns those that could not be written, with the first error.
-    pub async fn put_all(&self, objects: Objects) -> (Objects, Option<ObjectError>) {
-        let (objects, refused): (Objects, Objects) = objects
+    /// Writes many objects; returns those that could not be written, each with why.
+    pub async fn put_all(&self, objects: Objects) -> Failed {
+        let (objects, invalid): (Objects, Objects) = objects
             .into_iter()
             .partition(|(key, _)| checked_key(key).is_ok());
-        let (mut failed, mut error) = self.0.put_all(objects).await;
-        if let Some((key, _)) = refused.first() {
-            error.get_or_insert(ObjectError::InvalidKey(key.clone()));
-        }
-        failed.extend(refused);
-        (failed, error)
+        let mut failed = self.0.put_all(objects).await;
+        failed.extend(
+            invalid
+                .into_iter()
+                .map(|(key, bytes)| (key.clone(), bytes, ObjectError::InvalidKey(key))),
+        );
+        failed
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectError> {

@@ -26,11 +26,30 @@ pub struct S3Store {
     bucket: String,
 }
 
+/// S3 error codes that refuse the object itself, whatever the credentials and the bucket.
+const REFUSED_CODES: &[&str] = &[
+    "EntityTooLarge",
+    "KeyTooLongError",
+    "InvalidArgument",
+    "MetadataTooLarge",
+    "InvalidObjectName",
+];
+
 fn s3_error<E>(e: aws_sdk_s3::error::SdkError<E>) -> ObjectError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 {
-    ObjectError::S3(DisplayErrorContext(e).to_string())
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let refused = e.code().is_some_and(|c| REFUSED_CODES.contains(&c));
+    let text = DisplayErrorContext(e).to_string();
+    match status {
+        _ if refused => ObjectError::Refused(text),
+        // Credentials, permissions, a missing bucket, another region: the server refuses us.
+        Some(status) if (300..500).contains(&status) && status != 408 && status != 429 => {
+            ObjectError::Denied(text)
+        }
+        _ => ObjectError::S3(text),
+    }
 }
 
 impl S3Store {
