@@ -9,6 +9,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::configuration::Settings;
+use crate::domain::Severity;
 use crate::journal::{Feed, FileCursor, Journal};
 use crate::metrics::Metrics;
 use crate::pipeline::dead_letter::DeadLetters;
@@ -17,6 +18,7 @@ use crate::pipeline::dedupe::Dedupers;
 use crate::pipeline::enrich::DeviceTypes;
 use crate::pipeline::policy::Acceptance;
 use crate::pipeline::{AckQueue, Ingest};
+use crate::registry::alerts;
 use crate::sinks::driver::{self, Oversight};
 use crate::sinks::quarantine::PgQuarantine;
 use crate::sinks::{archive, influxdb, registry};
@@ -25,9 +27,6 @@ use crate::stores::broker::Publisher;
 use crate::stores::influxdb::InfluxClient;
 use crate::stores::objects::ObjectStore;
 use crate::supervisor::{Supervisor, Wave};
-
-/// Journal segment files roll at this size.
-const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// At most this many records kept decoded for the sinks (about 850 bytes each with their
 /// payload). The cache holds what the slowest sink has yet to read: usually a few thousand
@@ -50,7 +49,10 @@ pub async fn start(
     supervisor: &mut Supervisor,
     metrics: &Arc<Metrics>,
 ) -> anyhow::Result<()> {
-    let (journal, end) = Journal::open(&settings.collector.journal_dir, SEGMENT_BYTES)?;
+    let (journal, end) = Journal::open(
+        &settings.collector.journal_dir,
+        settings.collector.segment_bytes,
+    )?;
     let decoder = Arc::new(Decoder::from_settings(&settings.mqtt));
     let feed = Feed::new(
         journal.dir().to_owned(),
@@ -79,7 +81,8 @@ pub async fn start(
         cursor("influxdb"),
         metrics.clone(),
     );
-    driver::spawn(supervisor, sinks, settings.influxdb.batch, sink).await?;
+    let mut skipped = Vec::new();
+    skipped.extend(driver::spawn(supervisor, sinks, settings.influxdb.batch, sink).await?);
     let sink = archive::ArchiveSink::new(
         stores.objects.clone(),
         device_types.clone(),
@@ -87,7 +90,7 @@ pub async fn start(
         cursor("archive"),
         metrics.clone(),
     );
-    driver::spawn(supervisor, sinks, settings.archive.batch, sink).await?;
+    skipped.extend(driver::spawn(supervisor, sinks, settings.archive.batch, sink).await?);
     let registry_cursor = format!("{}/{}/registry", settings.mqtt.client_id, journal.id());
     let sink = registry::RegistrySink::new(
         stores.pool.clone(),
@@ -96,7 +99,24 @@ pub async fn start(
         (stores.publisher.clone(), dead_letters.clone()),
         feed.clone(),
     );
-    driver::spawn(supervisor, sinks, settings.registry.batch, sink).await?;
+    skipped.extend(driver::spawn(supervisor, sinks, settings.registry.batch, sink).await?);
+    for s in skipped {
+        let message = format!(
+            "the {} sink's cursor ({}) was outside the journal: it starts after record {}, and \
+             does not write what lay between",
+            s.sink, s.stored, s.start
+        );
+        if let Err(e) = alerts::raise_service(
+            &stores.pool,
+            "journal_skipped",
+            Severity::Critical,
+            &message,
+        )
+        .await
+        {
+            tracing::error!(error = %e, %message, "cannot raise an alert");
+        }
+    }
 
     let liveness = registry::Liveness::new(stores.pool.clone(), &settings.collector);
     supervisor.spawn("liveness", Wave::Intake, move |shutdown| {
@@ -112,6 +132,7 @@ pub async fn start(
     let (source, incoming) =
         MqttSource::new(&settings.mqtt, decoder.subscriptions(), acks.clone())?;
     let ingest = Ingest {
+        fsync: settings.collector.fsync,
         decoder,
         acceptance,
         dedupers,

@@ -13,6 +13,9 @@ use sqlx::postgres::{PgConnectOptions, PgSslMode};
 /// The defaults ship inside the binary, so `devicehub` runs from any directory.
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
+/// The largest `mqtt.max_payload_bytes` accepted.
+pub const MAX_PAYLOAD_LIMIT: usize = 16 * 1024 * 1024;
+
 /// Shortest HS256 secret accepted (RFC 7518 asks for a key at least as long as the hash).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
@@ -170,9 +173,24 @@ pub struct S3Settings {
 pub struct CollectorSettings {
     pub journal_dir: std::path::PathBuf,
     pub max_journal_bytes: u64,
+    /// Journal files roll at this size; whole files are deleted once every sink is past them.
+    pub segment_bytes: u64,
+    pub fsync: FsyncPolicy,
     pub send_interval_secs: u64,
     pub hello_interval_secs: u64,
     pub liveness_check_secs: u64,
+}
+
+/// When the journal is handed to the disk (`fsync`). Either way a record is in the OS before
+/// the broker gets its acknowledgement, so it survives devicehub crashing; the policy decides
+/// what survives the machine crashing.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// Before the acknowledgements of each batch: nothing acknowledged is lost.
+    Batch,
+    /// Once a second: up to a second of acknowledged messages can be lost with the machine.
+    Interval,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -293,6 +311,19 @@ impl Settings {
                     "{name}.max_events and {name}.max_bytes must be greater than zero"
                 )));
             }
+        }
+        if self.collector.segment_bytes < 4096
+            || self.collector.segment_bytes > self.collector.max_journal_bytes
+        {
+            return Err(SettingsError::Invalid(
+                "collector.segment_bytes must be at least 4096 and at most collector.max_journal_bytes".into(),
+            ));
+        }
+        // A journal record holds one message; the journal takes records up to 64 MiB.
+        if !(1..=MAX_PAYLOAD_LIMIT).contains(&self.mqtt.max_payload_bytes) {
+            return Err(SettingsError::Invalid(format!(
+                "mqtt.max_payload_bytes must be 1 to {MAX_PAYLOAD_LIMIT}"
+            )));
         }
         if self.archive.backend == ArchiveBackend::S3 {
             self.s3.check()?;

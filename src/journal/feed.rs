@@ -102,6 +102,17 @@ impl Feed {
         }
     }
 
+    /// The oldest record still in the journal's files (the next one to be written when none is).
+    pub fn oldest(&self) -> io::Result<u64> {
+        let segments = super::list_segments(&self.dir)?;
+        Ok(segments.first().map_or(self.end.current() + 1, |s| s.first))
+    }
+
+    /// The last record written.
+    pub fn newest(&self) -> u64 {
+        self.end.current()
+    }
+
     /// The last record every sink has written (0 before any sink is registered).
     pub fn written_by_all(&self) -> u64 {
         self.min(|p| &p.written)

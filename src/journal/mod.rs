@@ -64,7 +64,14 @@ pub struct Journal {
     next_no: u64,
     end: watch::Sender<u64>,
     buf: Vec<u8>,
+    /// Set while a failed write is not yet cut back: `(first record, segment length)` before it.
+    torn: Option<(u64, u64)>,
+    /// Held while the journal is open: one process per journal directory.
+    _lock: File,
 }
+
+/// The writer's buffer: a batch of records goes to the OS in a few system calls.
+const WRITE_BUFFER: usize = 256 * 1024;
 
 /// Where readers learn how far the journal has been written (the last complete record number).
 #[derive(Clone)]
@@ -108,10 +115,44 @@ fn list_segments(dir: &Path) -> io::Result<Vec<Segment>> {
     Ok(segments)
 }
 
+/// Takes the journal's lock file (an advisory lock the OS releases when the process ends, even
+/// killed): two processes appending to one journal would corrupt it.
+fn lock(dir: &Path) -> io::Result<File> {
+    let path = dir.join("journal.lock");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)?;
+            writeln!(file, "{}", std::process::id())?;
+            Ok(file)
+        }
+        Err(fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                format!(
+                    "the journal in {} is in use by another devicehub process (pid {}); \
+                     give each process its own collector.journal_dir",
+                    dir.display(),
+                    holder.trim()
+                ),
+            ))
+        }
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 impl Journal {
     /// Opens (or creates) the journal in `dir`, cutting off a torn tail.
+    /// Fails when another process has the journal open.
     pub fn open(dir: &Path, segment_bytes: u64) -> io::Result<(Self, JournalEnd)> {
         fs::create_dir_all(dir)?;
+        let lock = lock(dir)?;
         let id_path = dir.join("journal.id");
         let id = match fs::read_to_string(&id_path) {
             Ok(id) => id.trim().to_owned(),
@@ -156,10 +197,12 @@ impl Journal {
                 id,
                 segment_bytes,
                 segments,
-                writer: BufWriter::with_capacity(256 * 1024, file),
+                writer: BufWriter::with_capacity(WRITE_BUFFER, file),
                 next_no,
                 end,
                 buf: Vec::new(),
+                torn: None,
+                _lock: lock,
             },
             JournalEnd(Arc::new(rx)),
         ))
@@ -216,8 +259,36 @@ impl Journal {
         self.end.send_replace(self.next_no - 1);
     }
 
+    /// Writes the entries and hands them to the operating system. When a write fails (a full
+    /// disk, an I/O error), the segment is cut back to its last whole record before the error
+    /// returns, so that no torn or half-written batch is left for readers, or for the next start
+    /// to cut records the broker already had acknowledged.
     fn write(&mut self, entries: &[Entry]) -> io::Result<std::ops::RangeInclusive<u64>> {
+        if let Some((first, bytes)) = self.torn {
+            self.cut_back(first, bytes)?;
+        }
         let first = self.next_no;
+        let bytes = self.segments.last().map_or(0, |s| s.bytes);
+        if let Err(e) = self.write_records(entries) {
+            // Until the cut succeeds, nothing else is written.
+            self.torn = Some((first, bytes));
+            self.cut_back(first, bytes)?;
+            return Err(e);
+        }
+        if self
+            .segments
+            .last()
+            .is_some_and(|s| s.bytes >= self.segment_bytes)
+        {
+            // The records are written: a segment that cannot roll now grows until it can.
+            if let Err(e) = self.roll() {
+                tracing::warn!(error = %e, "journal: cannot start a new segment yet");
+            }
+        }
+        Ok(first..=self.next_no - 1)
+    }
+
+    fn write_records(&mut self, entries: &[Entry]) -> io::Result<()> {
         for entry in entries {
             self.buf.clear();
             self.buf.extend_from_slice(&self.next_no.to_le_bytes());
@@ -237,20 +308,35 @@ impl Journal {
                 .write_all(&(self.buf.len() as u32).to_le_bytes())?;
             self.writer.write_all(&crc.to_le_bytes())?;
             self.writer.write_all(&self.buf)?;
-            let segment = self.segments.last_mut().expect("current segment");
-            segment.bytes += (HEADER + self.buf.len()) as u64;
+            if let Some(segment) = self.segments.last_mut() {
+                segment.bytes += (HEADER + self.buf.len()) as u64;
+            }
             self.next_no += 1;
         }
-        self.writer.flush()?;
-        let last = self.next_no - 1;
-        if self
+        self.writer.flush()
+    }
+
+    /// Forgets what was written after record `first - 1`, at `bytes` into the current segment:
+    /// the writer's buffer is dropped unwritten and the file cut to its length before.
+    fn cut_back(&mut self, first: u64, bytes: u64) -> io::Result<()> {
+        let path = self
             .segments
             .last()
-            .is_some_and(|s| s.bytes >= self.segment_bytes)
-        {
-            self.roll()?;
+            .map(|s| s.path.clone())
+            .ok_or_else(|| io::Error::other("the journal has no segment"))?;
+        let fresh = OpenOptions::new().append(true).open(&path)?;
+        let old = std::mem::replace(
+            &mut self.writer,
+            BufWriter::with_capacity(WRITE_BUFFER, fresh),
+        );
+        let (file, _unwritten) = old.into_parts();
+        file.set_len(bytes)?;
+        if let Some(segment) = self.segments.last_mut() {
+            segment.bytes = bytes;
         }
-        Ok(first..=last)
+        self.next_no = first;
+        self.torn = None;
+        Ok(())
     }
 
     fn roll(&mut self) -> io::Result<()> {
@@ -258,7 +344,7 @@ impl Journal {
         self.writer.get_ref().sync_data()?;
         let path = segment_path(&self.dir, self.next_no);
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        self.writer = BufWriter::with_capacity(256 * 1024, file);
+        self.writer = BufWriter::with_capacity(WRITE_BUFFER, file);
         self.segments.push(Segment {
             first: self.next_no,
             path,

@@ -133,3 +133,28 @@ fn consumed_segments_are_removed_and_cursors_persist() {
     assert_eq!(cursor.load().unwrap(), 17);
     fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_second_process_cannot_open_a_journal_in_use() {
+    let dir = temp_dir();
+    let (journal, _) = Journal::open(&dir, 1 << 20).unwrap();
+    let refused = Journal::open(&dir, 1 << 20)
+        .err()
+        .expect("refused while open");
+    assert_eq!(refused.kind(), io::ErrorKind::ResourceBusy);
+    let message = refused.to_string();
+    assert!(
+        message.contains("in use by another devicehub process"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&std::process::id().to_string()),
+        "{message}"
+    );
+    drop(journal);
+    assert!(
+        Journal::open(&dir, 1 << 20).is_ok(),
+        "free again once closed"
+    );
+    fs::remove_dir_all(dir).unwrap();
+}

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, Notify};
 
+use crate::configuration::FsyncPolicy;
 use crate::domain::Message;
 use crate::journal::{Decode, Entry, Feed, Journal, Journaled, Record};
 use crate::metrics::Metrics;
@@ -105,11 +106,11 @@ impl Decode for Decoder {
 /// The most messages taken from a source in one batch.
 const BATCH: usize = 4096;
 
-/// How often the journal is handed to the disk (fsync) while ingest runs; records survive a
-/// crash of the process at once, this bounds what a crash of the machine can take.
+/// How often the journal is handed to the disk (fsync) under `collector.fsync = "interval"`.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Ingest {
+    pub fsync: FsyncPolicy,
     pub decoder: Arc<Decoder>,
     pub acceptance: Acceptance,
     pub dedupers: Dedupers,
@@ -138,28 +139,47 @@ impl Ingest {
                     Err(_) => break,
                 }
             }
-            self.take(&batch).await;
-            acks.push(batch.drain(..).filter_map(|m| m.ack));
-            if last_sync.elapsed() > SYNC_EVERY {
-                last_sync = tokio::time::Instant::now();
-                if let Ok(file) = self.journal.sync_handle() {
-                    tokio::task::spawn_blocking(move || file.sync_data());
+            let appended = self.take(&batch).await;
+            match self.fsync {
+                FsyncPolicy::Batch if appended => self.sync().await,
+                FsyncPolicy::Interval if last_sync.elapsed() > SYNC_EVERY => {
+                    last_sync = tokio::time::Instant::now();
+                    if let Ok(file) = self.journal.sync_handle() {
+                        tokio::task::spawn_blocking(move || file.sync_data());
+                    }
                 }
+                _ => {}
             }
+            acks.push(batch.drain(..).filter_map(|m| m.ack));
         }
-        let synced = match self.journal.sync_handle() {
-            Ok(file) => tokio::task::spawn_blocking(move || file.sync_data())
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|r| r),
-            Err(e) => Err(e),
-        };
+        let synced = self.try_sync().await;
+        // What every sink has written goes, so the next start finds the journal as small as
+        // it can be.
+        if let Err(e) = self.journal.remove_through(self.feed.written_by_all()) {
+            tracing::warn!(error = %e, "cannot remove consumed journal segments");
+        }
         acks.close();
         synced.map_err(|e| anyhow::anyhow!("cannot sync the journal: {e}"))
     }
 
-    /// Decodes, filters and journals one batch.
-    async fn take(&mut self, batch: &[Incoming]) {
+    /// Hands the journal to the disk; until it can, acknowledgements wait.
+    async fn sync(&self) {
+        let mut backoff = Backoff::new();
+        while let Err(e) = self.try_sync().await {
+            tracing::error!(error = %e, "cannot sync the journal; retrying (broker acks held)");
+            backoff.wait().await;
+        }
+    }
+
+    async fn try_sync(&self) -> std::io::Result<()> {
+        let file = self.journal.sync_handle()?;
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    /// Decodes, filters and journals one batch; whether anything was appended.
+    async fn take(&mut self, batch: &[Incoming]) -> bool {
         // Microseconds, as the journal keeps it: a record decoded again later (by a sink that
         // missed the decoded cache, or after a restart) gives exactly the same readings.
         let now = Utc::now();
@@ -178,9 +198,11 @@ impl Ingest {
             }
         }
         self.hold_while_the_journal_is_full().await;
-        if !entries.is_empty() {
-            self.append(entries, decoded).await;
+        if entries.is_empty() {
+            return false;
         }
+        self.append(entries, decoded).await;
+        true
     }
 
     /// The message, when it is to be journaled.

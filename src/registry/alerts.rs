@@ -9,7 +9,8 @@ use crate::domain::{DeviceId, NewAlert, Page, Severity};
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Alert {
     pub id: i64,
-    pub device_id: String,
+    /// The device, or `null` for an alert about devicehub itself (its journal, its sinks).
+    pub device_id: Option<String>,
     pub alert_type: String,
     pub severity: Severity,
     pub message: String,
@@ -44,6 +45,24 @@ pub async fn raise(pool: &PgPool, id: &DeviceId, alert: NewAlert) -> Result<Aler
         .fetch_one(pool)
         .await
         .map_err(missing_device(id.as_str()))
+}
+
+/// Raises an alert about devicehub itself (no device).
+pub async fn raise_service(
+    pool: &PgPool,
+    alert_type: &str,
+    severity: Severity,
+    message: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO alerts (device_id, alert_type, severity, message) VALUES (NULL, $1, $2, $3)",
+    )
+    .bind(alert_type)
+    .bind(severity)
+    .bind(message)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Alerts of one device (`Some`) or of all devices (`None`), newest first.

@@ -48,8 +48,8 @@ pub struct QuarantineFilter {
     pub page: Page,
 }
 
-/// Keeps the record and, the first time, raises a `sink_rejected` alert on its device (when the
-/// device is registered). Returns whether it was new.
+/// Keeps the record and, the first time, raises a `sink_rejected` alert on its device. Returns
+/// whether it was new.
 pub async fn add(pool: &PgPool, record: &NewQuarantined<'_>) -> Result<bool, sqlx::Error> {
     // What a store said may hold anything; PostgreSQL's text takes no NUL.
     let printable = |s: &str, max: usize| -> String {
@@ -79,9 +79,18 @@ pub async fn add(pool: &PgPool, record: &NewQuarantined<'_>) -> Result<bool, sql
     .fetch_optional(&mut *tx)
     .await?;
     if let (Some(id), Some(device)) = (new, record.device_id) {
+        // Ingest only takes a device the registry knows or is to register (mqtt.unknown_devices):
+        // the quarantine may come first, and registers it as the registry sink would.
+        sqlx::query(
+            "INSERT INTO devices (device_id, device_name, status) VALUES ($1, $1, 'unregistered') \
+             ON CONFLICT (device_id) DO NOTHING",
+        )
+        .bind(device)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO alerts (device_id, alert_type, severity, message) \
-             SELECT $1, 'sink_rejected', 'error', $2 WHERE EXISTS (SELECT 1 FROM devices WHERE device_id = $1)",
+             VALUES ($1, 'sink_rejected', 'error', $2)",
         )
         .bind(device)
         .bind(format!(

@@ -40,19 +40,51 @@ const READ_CHUNK: usize = 500;
 /// tick bounds that at the price of at most this much latency.
 const GATHER_TICK: Duration = Duration::from_millis(20);
 
+/// A sink's stored cursor pointed outside the journal, and where it starts instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub sink: &'static str,
+    pub stored: u64,
+    pub start: u64,
+}
+
 /// Starts `sink` under the supervisor, reading after its stored cursor. The sink's position is
 /// registered with the feed before this returns, so the journal keeps what the sink needs.
+///
+/// A cursor before the journal's oldest record (the database restored or recreated while the
+/// journal was kept, or segments removed by hand) starts at the oldest record; one past its
+/// newest (a journal restored from an older copy) at the newest. Either is returned, for a
+/// warning and an alert: what lies between is not written by this sink.
 pub async fn spawn<S: Sink>(
     supervisor: &mut Supervisor,
     (feed, oversight): (&Feed, &Oversight),
     batch: BatchSettings,
     sink: S,
-) -> anyhow::Result<()> {
-    let start = sink
+) -> anyhow::Result<Option<Skipped>> {
+    let stored = sink
         .cursor()
         .load()
         .await
         .with_context(|| format!("cannot read the {} sink's cursor", S::NAME))?;
+    let oldest = feed
+        .oldest()
+        .context("cannot list the journal's segments")?;
+    let start = stored.clamp(oldest - 1, feed.newest().max(oldest - 1));
+    let skipped = (start != stored).then_some(Skipped {
+        sink: S::NAME,
+        stored,
+        start,
+    });
+    if let Some(s) = &skipped {
+        tracing::warn!(
+            sink = s.sink,
+            cursor = s.stored,
+            oldest,
+            newest = feed.newest(),
+            "the sink's cursor is outside the journal; starting after record {}",
+            s.start
+        );
+    }
     let position = feed.register(start);
     let (feed, oversight) = (feed.clone(), oversight.clone());
     supervisor.spawn(format!("{} sink", S::NAME), Wave::Sinks, move |shutdown| {
@@ -65,7 +97,7 @@ pub async fn spawn<S: Sink>(
         }
         .run()
     });
-    Ok(())
+    Ok(skipped)
 }
 
 struct Driver<S> {

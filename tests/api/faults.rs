@@ -741,3 +741,140 @@ async fn influxdb_refusing_the_credentials_fails_readyz_with_the_reason_and_lose
     drop(broker);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_database_recreated_while_the_journal_was_kept_starts_with_an_alert() {
+    use reqwest::Method;
+    let (tag, dir) = scratch();
+    let broker = servers::mosquitto(&dir);
+    let mut service = Service::new(&tag, broker.port, &dir);
+    // Small segments: the first ones are deleted once every sink has written them.
+    service.set("DEVICEHUB__COLLECTOR__SEGMENT_BYTES", "65536");
+    service.start().await;
+    let publisher = stream(broker.port, &tag, Duration::from_millis(1));
+    let _client = publisher.await.unwrap();
+    let store = ObjectStore::local(dir.join("archive"));
+    assert_all_stored_once(&mut service, &store, 60).await;
+    let (status, _) = service.terminate();
+    assert!(status.success());
+    let oldest = std::fs::read_dir(dir.join("journal"))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter_map(|name| name.strip_suffix(".seg")?.parse::<u64>().ok())
+        .min()
+        .unwrap();
+    assert!(oldest > 1, "consumed segments were removed");
+
+    // The registry comes back empty (a new database): its cursor of this journal is gone.
+    let admin = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "DROP DATABASE \"devicehub_test_{tag}\" WITH (FORCE)"
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
+    admin.close().await;
+    service.start().await;
+    let (status, alerts) = service.api(Method::GET, "/api/alerts", None).await;
+    assert_eq!(status, 200);
+    let skipped: Vec<&Value> = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["alert_type"] == "journal_skipped")
+        .collect();
+    assert_eq!(skipped.len(), 1, "{alerts}");
+    assert_eq!(skipped[0]["device_id"], Value::Null);
+    assert_eq!(skipped[0]["severity"], "critical");
+    assert!(
+        skipped[0]["message"].as_str().unwrap().contains("registry"),
+        "{}",
+        skipped[0]
+    );
+    // And it works on: a new message reaches the registry.
+    publish_each(
+        broker.port,
+        &[(
+            format!("iot/{DEVICE}/telemetry"),
+            json!({"v": 2, "seq": MESSAGES + 1, "measurements": [{"type": "voltage_ac", "val": 1.0}]})
+                .to_string()
+                .into_bytes(),
+        )],
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, device) = service
+            .api(Method::GET, &format!("/api/devices/{DEVICE}"), None)
+            .await;
+        if status == 200 && device["status"] == "unregistered" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status} {device}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(broker);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A tmpfs of `bytes` mounted at `dir` (the test runs as root, as the test script does).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: PathBuf, bytes: u64) -> Self {
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "cannot mount a tmpfs at {}",
+            dir.display()
+        );
+        Self(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn the_journal_disk_filling_up_holds_acks_and_loses_nothing_once_freed() {
+    let (tag, dir) = scratch();
+    let broker = servers::mosquitto(&dir);
+    let disk = Tmpfs::mount(dir.join("journal-disk"), 8 * 1024 * 1024);
+    let ballast = disk.0.join("ballast");
+    // Most of the disk taken by something else: the journal runs out of room mid-stream.
+    std::fs::write(&ballast, vec![0u8; 8 * 1024 * 1024 - 160 * 1024]).unwrap();
+    let mut service = Service::new(&tag, broker.port, &dir);
+    service.set(
+        "DEVICEHUB__COLLECTOR__JOURNAL_DIR",
+        disk.0.join("journal").display().to_string(),
+    );
+    service.set("DEVICEHUB__COLLECTOR__SEGMENT_BYTES", "32768");
+    service.start().await;
+    let publisher = stream(broker.port, &tag, Duration::from_millis(10));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(service.is_running(), "devicehub exited on a full disk");
+    let points_while_full = influx_points(&service.influx()).await;
+    assert!(
+        points_while_full < MESSAGES,
+        "the disk filled up before the stream ended"
+    );
+    std::fs::remove_file(&ballast).unwrap();
+    let _client = publisher.await.unwrap();
+    let store = ObjectStore::local(dir.join("archive"));
+    assert_all_stored_once(&mut service, &store, 90).await;
+    registry_saw_every_seq(&tag).await;
+    drop(service);
+    drop(disk);
+    drop(broker);
+    let _ = std::fs::remove_dir_all(dir);
+}
