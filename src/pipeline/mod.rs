@@ -103,6 +103,12 @@ impl Decode for Decoder {
     }
 }
 
+/// A sync of the journal under way, and the acknowledgements waiting for it.
+struct Syncing {
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    acks: Vec<Ack>,
+}
+
 /// The most messages taken from a source in one batch.
 const BATCH: usize = 4096;
 
@@ -131,7 +137,34 @@ impl Ingest {
     ) -> anyhow::Result<()> {
         let mut batch = Vec::with_capacity(BATCH);
         let mut last_sync = tokio::time::Instant::now();
-        while let Some(first) = incoming.recv().await {
+        // `fsync = "batch"`: the acks of what is journaled wait for the next sync, which runs
+        // while the next batch is taken (one in flight, covering everything journaled before
+        // it started), so the disk's latency costs throughput only when it is the bottleneck.
+        let mut syncing: Option<Syncing> = None;
+        let mut unsynced: Vec<Ack> = Vec::new();
+        loop {
+            let first = tokio::select! {
+                biased;
+                done = async { (&mut syncing.as_mut().expect("guarded").task).await },
+                    if syncing.is_some() =>
+                {
+                    let covered = syncing.take().map(|s| s.acks).unwrap_or_default();
+                    match done.map_err(std::io::Error::other).and_then(|r| r) {
+                        Ok(()) => acks.push(covered),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot sync the journal; retrying (broker acks held)");
+                            unsynced.splice(0..0, covered);
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                    if !unsynced.is_empty() {
+                        syncing = Some(self.start_sync(std::mem::take(&mut unsynced)));
+                    }
+                    continue;
+                }
+                first = incoming.recv() => first,
+            };
+            let Some(first) = first else { break };
             batch.push(first);
             while batch.len() < BATCH {
                 match incoming.try_recv() {
@@ -140,19 +173,32 @@ impl Ingest {
                 }
             }
             let appended = self.take(&batch).await;
+            let owed = batch.drain(..).filter_map(|m| m.ack);
             match self.fsync {
-                FsyncPolicy::Batch if appended => self.sync().await,
+                FsyncPolicy::Batch if appended => {
+                    unsynced.extend(owed);
+                    if syncing.is_none() {
+                        syncing = Some(self.start_sync(std::mem::take(&mut unsynced)));
+                    }
+                }
                 FsyncPolicy::Interval if last_sync.elapsed() > SYNC_EVERY => {
                     last_sync = tokio::time::Instant::now();
+                    acks.push(owed);
                     if let Ok(file) = self.journal.sync_handle() {
                         tokio::task::spawn_blocking(move || file.sync_data());
                     }
                 }
-                _ => {}
+                _ => acks.push(owed),
             }
-            acks.push(batch.drain(..).filter_map(|m| m.ack));
+        }
+        if let Some(s) = syncing.take() {
+            unsynced.extend(s.acks);
+            let _ = s.task.await;
         }
         let synced = self.try_sync().await;
+        if synced.is_ok() {
+            acks.push(unsynced);
+        }
         // What every sink has written goes, so the next start finds the journal as small as
         // it can be.
         if let Err(e) = self.journal.remove_through(self.feed.written_by_all()) {
@@ -162,13 +208,11 @@ impl Ingest {
         synced.map_err(|e| anyhow::anyhow!("cannot sync the journal: {e}"))
     }
 
-    /// Hands the journal to the disk; until it can, acknowledgements wait.
-    async fn sync(&self) {
-        let mut backoff = Backoff::new();
-        while let Err(e) = self.try_sync().await {
-            tracing::error!(error = %e, "cannot sync the journal; retrying (broker acks held)");
-            backoff.wait().await;
-        }
+    /// Starts handing the journal to the disk, for `acks`.
+    fn start_sync(&self, acks: Vec<Ack>) -> Syncing {
+        let file = self.journal.sync_handle();
+        let task = tokio::task::spawn_blocking(move || file?.sync_data());
+        Syncing { task, acks }
     }
 
     async fn try_sync(&self) -> std::io::Result<()> {
