@@ -71,6 +71,14 @@ pub struct TimeRange {
 }
 
 impl TimeRange {
+    /// How long the range is, in seconds, as of now.
+    pub fn seconds(&self) -> u64 {
+        let now = Utc::now();
+        (self.stop.resolve(now) - self.start.resolve(now))
+            .num_seconds()
+            .max(0) as u64
+    }
+
     pub fn parse(start: Option<&str>, stop: Option<&str>) -> Result<Self, Invalid> {
         let start = TimeBound::parse("start", start.unwrap_or("-1h"))?;
         let stop = TimeBound::parse("stop", stop.unwrap_or("now()"))?;

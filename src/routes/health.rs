@@ -2,6 +2,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
+
+use crate::auth::Viewer;
 use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::ToSchema;
@@ -42,8 +44,9 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(HealthStatus::ok("alive"))
 }
 
-/// Readiness: PostgreSQL, the MQTT broker, InfluxDB and the archive all answer. 503 names
-/// each failing dependency.
+/// Readiness: PostgreSQL, the MQTT broker, InfluxDB and the archive all answer, and no sink's
+/// store refuses devicehub. 503 names each failing dependency; with a bearer token (any role)
+/// `details` also says why.
 #[utoipa::path(get, operation_id = "readyz", path = "/readyz", tag = "health",
     responses(
         (status = 200, body = HealthStatus, example = json!({"status": "ready"})),
@@ -51,7 +54,11 @@ pub async fn healthz() -> HttpResponse {
             "status": "not_ready", "error": "database unavailable",
             "details": {"database": "pool timed out while waiting for an open connection"}})),
     ))]
-pub async fn readyz(pool: web::Data<PgPool>, stores: web::Data<super::Stores>) -> HttpResponse {
+pub async fn readyz(
+    caller: Option<Viewer>,
+    pool: web::Data<PgPool>,
+    stores: web::Data<super::Stores>,
+) -> HttpResponse {
     let database = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool.get_ref());
     let (database, influx, archive) = tokio::join!(
         probe(database),
@@ -76,10 +83,14 @@ pub async fn readyz(pool: web::Data<PgPool>, stores: web::Data<super::Stores>) -
         return HttpResponse::Ok().json(HealthStatus::ok("ready"));
     }
     let names: Vec<&str> = failing.keys().map(String::as_str).collect();
+    let error = Some(format!("{} unavailable", names.join(", ")));
+    // What a dependency said (hosts, database and bucket names) only to a signed-in caller:
+    // probes and passers-by learn which dependency fails, not how.
+    let details = caller.map(|_| serde_json::Value::Object(failing));
     HttpResponse::ServiceUnavailable().json(HealthStatus {
         status: "not_ready",
-        error: Some(format!("{} unavailable", names.join(", "))),
-        details: Some(serde_json::Value::Object(failing)),
+        error,
+        details,
     })
 }
 

@@ -41,13 +41,23 @@ pub struct MetricPoint {
     pub unit: String,
 }
 
+/// What a metrics statement selects: the points (optionally downsampled, at most `limit` per
+/// series), or how many there are per series.
+#[derive(Debug, Clone, Copy)]
+pub enum Select {
+    Points {
+        downsample: Option<Downsample>,
+        limit: u32,
+    },
+    Count,
+}
+
 /// The one function that builds InfluxQL, from validated domain types only.
 pub fn metrics_influxql(
     device: &DeviceId,
     metric: Option<&MetricName>,
     range: TimeRange,
-    downsample: Option<Downsample>,
-    limit: u32,
+    select: Select,
 ) -> String {
     // DeviceId and MetricName allow only [A-Za-z0-9._:-]: nothing in them can end a literal.
     let mut filter = format!("\"device_id\" = '{device}'");
@@ -59,17 +69,53 @@ pub fn metrics_influxql(
         range.start.influxql(),
         range.stop.influxql()
     );
-    match downsample {
-        None => format!(
+    match select {
+        Select::Count => format!(
+            "SELECT count(\"value\") AS \"value\" FROM \"{MEASUREMENT}\" WHERE {filter} AND {time} GROUP BY \"metric\", \"unit\""
+        ),
+        Select::Points {
+            downsample: None,
+            limit,
+        } => format!(
             "SELECT \"value\" FROM \"{MEASUREMENT}\" WHERE {filter} AND {time} GROUP BY \"metric\", \"unit\" LIMIT {limit}"
         ),
-        Some(d) => format!(
+        Select::Points {
+            downsample: Some(d),
+            limit,
+        } => format!(
             "SELECT {}(\"value\") AS \"value\" FROM \"{MEASUREMENT}\" WHERE {filter} AND {time} \
              GROUP BY time({}s), \"metric\", \"unit\" fill(none) LIMIT {limit}",
             d.function.as_str(),
             d.every_secs
         ),
     }
+}
+
+/// The most points one metrics answer holds, over all its series.
+pub const MAX_POINTS: u64 = 100_000;
+
+/// How many points the query would answer with: per series, its count of raw points, at most
+/// its buckets when downsampled, at most `limit`.
+async fn points_to_answer(
+    influx: &crate::stores::influxdb::InfluxClient,
+    (device, metric, range): (&DeviceId, Option<&MetricName>, TimeRange),
+    downsample: Option<Downsample>,
+    limit: u32,
+) -> Result<u64, ApiError> {
+    let counts = influx
+        .query(&metrics_influxql(device, metric, range, Select::Count))
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "metrics count query failed");
+            ApiError::Unavailable("influxdb")
+        })?;
+    let buckets = downsample.map(|d| range.seconds() / d.every_secs.max(1) + 1);
+    Ok(counts
+        .iter()
+        .flat_map(|s| &s.values)
+        .filter_map(|row| row.get(1).and_then(serde_json::Value::as_u64))
+        .map(|count| count.min(buckets.unwrap_or(u64::MAX)).min(u64::from(limit)))
+        .sum())
 }
 
 /// Time series of a device from InfluxDB, oldest first.
@@ -109,7 +155,19 @@ pub async fn read(
         )));
     }
     devices::ensure_exists(&pool, &id).await?;
-    let statement = metrics_influxql(&id, metric.as_ref(), range, downsample, limit);
+    let what = (&id, metric.as_ref(), range);
+    let points = points_to_answer(&stores.influx, what, downsample, limit).await?;
+    if points > MAX_POINTS {
+        return Err(ApiError::invalid_parameter(crate::domain::Invalid::new(
+            "start",
+            format!(
+                "the query matches {points} points, more than the {MAX_POINTS} one answer holds: \
+                 narrow start and stop, choose a metric, or downsample (every=1m&fn=mean)"
+            ),
+        )));
+    }
+    let select = Select::Points { downsample, limit };
+    let statement = metrics_influxql(&id, metric.as_ref(), range, select);
     let series = stores.influx.query(&statement).await.map_err(|e| {
         tracing::warn!(error = %e, "metrics query failed");
         ApiError::Unavailable("influxdb")
@@ -160,8 +218,9 @@ mod tests {
             start: TimeBound::Ago(300),
             stop: TimeBound::Now,
         };
+        let points = |downsample, limit| Select::Points { downsample, limit };
         assert_eq!(
-            metrics_influxql(&device, Some(&metric), range, None, 100),
+            metrics_influxql(&device, Some(&metric), range, points(None, 100)),
             "SELECT \"value\" FROM \"iot_telemetry\" WHERE \"device_id\" = 'meter-1' AND \"metric\" = 'voltage_dc' \
              AND time >= now() - 300s AND time <= now() GROUP BY \"metric\", \"unit\" LIMIT 100"
         );
@@ -169,13 +228,21 @@ mod tests {
             &device,
             None,
             range,
-            Some(Downsample {
-                every_secs: 60,
-                function: Aggregate::Max,
-            }),
-            10,
+            points(
+                Some(Downsample {
+                    every_secs: 60,
+                    function: Aggregate::Max,
+                }),
+                10,
+            ),
         );
         assert!(q.starts_with("SELECT max(\"value\") AS \"value\""));
         assert!(q.contains("GROUP BY time(60s), \"metric\", \"unit\" fill(none)"));
+        let count = metrics_influxql(&device, None, range, Select::Count);
+        assert!(
+            count.starts_with("SELECT count(\"value\") AS \"value\""),
+            "{count}"
+        );
+        assert!(count.ends_with("GROUP BY \"metric\", \"unit\""), "{count}");
     }
 }

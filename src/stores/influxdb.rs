@@ -125,14 +125,16 @@ impl Api {
             Api::V2 {
                 token: Some(token), ..
             } => request.header("Authorization", format!("Token {}", token.expose_secret())),
+            // HTTP Basic, which InfluxDB 1.x takes as well as `u`/`p` query parameters: a URL
+            // ends up in logs (ours, a proxy's, InfluxDB's), a header does not.
             Api::V1 {
                 username: Some(user),
                 password,
                 ..
-            } => request.query(&[
-                ("u", user.as_str()),
-                ("p", password.as_ref().map_or("", |p| p.expose_secret())),
-            ]),
+            } => request.basic_auth(
+                user,
+                Some(password.as_ref().map_or("", |p| p.expose_secret())),
+            ),
             _ => request,
         }
     }
@@ -302,6 +304,30 @@ impl InfluxClient {
                 status,
                 body: String::new(),
             })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_credentials_travel_in_a_header_never_in_the_url() {
+        let mut settings = crate::configuration::Settings::load(None).unwrap().influxdb;
+        settings.api = InfluxApi::V1;
+        settings.username = Some("writer".into());
+        settings.password = Some(SecretString::from("s3cret-pw"));
+        let client = InfluxClient::new(&settings).unwrap();
+        for request in [
+            client.api.authorize(client.api.write(&client.http, &client.base)),
+            client.api.authorize(client.http.get(format!("{}/query", client.base))),
+        ] {
+            let request = request.build().unwrap();
+            let url = request.url().as_str();
+            assert!(!url.contains("s3cret") && !url.contains("writer"), "{url}");
+            let header = request.headers()["authorization"].to_str().unwrap();
+            assert!(header.starts_with("Basic "), "{header}");
         }
     }
 }

@@ -236,3 +236,50 @@ async fn a_device_called_lake_does_not_see_the_lake_as_its_raw_data() {
         .await;
     assert_error(lake_file, 404).await;
 }
+
+#[tokio::test]
+async fn a_busy_day_is_listed_newest_first_hour_by_hour_on_s3() {
+    let mut settings = collector_settings();
+    settings.archive.backend = ArchiveBackend::S3;
+    settings.s3 = s3_settings(None);
+    let app = spawn_app_with(settings.clone()).await;
+    app.register("busy").await;
+    let store = ObjectStore::new(S3Store::new(&settings.s3).unwrap());
+    // 1,300 objects of one day across 13 hours: more than one listing page.
+    let objects: Vec<(String, Vec<u8>)> = (0..1300u64)
+        .map(|i| {
+            let (hour, second) = (i / 100, i % 100);
+            let key = format!(
+                "busy/date=2026-02-12/20260212T{hour:02}{:02}{:02}Z-{i:020}.json",
+                second / 60,
+                second % 60
+            );
+            (key, b"[]\n".to_vec())
+        })
+        .collect();
+    assert!(store.put_all(objects).await.is_empty());
+    let listed = app
+        .get("/api/devices/busy/raw-data?limit=150", &app.viewer)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["filename"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 150);
+    assert!(
+        names[0].ends_with("-00000000000000001299.json"),
+        "{}",
+        names[0]
+    );
+    assert!(
+        names[149].ends_with("-00000000000000001150.json"),
+        "{}",
+        names[149]
+    );
+    assert!(names.windows(2).all(|w| w[0] > w[1]), "newest first");
+}

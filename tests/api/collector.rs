@@ -597,3 +597,48 @@ async fn a_record_postgresql_refuses_is_quarantined_and_the_registry_moves_on() 
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_metrics_query_over_the_point_cap_is_400_and_downsampled_it_answers() {
+    let app = spawn_app_with(collector_settings()).await;
+    app.register("dense").await;
+    let influx = devicehub::stores::influxdb::InfluxClient::new(&app.settings.influxdb).unwrap();
+    influx.ensure_database().await.unwrap();
+    // Two metrics of 60,001 points each within the last 30 minutes, straight into InfluxDB.
+    let start = Utc::now() - Duration::minutes(30);
+    let mut lines = String::new();
+    for metric in ["voltage_ac", "current_ac"] {
+        for i in 0..60_001i64 {
+            let at = (start + Duration::milliseconds(i * 20))
+                .timestamp_nanos_opt()
+                .unwrap();
+            lines.push_str(&format!(
+                "iot_telemetry,device_id=dense,metric={metric},unit=V value={i}.0 {at}\n"
+            ));
+        }
+    }
+    influx.write(&bytes::Bytes::from(lines)).await.unwrap();
+    let path = "/api/devices/dense/metrics?start=-1h&limit=100000";
+    let response = app.get(path, &app.viewer).await;
+    assert_eq!(response.status(), 400, "over the cap");
+    let error: Value = response.json().await.unwrap();
+    let message = error["error"].as_str().unwrap();
+    assert!(message.contains("120002 points"), "{message}");
+    assert!(message.contains("downsample"), "{message}");
+    let downsampled: Value = app
+        .get(&format!("{path}&every=1m&fn=mean"), &app.viewer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        (2 * 20..=2 * 32).contains(&count(&downsampled)),
+        "{}",
+        count(&downsampled)
+    );
+    let one_metric = app
+        .get(&format!("{path}&metric=voltage_ac"), &app.viewer)
+        .await;
+    assert_eq!(one_metric.status(), 200, "one metric is within the cap");
+    assert_eq!(count(&one_metric.json::<Value>().await.unwrap()), 60_001);
+}

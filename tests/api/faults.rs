@@ -707,9 +707,7 @@ async fn influxdb_refusing_the_credentials_fails_readyz_with_the_reason_and_lose
     let readyz = format!("http://127.0.0.1:{}/readyz", service.http);
     let deadline = Instant::now() + Duration::from_secs(20);
     let body = loop {
-        let response = reqwest::get(&readyz).await.unwrap();
-        let status = response.status();
-        let body: Value = response.json().await.unwrap();
+        let (status, body) = service.api(reqwest::Method::GET, "/readyz", None).await;
         if status == 503 && body["details"]["influxdb sink"].is_string() {
             break body;
         }

@@ -25,6 +25,14 @@ async fn readyz_is_503_naming_the_database_when_it_is_gone() {
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "not_ready");
+    assert_eq!(body["error"], "database unavailable");
+    assert!(
+        body.get("details").is_none(),
+        "no error text for anonymous callers: {body}"
+    );
+    let response = app.get("/readyz", &app.viewer).await;
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
     assert!(body["details"]["database"].is_string(), "{body}");
     // Liveness does not depend on the database.
     let response = app.client.get(app.url("/healthz")).send().await.unwrap();

@@ -102,6 +102,18 @@ pub trait ObjectBackend: Send + Sync + std::fmt::Debug {
     async fn folders(&self, prefix: &str) -> Result<Vec<String>, ObjectError>;
     /// Every object whose key starts with `prefix`, in no particular order.
     async fn list_all(&self, prefix: &str) -> Result<Vec<ArchiveObject>, ObjectError>;
+    /// Up to `max` objects whose key starts with `prefix`, and whether there are more. By
+    /// default from the whole listing.
+    async fn list_some(
+        &self,
+        prefix: &str,
+        max: usize,
+    ) -> Result<(Vec<ArchiveObject>, bool), ObjectError> {
+        let mut all = self.list_all(prefix).await?;
+        let more = all.len() > max;
+        all.truncate(max);
+        Ok((all, more))
+    }
 }
 
 /// A key as a relative path of plain names only: nothing that escapes the archive.
@@ -182,9 +194,10 @@ impl ObjectStore {
 
     /// Up to `limit` objects whose key starts with `prefix`, newest (largest) key first.
     ///
-    /// Keys are time-partitioned (`.../date=YYYY-MM-DD/...`), so when `prefix` names a folder
-    /// its `date=` partitions are read newest first and reading stops once `limit` objects are
-    /// found: a device's listing costs its newest days, not its whole history.
+    /// Keys are time-partitioned (`.../date=YYYY-MM-DD/YYYYMMDDTHHMMSSZ-...`), so when `prefix`
+    /// names a folder its `date=` partitions are read newest first, and a day with more objects
+    /// than one listing page hour by hour, newest first; reading stops once `limit` objects are
+    /// found. A listing costs a device's newest days or hours, not its whole history.
     pub async fn list(
         &self,
         prefix: &str,
@@ -196,9 +209,7 @@ impl ObjectStore {
             folders.retain(|f| f[prefix.len()..].starts_with("date="));
             folders.sort_unstable_by(|a, b| b.cmp(a));
             for folder in &folders {
-                let mut objects = self.0.list_all(folder).await?;
-                objects.sort_by(|a, b| b.filename.cmp(&a.filename));
-                out.extend(objects);
+                out.extend(self.newest_of_day(folder, limit - out.len()).await?);
                 if out.len() >= limit {
                     break;
                 }
@@ -213,7 +224,43 @@ impl ObjectStore {
         out.truncate(limit);
         Ok(out)
     }
+
+    /// Up to `limit` of the newest objects of one `.../date=YYYY-MM-DD/` folder.
+    async fn newest_of_day(
+        &self,
+        folder: &str,
+        limit: usize,
+    ) -> Result<Vec<ArchiveObject>, ObjectError> {
+        let (mut objects, more) = self.0.list_some(folder, LISTING_PAGE).await?;
+        let compact: String = folder
+            .trim_end_matches('/')
+            .rsplit("date=")
+            .next()
+            .unwrap_or_default()
+            .replace('-', "");
+        if more && compact.len() == 8 {
+            objects.clear();
+            for hour in (0..24).rev() {
+                let mut of_hour = self
+                    .0
+                    .list_all(&format!("{folder}{compact}T{hour:02}"))
+                    .await?;
+                of_hour.sort_by(|a, b| b.filename.cmp(&a.filename));
+                objects.extend(of_hour);
+                if objects.len() >= limit {
+                    break;
+                }
+            }
+        } else {
+            objects.sort_by(|a, b| b.filename.cmp(&a.filename));
+        }
+        objects.truncate(limit);
+        Ok(objects)
+    }
 }
+
+/// Objects one listing request returns (S3's page).
+const LISTING_PAGE: usize = 1000;
 
 #[cfg(test)]
 mod tests {

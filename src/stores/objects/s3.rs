@@ -117,17 +117,7 @@ impl S3Store {
                     .iter()
                     .filter_map(|p| p.prefix().map(str::to_owned)),
             );
-            for object in page.contents() {
-                let Some(key) = object.key() else { continue };
-                objects.push(ArchiveObject {
-                    filename: key.to_owned(),
-                    size: object.size().unwrap_or(0).max(0) as u64,
-                    last_modified: object
-                        .last_modified()
-                        .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()))
-                        .unwrap_or_default(),
-                });
-            }
+            objects.extend(page.contents().iter().filter_map(archive_object));
         }
         Ok((objects, folders))
     }
@@ -216,4 +206,34 @@ impl ObjectBackend for S3Store {
     async fn list_all(&self, prefix: &str) -> Result<Vec<ArchiveObject>, ObjectError> {
         Ok(self.list_v2(prefix, None).await?.0)
     }
+
+    /// One request.
+    async fn list_some(
+        &self,
+        prefix: &str,
+        max: usize,
+    ) -> Result<(Vec<ArchiveObject>, bool), ObjectError> {
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .max_keys(i32::try_from(max).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(s3_error)?;
+        let objects = page.contents().iter().filter_map(archive_object).collect();
+        Ok((objects, page.is_truncated().unwrap_or(false)))
+    }
+}
+
+fn archive_object(object: &aws_sdk_s3::types::Object) -> Option<ArchiveObject> {
+    Some(ArchiveObject {
+        filename: object.key()?.to_owned(),
+        size: object.size().unwrap_or(0).max(0) as u64,
+        last_modified: object
+            .last_modified()
+            .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()))
+            .unwrap_or_default(),
+    })
 }
