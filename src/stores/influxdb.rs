@@ -320,8 +320,12 @@ mod tests {
         settings.password = Some(SecretString::from("s3cret-pw"));
         let client = InfluxClient::new(&settings).unwrap();
         for request in [
-            client.api.authorize(client.api.write(&client.http, &client.base)),
-            client.api.authorize(client.http.get(format!("{}/query", client.base))),
+            client
+                .api
+                .authorize(client.api.write(&client.http, &client.base)),
+            client
+                .api
+                .authorize(client.http.get(format!("{}/query", client.base))),
         ] {
             let request = request.build().unwrap();
             let url = request.url().as_str();
