@@ -177,3 +177,43 @@ ensure_services() {
   ensure_influxdb
   ensure_s3
 }
+
+# devicehub's own broker for scripts/run.sh: Mosquitto with the shipped configuration
+# (config/mosquitto/: no anonymous clients, ACLs, devicehub's queue bounded by bytes,
+# persistence) on 127.0.0.1:$DEVICEHUB_BROKER_PORT, data and log under data/mosquitto. The
+# machine's own Mosquitto on 1883 (anonymous, for the tests' shared broker) is left alone.
+DEVICEHUB_BROKER_PORT="${DEVICEHUB_BROKER_PORT:-1884}"
+# DEVELOPMENT DEFAULTS, for this loopback-only broker: devicehub's broker password, and the one
+# password every simulated device logs in with (as its device id).
+BROKER_DEV_PASSWORD=dev-only-broker-password
+DEVICE_DEV_PASSWORD=dev-only-device-password
+
+# Writes the password file (devicehub, and one user per device id read from stdin) and starts
+# the broker, or makes a running one reload its users.
+ensure_devicehub_broker() {
+  local dir="$ROOT/data/mosquitto" id
+  command -v mosquitto_passwd >/dev/null || apt_install mosquitto
+  mkdir -p "$dir/data"
+  {
+    printf 'devicehub:%s\n' "$BROKER_DEV_PASSWORD"
+    while read -r id; do printf '%s:%s\n' "$id" "$DEVICE_DEV_PASSWORD"; done
+  } > "$dir/passwd"
+  chmod 0600 "$dir/passwd"
+  mosquitto_passwd -U "$dir/passwd"
+  sed -e "s#^listener 1883\$#listener $DEVICEHUB_BROKER_PORT 127.0.0.1#" \
+      -e "s#^persistence_location .*#persistence_location $dir/data/#" \
+      -e "s#^password_file .*#password_file $dir/passwd#" \
+      -e "s#^acl_file .*#acl_file $ROOT/config/mosquitto/acl#" \
+      -e "s#^log_dest stdout#log_dest file $dir/mosquitto.log#" \
+      "$ROOT/config/mosquitto/mosquitto.conf" > "$dir/mosquitto.conf"
+  printf 'pid_file %s/mosquitto.pid\n' "$dir" >> "$dir/mosquitto.conf"
+  # Started as root, Mosquitto drops to its own user: let it read and write its files.
+  if [ "$(id -u)" -eq 0 ] && id mosquitto >/dev/null 2>&1; then chown -R mosquitto: "$dir"; fi
+  if port_open 127.0.0.1 "$DEVICEHUB_BROKER_PORT"; then
+    kill -HUP "$(cat "$dir/mosquitto.pid")" 2>/dev/null || true
+  else
+    log "starting devicehub's broker (config/mosquitto) on 127.0.0.1:$DEVICEHUB_BROKER_PORT"
+    mosquitto -d -c "$dir/mosquitto.conf"
+    wait_for_port 127.0.0.1 "$DEVICEHUB_BROKER_PORT" "devicehub's Mosquitto"
+  fi
+}

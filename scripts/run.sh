@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Starts devicehub with everything it needs on this machine, and the simulator feeding it:
-# installs and starts PostgreSQL, Mosquitto, InfluxDB (Debian's 1.x, so the v1 API) and an S3
-# server (s3s-fs) when missing, builds the release binaries, runs devicehub (API on :8080 and the
-# collector), creates a first admin, and runs `devicehub-sim run` with
+# installs and starts PostgreSQL, InfluxDB (Debian's 1.x, so the v1 API) and an S3 server
+# (s3s-fs) when missing, builds the release binaries, starts Mosquitto with the shipped broker
+# configuration (config/mosquitto/, on 127.0.0.1:1884: passwords and ACLs, each simulated device
+# logging in as itself), runs devicehub (API on :8080 and the collector), creates a first admin,
+# and runs `devicehub-sim run` with
 # config/simulator/home.toml, which registers its devices and publishes as a home and a
 # metering fleet. Ctrl-C stops both. Data goes to ./data.
 #
@@ -10,8 +12,8 @@
 #   DEVICEHUB_SCENARIO=path/to.toml scripts/run.sh another scenario
 #
 # DEVELOPMENT DEFAULTS, never for a network you do not trust: unless set, the JWT signing secret,
-# the admin password (DEVICEHUB_ADMIN_PASSWORD, default "dev-only-admin-password") and the S3
-# keys are fixed, publicly known values.
+# the admin password (DEVICEHUB_ADMIN_PASSWORD, default "dev-only-admin-password"), the S3
+# keys and the broker passwords (scripts/lib.sh) are fixed, publicly known values.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
@@ -28,13 +30,22 @@ export DEVICEHUB__S3__ENDPOINT="${DEVICEHUB__S3__ENDPOINT:-http://127.0.0.1:$S3_
 export DEVICEHUB__S3__ACCESS_KEY="${DEVICEHUB__S3__ACCESS_KEY:-$S3_DEV_ACCESS_KEY}"
 export DEVICEHUB__S3__SECRET_KEY="${DEVICEHUB__S3__SECRET_KEY:-$S3_DEV_SECRET_KEY}"
 ADMIN_PASSWORD="${DEVICEHUB_ADMIN_PASSWORD:-dev-only-admin-password}"
-HTTP="${DEVICEHUB__HTTP__BIND:-0.0.0.0:8080}"
+# Loopback only: devicehub refuses the development JWT secret on any other address.
+export DEVICEHUB__HTTP__BIND="${DEVICEHUB__HTTP__BIND:-127.0.0.1:8080}"
+HTTP="$DEVICEHUB__HTTP__BIND"
 API="http://127.0.0.1:${HTTP##*:}"
 
 log "building devicehub and devicehub-sim (release)"
 cargo build --release --locked --workspace
 BIN="$CARGO_TARGET_DIR/release/devicehub"
 SIM="$CARGO_TARGET_DIR/release/devicehub-sim"
+SCENARIO="${DEVICEHUB_SCENARIO:-config/simulator/home.toml}"
+
+"$SIM" devices --scenario "$SCENARIO" |
+  python3 -c 'import sys, json; [print(json.loads(l)["device_id"]) for l in sys.stdin]' |
+  ensure_devicehub_broker
+BROKER="mqtt://127.0.0.1:$DEVICEHUB_BROKER_PORT"
+export DEVICEHUB__MQTT__URL="${DEVICEHUB__MQTT__URL:-mqtt://devicehub:$BROKER_DEV_PASSWORD@127.0.0.1:$DEVICEHUB_BROKER_PORT}"
 
 "$BIN" migrate
 if printf '%s\n' "$ADMIN_PASSWORD" | "$BIN" user add --username admin --role admin >/dev/null 2>&1; then
@@ -60,9 +71,9 @@ done
 log "devicehub is ready on $API (log in as admin)"
 
 if [ "${DEVICEHUB_SIMULATOR:-1}" != 0 ]; then
-  SCENARIO="${DEVICEHUB_SCENARIO:-config/simulator/home.toml}"
   log "starting the simulator: $SCENARIO"
-  DEVICEHUB_SIM_PASSWORD="$ADMIN_PASSWORD" "$SIM" run --scenario "$SCENARIO" &
+  DEVICEHUB_SIM_PASSWORD="$ADMIN_PASSWORD" DEVICEHUB_SIM_DEVICE_PASSWORD="$DEVICE_DEV_PASSWORD" \
+    "$SIM" run --scenario "$SCENARIO" --broker "$BROKER" &
   SIMULATOR=$!
 fi
 wait "$SERVER"

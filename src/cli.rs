@@ -97,15 +97,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn validate_username(username: &str) -> anyhow::Result<()> {
-    let ok = (1..=64).contains(&username.len())
-        && username
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
-    anyhow::ensure!(
-        ok,
-        "username must be 1 to 64 characters of letters, digits and . _ - @"
-    );
-    Ok(())
+    crate::routes::users::username_rule(username).map_err(|_| {
+        anyhow::anyhow!("username must be 1 to 64 characters of letters, digits and . _ - @")
+    })
 }
 
 fn read_password() -> anyhow::Result<SecretString> {

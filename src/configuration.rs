@@ -16,6 +16,10 @@ const DEFAULTS: &str = include_str!("../config/default.toml");
 /// The largest `mqtt.max_payload_bytes` accepted.
 pub const MAX_PAYLOAD_LIMIT: usize = 16 * 1024 * 1024;
 
+/// JWT secrets published with devicehub for development (`scripts/run.sh`): refused unless the
+/// API listens on loopback only.
+pub const DEV_JWT_SECRETS: &[&str] = &["dev-only-insecure-jwt-secret-change-me-0123456789"];
+
 /// Shortest HS256 secret accepted (RFC 7518 asks for a key at least as long as the hash).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
@@ -74,8 +78,27 @@ pub struct MqttSettings {
     pub deadletter_topic: String,
     pub max_payload_bytes: usize,
     pub unknown_devices: UnknownDevicePolicy,
+    /// Per protocol (`iot`, `qs`, `shelly`): overrides `unknown_devices`.
+    #[serde(default)]
+    pub unknown_devices_by_protocol: std::collections::HashMap<String, UnknownDevicePolicy>,
+    /// New devices registered per minute at most, in bursts of as many; beyond, their messages
+    /// are dead-lettered (`registration_limited`).
+    pub registrations_per_minute: u32,
     pub local_timezone: String,
+    /// PEM file of the certificate authority that signed the broker's certificate (`mqtts://`);
+    /// unset: the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate and key, for a broker with `require_certificate true`.
+    #[serde(default)]
+    pub client_cert_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub client_key_file: Option<std::path::PathBuf>,
 }
+
+/// The protocol families of `mqtt.unknown_devices_by_protocol`: `iot/...` (telemetry v1/v2,
+/// hello, status, command answers), `qs/v1/...` events, Shelly Gen2.
+pub const PROTOCOLS: [&str; 3] = ["iot", "qs", "shelly"];
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -282,6 +305,19 @@ impl Settings {
             if !long_enough {
                 return Err(SettingsError::WeakJwtSecret);
             }
+            let public = self
+                .auth
+                .jwt_secret
+                .as_ref()
+                .is_some_and(|s| DEV_JWT_SECRETS.contains(&s.expose_secret()));
+            if public && !self.http.bind.ip().is_loopback() {
+                return Err(SettingsError::Invalid(format!(
+                    "auth.jwt_secret is devicehub's published development secret, which anyone \
+                     can sign tokens with; it is refused unless http.bind is a loopback address \
+                     (it is {}). Set DEVICEHUB__AUTH__JWT_SECRET (e.g. `openssl rand -base64 48`)",
+                    self.http.bind
+                )));
+            }
         }
         if self.auth.token_ttl_secs == 0 {
             return Err(SettingsError::Zero("auth.token_ttl_secs"));
@@ -294,6 +330,19 @@ impl Settings {
         }
         if self.roles.is_empty() {
             return Err(SettingsError::Zero("the number of roles"));
+        }
+        if self.mqtt.registrations_per_minute == 0 {
+            return Err(SettingsError::Zero("mqtt.registrations_per_minute"));
+        }
+        if let Some(unknown) = self
+            .mqtt
+            .unknown_devices_by_protocol
+            .keys()
+            .find(|k| !PROTOCOLS.contains(&k.as_str()))
+        {
+            return Err(SettingsError::Invalid(format!(
+                "mqtt.unknown_devices_by_protocol: {unknown:?} is not a protocol; use {PROTOCOLS:?}"
+            )));
         }
         if self.mqtt.local_timezone.parse::<chrono_tz::Tz>().is_err() {
             return Err(SettingsError::Invalid(format!(
@@ -456,6 +505,17 @@ mod tests {
         influx.compression = InfluxCompression::None;
         influx.url = "https://influx.example.com".into();
         assert!(!influx.gzip());
+    }
+
+    #[test]
+    fn the_development_secret_is_refused_off_loopback() {
+        let mut settings = defaults();
+        settings.auth.jwt_secret = Some(SecretString::from(DEV_JWT_SECRETS[0]));
+        settings.http.bind = "0.0.0.0:8080".parse().unwrap();
+        let refused = settings.check().unwrap_err().to_string();
+        assert!(refused.contains("development secret"), "{refused}");
+        settings.http.bind = "127.0.0.1:8080".parse().unwrap();
+        assert!(settings.check().is_ok());
     }
 
     #[test]

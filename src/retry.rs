@@ -15,6 +15,7 @@ const LONGEST: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Backoff {
     delays: ExponentialBackoff,
+    waits: u32,
 }
 
 impl Default for Backoff {
@@ -27,12 +28,20 @@ impl Backoff {
     pub fn new() -> Self {
         Self {
             delays: builder().build(),
+            waits: 0,
         }
     }
 
     /// The next delay: growing, jittered, and never ending.
     pub fn next_delay(&mut self) -> Duration {
+        self.waits = self.waits.saturating_add(1);
         self.delays.next().unwrap_or(LONGEST)
+    }
+
+    /// Whether no wait was taken since the start or the last reset: the first failure of a run
+    /// (the one worth a log line).
+    pub fn is_first(&self) -> bool {
+        self.waits == 0
     }
 
     pub async fn wait(&mut self) {
@@ -41,6 +50,7 @@ impl Backoff {
 
     pub fn reset(&mut self) {
         self.delays = builder().build();
+        self.waits = 0;
     }
 }
 

@@ -51,11 +51,7 @@ impl Application {
         let pool = database::prepare(&settings.database).await?;
         let metrics = Arc::new(Metrics::new());
         let mut supervisor = Supervisor::new(metrics.clone());
-        let publisher_id = format!(
-            "{}-pub-{}",
-            settings.mqtt.client_id,
-            uuid::Uuid::new_v4().simple()
-        );
+        let publisher_id = publisher_client_id(&settings);
         let (publisher, connection) = Publisher::new(&settings.mqtt, &publisher_id)?;
         supervisor.spawn_once("mqtt publisher", Wave::Outputs, |shutdown| {
             connection.run(shutdown)
@@ -190,4 +186,21 @@ fn serve(
         server = server.workers(settings.http.workers);
     }
     Ok(server.run())
+}
+
+/// The publisher's client id. Its session is persistent (commands, ACKs and dead letters queued
+/// while the broker restarts are sent once it is back), so the id is stable across restarts of
+/// this process: `{mqtt.client_id}-pub` beside the collector (whose `client_id` is already one
+/// per replica), `{mqtt.client_id}-pub-{host name}` in a process without it (API replicas).
+fn publisher_client_id(settings: &Settings) -> String {
+    if settings.runs(Role::Collector) {
+        return format!("{}-pub", settings.mqtt.client_id);
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "api".into());
+    format!("{}-pub-{host}", settings.mqtt.client_id)
 }

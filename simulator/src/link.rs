@@ -9,6 +9,11 @@ use tokio::sync::mpsc;
 
 use crate::load::mqtt_options;
 
+/// When set, every simulated device logs in to the broker as itself: user name its device id,
+/// this password (a broker with devicehub's shipped ACL lets a device publish only under its own
+/// id). `scripts/run.sh` sets it and adds the scenario's devices to its broker's password file.
+pub const DEVICE_PASSWORD_ENV: &str = "DEVICEHUB_SIM_DEVICE_PASSWORD";
+
 pub struct Link {
     clients: Vec<AsyncClient>,
     pub incoming: mpsc::UnboundedReceiver<Publish>,
@@ -16,6 +21,8 @@ pub struct Link {
 
 pub struct LinkOptions {
     pub client_id: String,
+    /// The device's id: its broker user name when [`DEVICE_PASSWORD_ENV`] is set.
+    pub device_id: String,
     pub will: Option<LastWill>,
     /// Published (QoS 1, retained) after every connect.
     pub on_connect: Option<(String, Vec<u8>)>,
@@ -34,6 +41,9 @@ impl Link {
             };
             let mut mqtt = mqtt_options(broker, id)?;
             mqtt.set_inflight(100);
+            if let Ok(password) = std::env::var(DEVICE_PASSWORD_ENV) {
+                mqtt.set_credentials(options.device_id.clone(), password);
+            }
             if let Some(will) = &options.will {
                 mqtt.set_last_will(will.clone());
             }

@@ -4,17 +4,21 @@
 mod password;
 mod token;
 
-use std::future::{ready, Ready};
+use std::collections::HashMap;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use sqlx::PgPool;
 
 pub use password::{hash_password, verify_password, PasswordError, MIN_PASSWORD_CHARS};
 pub use token::{Claims, TokenIssuer};
@@ -22,6 +26,12 @@ pub use token::{Claims, TokenIssuer};
 use crate::configuration::AuthSettings;
 use crate::domain::Role;
 use crate::error::ApiError;
+use crate::registry::users::{self, TokenState};
+
+/// How long a user's role and token validity are taken from memory before PostgreSQL is asked
+/// again: deleting a user, or changing its role or password, reaches tokens already issued
+/// within this long.
+pub const USER_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Who is calling, as proven by their token.
 #[derive(Debug, Clone)]
@@ -35,6 +45,8 @@ pub struct Auth {
     /// `None` when auth is switched off: every caller is then an anonymous admin.
     issuer: Option<TokenIssuer>,
     login_limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Users as PostgreSQL last said (`None`: no such user), and when it said so.
+    users: Mutex<HashMap<String, (Instant, Option<TokenState>)>>,
 }
 
 impl Auth {
@@ -52,6 +64,7 @@ impl Auth {
         Self {
             issuer,
             login_limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            users: Mutex::new(HashMap::new()),
         }
     }
 
@@ -77,7 +90,20 @@ impl Auth {
         })
     }
 
-    fn authenticate(&self, req: &HttpRequest) -> Result<Caller, ApiError> {
+    /// Forgets what it knew of `username`, so that this process applies a change at once.
+    pub fn forget(&self, username: &str) {
+        if let Ok(mut users) = self.users.lock() {
+            users.remove(username);
+        }
+    }
+
+    /// The caller of `req`: a valid token of a user that still exists, issued after its role
+    /// or password last changed, with the role the user has now.
+    async fn authenticate(
+        &self,
+        req: &HttpRequest,
+        pool: Option<&PgPool>,
+    ) -> Result<Caller, ApiError> {
         let Some(issuer) = &self.issuer else {
             return Ok(Caller {
                 username: "anonymous".into(),
@@ -101,10 +127,55 @@ impl Auth {
                 "expected Authorization: Bearer <token>",
             ))?;
         let claims = issuer.verify(token)?;
+        let role = match self.user(&claims.sub, pool).await {
+            Some(Some(state)) if claims.issued_ms() >= state.valid_since => state.role,
+            Some(Some(_)) => {
+                return Err(ApiError::Unauthorized(
+                    "the token predates a change of this user's role or password; log in again",
+                ))
+            }
+            Some(None) => return Err(ApiError::Unauthorized("the token's user no longer exists")),
+            // PostgreSQL unreachable and nothing known: the token's own word.
+            None => claims.role,
+        };
         Ok(Caller {
             username: claims.sub,
-            role: claims.role,
+            role,
         })
+    }
+
+    /// The user's token state, from memory when fresh, else from PostgreSQL; `None` when
+    /// PostgreSQL cannot say and nothing is remembered.
+    async fn user(&self, username: &str, pool: Option<&PgPool>) -> Option<Option<TokenState>> {
+        let remembered = self
+            .users
+            .lock()
+            .ok()
+            .and_then(|users| users.get(username).copied());
+        if let Some((at, state)) = remembered {
+            if at.elapsed() < USER_CHECK_INTERVAL {
+                return Some(state);
+            }
+        }
+        let looked_up = match pool {
+            Some(pool) => users::token_state(pool, username).await,
+            None => return remembered.map(|(_, state)| state),
+        };
+        match looked_up {
+            Ok(state) => {
+                if let Ok(mut users) = self.users.lock() {
+                    if users.len() > 10_000 {
+                        users.retain(|_, (at, _)| at.elapsed() < USER_CHECK_INTERVAL);
+                    }
+                    users.insert(username.to_owned(), (Instant::now(), state));
+                }
+                Some(state)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check a token's user; using what is known");
+                remembered.map(|(_, state)| state)
+            }
+        }
     }
 }
 
@@ -140,18 +211,20 @@ pub type Admin = Authorized<AdminRole>;
 
 impl<R: MinRole> FromRequest for Authorized<R> {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authorize::<R>(req))
+        let req = req.clone();
+        Box::pin(async move { authorize::<R>(&req).await })
     }
 }
 
-fn authorize<R: MinRole>(req: &HttpRequest) -> Result<Authorized<R>, ApiError> {
+async fn authorize<R: MinRole>(req: &HttpRequest) -> Result<Authorized<R>, ApiError> {
     let auth = req
         .app_data::<web::Data<Arc<Auth>>>()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("auth state missing")))?;
-    let caller = auth.authenticate(req)?;
+    let pool = req.app_data::<web::Data<PgPool>>().map(|p| p.get_ref());
+    let caller = auth.authenticate(req, pool).await?;
     if caller.role < R::ROLE {
         return Err(ApiError::Forbidden(format!(
             "this action needs the {} role; you are {}",

@@ -16,8 +16,19 @@ pub struct Claims {
     pub sub: String,
     pub role: Role,
     pub iat: u64,
+    /// `iat` in milliseconds, so that a token issued in the same second as a change of its
+    /// user's role or password is told apart from one issued before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat_ms: Option<u64>,
     pub exp: u64,
     pub iss: String,
+}
+
+impl Claims {
+    /// When the token was issued, in Unix milliseconds.
+    pub fn issued_ms(&self) -> i64 {
+        self.iat_ms.unwrap_or(self.iat.saturating_mul(1000)) as i64
+    }
 }
 
 /// Signs and verifies access tokens with one HS256 secret.
@@ -48,14 +59,16 @@ impl TokenIssuer {
     }
 
     pub fn issue(&self, username: &str, role: Role) -> Result<String, ApiError> {
-        let now = SystemTime::now()
+        let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
+            .map(|d| d.as_millis() as u64)
             .unwrap_or_default();
+        let now = now_ms / 1000;
         let claims = Claims {
             sub: username.to_owned(),
             role,
             iat: now,
+            iat_ms: Some(now_ms),
             exp: now + self.ttl_secs,
             iss: ISSUER.into(),
         };
@@ -103,6 +116,7 @@ mod tests {
             sub: "ann".into(),
             role: Role::Admin,
             iat: 1,
+            iat_ms: None,
             exp: 2,
             iss: ISSUER.into(),
         };

@@ -33,10 +33,12 @@ pub enum RejectKind {
     TooManyMeasurements,
     InvalidName,
     ControlCharacter,
+    /// A new device beyond `mqtt.registrations_per_minute`.
+    RegistrationLimited,
 }
 
 impl RejectKind {
-    pub const ALL: [RejectKind; 13] = [
+    pub const ALL: [RejectKind; 14] = [
         RejectKind::UnknownTopic,
         RejectKind::InvalidDeviceId,
         RejectKind::TooLarge,
@@ -50,6 +52,7 @@ impl RejectKind {
         RejectKind::TooManyMeasurements,
         RejectKind::InvalidName,
         RejectKind::ControlCharacter,
+        RejectKind::RegistrationLimited,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,6 +70,7 @@ impl RejectKind {
             RejectKind::TooManyMeasurements => "too_many_measurements",
             RejectKind::InvalidName => "invalid_name",
             RejectKind::ControlCharacter => "control_character",
+            RejectKind::RegistrationLimited => "registration_limited",
         }
     }
 }

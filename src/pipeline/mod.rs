@@ -228,12 +228,27 @@ impl Ingest {
         // missed the decoded cache, or after a restart) gives exactly the same readings.
         let now = Utc::now();
         let now = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
-        let mut entries = Vec::with_capacity(batch.len());
+        // Decoded first, so that the devices the batch names are looked up in one query.
         let mut decoded = Vec::with_capacity(batch.len());
         for m in batch {
             self.metrics.received.inc();
-            if let Some(message) = self.accept(m, now).await {
-                decoded.push(message);
+            let fingerprint = Redeliveries::fingerprint(&m.topic, &m.payload);
+            if let Some(message) = self.decode(m, fingerprint, now) {
+                decoded.push((m, fingerprint, message));
+            }
+        }
+        self.acceptance
+            .look_up(
+                decoded
+                    .iter()
+                    .filter_map(|(_, _, message)| message.device_id()),
+            )
+            .await;
+        let mut entries = Vec::with_capacity(decoded.len());
+        let mut messages = Vec::with_capacity(decoded.len());
+        for (m, fingerprint, message) in decoded {
+            if self.accept(m, fingerprint, &message) {
+                messages.push(message);
                 entries.push(Entry {
                     received: now,
                     topic: m.topic.clone(),
@@ -245,41 +260,45 @@ impl Ingest {
         if entries.is_empty() {
             return false;
         }
-        self.append(entries, decoded).await;
+        self.append(entries, messages).await;
         true
     }
 
-    /// The message, when it is to be journaled.
-    async fn accept(&mut self, m: &Incoming, now: DateTime<Utc>) -> Option<Message> {
-        let fingerprint = Redeliveries::fingerprint(&m.topic, &m.payload);
+    /// The message decoded, unless it is a redelivery of one journaled or is dead-lettered.
+    fn decode(&mut self, m: &Incoming, fingerprint: u64, now: DateTime<Utc>) -> Option<Message> {
         if m.redelivered && self.dedupers.redeliveries.contains(fingerprint) {
             self.metrics.duplicates.inc();
             return None;
         }
-        let message = match self.decoder.decode(&m.topic, &m.payload, now) {
-            Ok(message) => message,
+        match self.decoder.decode(&m.topic, &m.payload, now) {
+            Ok(message) => Some(message),
             Err(rejection) => {
                 self.dead_letters.message(&m.topic, &m.payload, &rejection);
-                return None;
+                None
             }
-        };
+        }
+    }
+
+    /// Whether a decoded message is journaled: its device admitted, not a repeat.
+    fn accept(&mut self, m: &Incoming, fingerprint: u64, message: &Message) -> bool {
         if let Some(device) = message.device_id() {
-            if let Err(rejection) = self.acceptance.admits(device).await {
+            let protocol = self.decoder.protocol(&m.topic);
+            if let Err(rejection) = self.acceptance.admits(device, protocol) {
                 self.dead_letters.message(&m.topic, &m.payload, &rejection);
-                return None;
+                return false;
             }
             if let Some(seq) = message.seq() {
                 if !self.dedupers.seq.accept(device, seq) {
                     self.metrics.duplicates.inc();
-                    return None;
+                    return false;
                 }
             }
         }
         if matches!(message, Message::Ignored) {
-            return None;
+            return false;
         }
         self.dedupers.redeliveries.remember(fingerprint);
-        Some(message)
+        true
     }
 
     /// Deletes what every sink has written; while the rest is over the limit, waits.

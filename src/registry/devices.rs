@@ -167,11 +167,11 @@ pub async fn ids(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
         .await
 }
 
-/// Whether the device is registered.
-pub async fn exists(pool: &PgPool, id: &DeviceId) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM devices WHERE device_id = $1)")
-        .bind(id.as_str())
-        .fetch_one(pool)
+/// Those of `ids` that are registered.
+pub async fn existing(pool: &PgPool, ids: &[&str]) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT device_id FROM devices WHERE device_id = ANY($1)")
+        .bind(ids)
+        .fetch_all(pool)
         .await
 }
 

@@ -68,7 +68,13 @@ pub async fn login(
         .map_err(|e| ApiError::Internal(e.into()))?;
     let user = match user {
         Some(user) if verified => user,
-        _ => return Err(ApiError::Unauthorized("wrong username or password")),
+        known => {
+            // Never the password; the username passed the single-line rule above.
+            tracing::warn!(%username, known_user = known.is_some(),
+                client = %req.peer_addr().map(|p| p.ip().to_string()).unwrap_or_default(),
+                "failed login");
+            return Err(ApiError::Unauthorized("wrong username or password"));
+        }
     };
     let token = issuer.issue(&user.username, user.role)?;
     tracing::info!(username = %user.username, role = %user.role, "login");

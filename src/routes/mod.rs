@@ -14,6 +14,7 @@ pub mod prometheus;
 pub mod quarantine;
 pub mod raw_data;
 pub mod stats;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -88,7 +89,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(web::resource("/quarantine/{id}").get(quarantine::read))
                 .service(web::resource("/alerts").get(alerts::list))
                 .service(web::resource("/alerts/{id}/acknowledge").post(alerts::acknowledge))
-                .service(web::resource("/stats").get(stats::read)),
+                .service(web::resource("/stats").get(stats::read))
+                .service(web::resource("/users").get(users::list).post(users::create))
+                .service(
+                    web::resource("/users/{username}")
+                        .patch(users::update)
+                        .delete(users::delete),
+                ),
         );
 }
 

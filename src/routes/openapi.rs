@@ -4,7 +4,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::{
     alerts, auth, commands, configs, devices, events, health, metrics, prometheus, quarantine,
-    raw_data, stats,
+    raw_data, stats, users,
 };
 
 #[derive(OpenApi)]
@@ -28,6 +28,7 @@ use super::{
         commands::create, commands::list,
         quarantine::list, quarantine::read,
         stats::read,
+        users::list, users::create, users::update, users::delete,
     ),
     components(schemas(
         crate::error::ErrorBody, crate::domain::Role, super::Message,
@@ -45,6 +46,7 @@ use super::{
         (name = "commands", description = "Commands to devices over MQTT"),
         (name = "stats", description = "Fleet counters"),
         (name = "quarantine", description = "Records a store refused for good"),
+        (name = "users", description = "API users and their roles (admin)"),
     )
 )]
 pub struct ApiDoc;

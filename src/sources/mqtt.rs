@@ -109,6 +109,8 @@ impl MqttSource {
                     if connected {
                         tracing::warn!(error = %e, "collector lost the broker; reconnecting");
                         connected = false;
+                    } else if backoff.is_first() {
+                        tracing::warn!(error = %e, "collector cannot reach the broker; retrying");
                     }
                     tokio::select! {
                         () = backoff.wait() => {}

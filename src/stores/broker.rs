@@ -22,6 +22,42 @@ pub const MAX_INCOMING_PACKET: usize = 32 * 1024 * 1024;
 pub enum BrokerUrlError {
     #[error("invalid mqtt.url: {0}")]
     Invalid(String),
+    #[error("cannot read {setting} {path}: {error}")]
+    File {
+        setting: &'static str,
+        path: String,
+        error: std::io::Error,
+    },
+    #[error("mqtt.client_cert_file and mqtt.client_key_file go together: set both or neither")]
+    HalfClientIdentity,
+}
+
+fn read(setting: &'static str, path: &std::path::Path) -> Result<Vec<u8>, BrokerUrlError> {
+    std::fs::read(path).map_err(|error| BrokerUrlError::File {
+        setting,
+        path: path.display().to_string(),
+        error,
+    })
+}
+
+/// The TLS setup for `mqtts://`: the system's roots, or `mqtt.ca_file`; a client certificate
+/// when `mqtt.client_cert_file` and `mqtt.client_key_file` are set.
+fn tls(settings: &MqttSettings) -> Result<Transport, BrokerUrlError> {
+    let identity = match (&settings.client_cert_file, &settings.client_key_file) {
+        (Some(cert), Some(key)) => Some((
+            read("mqtt.client_cert_file", cert)?,
+            read("mqtt.client_key_file", key)?,
+        )),
+        (None, None) => None,
+        _ => return Err(BrokerUrlError::HalfClientIdentity),
+    };
+    match (&settings.ca_file, identity) {
+        (None, None) => Ok(Transport::tls_with_default_config()),
+        (Some(ca), identity) => Ok(Transport::tls(read("mqtt.ca_file", ca)?, identity, None)),
+        (None, Some(_)) => Err(BrokerUrlError::Invalid(
+            "a client certificate needs mqtt.ca_file (the CA of the broker's certificate)".into(),
+        )),
+    }
 }
 
 /// Options for a connection with `client_id`; `persistent` keeps the broker session (and its
@@ -58,7 +94,11 @@ pub fn options(
         options.set_credentials(user, percent_decode(password));
     }
     if tls {
-        options.set_transport(Transport::tls_with_default_config());
+        options.set_transport(self::tls(settings)?);
+    } else if settings.ca_file.is_some() || settings.client_cert_file.is_some() {
+        return Err(BrokerUrlError::Invalid(
+            "mqtt.ca_file and client certificates need an mqtts:// URL".into(),
+        ));
     }
     Ok(options)
 }
@@ -92,7 +132,9 @@ impl Publisher {
         settings: &MqttSettings,
         client_id: &str,
     ) -> Result<(Self, PublisherLoop), BrokerUrlError> {
-        let options = options(settings, client_id, false)?;
+        // Persistent: rumqttc resends unacknowledged publishes after a reconnect only for a
+        // session the broker kept.
+        let options = options(settings, client_id, true)?;
         let (client, eventloop) = AsyncClient::new(options, 4096);
         let connected = Arc::new(AtomicBool::new(false));
         let publisher = Self {
@@ -142,6 +184,8 @@ impl PublisherLoop {
                 Err(e) => {
                     if self.connected.swap(false, Ordering::AcqRel) {
                         tracing::warn!(error = %e, "MQTT publisher disconnected; reconnecting");
+                    } else if backoff.is_first() {
+                        tracing::warn!(error = %e, "MQTT publisher cannot reach the broker; retrying");
                     }
                     tokio::select! {
                         () = backoff.wait() => {}
@@ -182,7 +226,12 @@ mod tests {
             deadletter_topic: "devicehub/deadletter".into(),
             max_payload_bytes: 1024,
             unknown_devices: crate::configuration::UnknownDevicePolicy::Register,
+            unknown_devices_by_protocol: Default::default(),
+            registrations_per_minute: 10,
             local_timezone: "UTC".into(),
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
         }
     }
 

@@ -50,6 +50,18 @@ fn api_routes() -> Vec<(Method, &'static str, Option<Value>)> {
             "/api/devices/d1/commands",
             Some(json!({"cmd": "reboot"})),
         ),
+        (Method::GET, "/api/users", None),
+        (
+            Method::POST,
+            "/api/users",
+            Some(json!({"username": "u1", "password": "long-enough-1", "role": "viewer"})),
+        ),
+        (
+            Method::PATCH,
+            "/api/users/u1",
+            Some(json!({"role": "operator"})),
+        ),
+        (Method::DELETE, "/api/users/u1", None),
     ]
 }
 
@@ -232,12 +244,12 @@ async fn login_is_rate_limited_per_client() {
 }
 
 #[tokio::test]
-async fn viewer_reads_everything_but_every_write_is_403() {
+async fn viewer_reads_everything_but_users_and_every_write_is_403() {
     let app = spawn_app().await;
     app.register("d1").await;
     for (method, path, body) in api_routes() {
         let response = call(&app, &method, path, &body, Some(&app.viewer)).await;
-        if method == Method::GET {
+        if method == Method::GET && !path.starts_with("/api/users") {
             assert_eq!(response.status(), 200, "{method} {path}");
         } else {
             let body = assert_error(response, 403).await;
@@ -324,4 +336,165 @@ async fn service_refuses_to_start_with_auth_on_and_a_short_or_missing_secret() {
         let error = Application::build(settings).await.err().expect("refused");
         assert!(error.to_string().contains("jwt_secret"), "{error}");
     }
+}
+
+async fn login(app: &crate::helpers::TestApp, username: &str, password: &str) -> String {
+    let response = app
+        .client
+        .post(app.url("/api/auth/login"))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{username}");
+    let body: Value = response.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn admins_manage_users_and_a_change_reaches_tokens_already_issued() {
+    let app = spawn_app().await;
+    let created = app
+        .post_json(
+            "/api/users",
+            &app.admin,
+            &json!({"username": "anna", "password": "anna-password-1", "role": "operator"}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(created["role"], "operator");
+    assert!(created.get("password_hash").is_none());
+    let again = app
+        .post_json(
+            "/api/users",
+            &app.admin,
+            &json!({"username": "anna", "password": "anna-password-1", "role": "viewer"}),
+        )
+        .await;
+    assert_error(again, 409).await;
+    let listed: Value = app
+        .get("/api/users", &app.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u["username"] == "anna"));
+    assert_error(app.get("/api/users", &app.operator).await, 403).await;
+
+    let anna = login(&app, "anna", "anna-password-1").await;
+    let command = json!({"cmd": "reboot"});
+    app.register("d1").await;
+    assert_eq!(
+        app.post_json("/api/devices/d1/commands", &anna, &command)
+            .await
+            .status(),
+        201
+    );
+    // Demoted: the token issued before stops working at once (this process made the change).
+    let demoted = app
+        .send_json(
+            Method::PATCH,
+            "/api/users/anna",
+            &app.admin,
+            &json!({"role": "viewer"}),
+        )
+        .await;
+    assert_eq!(demoted.status(), 200);
+    let body = assert_error(app.get("/api/devices", &anna).await, 401).await;
+    assert!(
+        body["details"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("log in again"),
+        "{body}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let anna = login(&app, "anna", "anna-password-1").await;
+    assert_eq!(app.get("/api/devices", &anna).await.status(), 200);
+    assert_error(
+        app.post_json("/api/devices/d1/commands", &anna, &command)
+            .await,
+        403,
+    )
+    .await;
+
+    // A change made elsewhere (another replica, the database) arrives within seconds.
+    sqlx::query("DELETE FROM users WHERE username = 'anna'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let deleted = std::time::Instant::now();
+    loop {
+        let status = app.get("/api/devices", &anna).await.status();
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            deleted.elapsed() < std::time::Duration::from_secs(7),
+            "the deleted user's token still works"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "a deleted user's token was refused after {:?}",
+        deleted.elapsed()
+    );
+
+    assert_error(
+        app.request(Method::DELETE, "/api/users/anna", Some(&app.admin))
+            .send()
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
+    let yourself = app
+        .request(Method::DELETE, "/api/users/test-admin", Some(&app.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_error(yourself, 409).await;
+    let deleted = app
+        .request(Method::DELETE, "/api/users/test-operator", Some(&app.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    assert_error(app.get("/api/devices", &app.operator).await, 401).await;
+}
+
+#[tokio::test]
+async fn user_input_breaking_the_rules_is_422() {
+    let app = spawn_app().await;
+    for body in [
+        json!({"username": "has space", "password": "long-enough-1", "role": "viewer"}),
+        json!({"username": "ok", "password": "short", "role": "viewer"}),
+        json!({"username": "ok", "password": "long-enough-1", "role": "root"}),
+        json!({"username": "ok\u{0}", "password": "long-enough-1", "role": "viewer"}),
+    ] {
+        let response = app.post_json("/api/users", &app.admin, &body).await;
+        let status = response.status().as_u16();
+        assert!(status == 422 || status == 400, "{body}: {status}");
+        assert_error(response, status).await;
+    }
+    app.add_user("bob", "bob-password-1", Role::Viewer).await;
+    let empty = app
+        .send_json(Method::PATCH, "/api/users/bob", &app.admin, &json!({}))
+        .await;
+    assert_error(empty, 422).await;
+    let missing = app
+        .send_json(
+            Method::PATCH,
+            "/api/users/nobody",
+            &app.admin,
+            &json!({"role": "viewer"}),
+        )
+        .await;
+    assert_error(missing, 404).await;
 }

@@ -642,3 +642,93 @@ async fn a_metrics_query_over_the_point_cap_is_400_and_downsampled_it_answers() 
     assert_eq!(one_metric.status(), 200, "one metric is within the cap");
     assert_eq!(count(&one_metric.json::<Value>().await.unwrap()), 60_001);
 }
+
+#[tokio::test]
+async fn two_devices_may_use_the_same_event_id() {
+    let app = collector_app().await;
+    let mut device = Device::connect(
+        &[
+            app.qs_topic("esp32-a", "acks"),
+            app.qs_topic("esp32-b", "acks"),
+        ],
+        None,
+    )
+    .await;
+    for id in ["esp32-a", "esp32-b"] {
+        let event =
+            json!({"schema": 1, "event_id": "boot-1", "device_id": id, "event_type": "boot"});
+        device
+            .publish_json(&app.qs_topic(id, "events"), &event)
+            .await;
+        let (topic, ack) = device.next(5).await;
+        assert_eq!(topic, app.qs_topic(id, "acks"));
+        assert_eq!(ack["status"], "stored", "{id}: {ack}");
+    }
+    for id in ["esp32-a", "esp32-b"] {
+        let events: Value = app
+            .get(&format!("/api/devices/{id}/events"), &app.viewer)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(count(&events), 1, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn registrations_beyond_the_rate_are_dead_lettered_and_a_protocol_can_refuse_unknown_devices()
+{
+    let mut settings = collector_settings();
+    settings.mqtt.registrations_per_minute = 3;
+    settings.mqtt.unknown_devices_by_protocol.insert(
+        "qs".into(),
+        devicehub::configuration::UnknownDevicePolicy::Reject,
+    );
+    let app = spawn_app_with(settings).await;
+    let deadletter = app.settings.mqtt.deadletter_topic.clone();
+    let qs_deadletter = format!("{}/deadletter", app.settings.mqtt.qs_prefix);
+    let mut device = Device::connect(&[deadletter.clone(), qs_deadletter.clone()], None).await;
+    for i in 1..=5 {
+        let id = format!("new-{i}");
+        device
+            .publish_json(&app.topic(&id, "telemetry"), &v2_datagram(&id, 1, 1))
+            .await;
+    }
+    // Known devices are never limited: new-1 again.
+    device
+        .publish_json(
+            &app.topic("new-1", "telemetry"),
+            &v2_datagram("new-1", 2, 1),
+        )
+        .await;
+    for _ in 0..2 {
+        let (topic, dead) = device.next(5).await;
+        assert_eq!(topic, deadletter);
+        assert_eq!(dead["reason"], "registration_limited", "{dead}");
+    }
+    // qs/v1 refuses devices the registry does not know.
+    let event =
+        json!({"schema": 1, "event_id": "e-1", "device_id": "stranger", "event_type": "boot"});
+    device
+        .publish_json(&app.qs_topic("stranger", "events"), &event)
+        .await;
+    let (topic, dead) = device.next(5).await;
+    assert_eq!(topic, qs_deadletter);
+    assert_eq!(dead["reason"], "invalid_device_id", "{dead}");
+
+    let devices = app.eventually("/api/devices", 10, |b| count(b) == 3).await;
+    let mut ids: Vec<&str> = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["device_id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["new-1", "new-2", "new-3"]);
+    let stats = app
+        .eventually("/api/stats", 5, |b| {
+            b["ingest"]["rejected"]["registration_limited"] == 2
+        })
+        .await;
+    assert_eq!(stats["ingest"]["messages_accepted"], 4, "{stats}");
+}

@@ -105,6 +105,17 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    // The tokens' users exist (a token of a user that does not is refused); nobody logs in as
+    // them, so their hash is a placeholder.
+    for (name, role) in [
+        ("test-admin", Role::Admin),
+        ("test-operator", Role::Operator),
+        ("test-viewer", Role::Viewer),
+    ] {
+        users::create(&pool, name, "placeholder-never-verified", role)
+            .await
+            .expect("test user");
+    }
     let issuer = TokenIssuer::new(&SecretString::from(TEST_SECRET), 3600);
     TestApp {
         address,

@@ -3,6 +3,7 @@
 mod alerts;
 mod archive;
 mod auth;
+mod broker;
 mod cli;
 mod collector;
 mod configs;

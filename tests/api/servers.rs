@@ -30,6 +30,9 @@ pub struct Server {
     command: Box<dyn Fn() -> Command + Send + Sync>,
     child: Option<Child>,
     pub port: u16,
+    /// The signal `stop` sends (a service manager's stop: TERM, or INT for PostgreSQL's fast
+    /// shutdown, which does not wait for clients to leave).
+    stop_signal: &'static str,
 }
 
 impl Server {
@@ -43,6 +46,7 @@ impl Server {
             command: Box::new(command),
             child: None,
             port,
+            stop_signal: "TERM",
         };
         server.start();
         server
@@ -62,7 +66,7 @@ impl Server {
     pub fn stop(&mut self) {
         let mut child = self.child.take().expect("running");
         let _ = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{}", self.stop_signal))
             .arg(child.id().to_string())
             .status();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -89,21 +93,217 @@ impl Drop for Server {
     }
 }
 
-/// Mosquitto whose queues for a persistent session are unlimited: the collector's session must
-/// be able to hold everything published while devicehub is down.
-pub fn mosquitto(dir: &Path) -> Server {
+/// devicehub's broker user in [`mosquitto`], and its password.
+pub const BROKER_USER: &str = "devicehub";
+pub const BROKER_PASSWORD: &str = "broker-test-password";
+/// The password of every device user in [`mosquitto`].
+pub const DEVICE_PASSWORD: &str = "device-test-password";
+
+/// Mosquitto as devicehub ships it: `config/mosquitto/mosquitto.conf` and its ACL file, with
+/// only the port (loopback) and the paths changed. No anonymous access: the password file holds
+/// devicehub's user ([`BROKER_USER`]) and one user per entry of `devices` (the device id, with
+/// [`DEVICE_PASSWORD`]).
+pub fn mosquitto(dir: &Path, devices: &[&str]) -> Server {
+    mosquitto_with(dir, devices, |line, port| {
+        (line.split_whitespace().next() == Some("listener"))
+            .then(|| format!("listener {port} 127.0.0.1"))
+    })
+}
+
+/// The shipped configuration with the paths changed, and each line `listener` rewrites
+/// (given the line and the port) replaced.
+fn mosquitto_with(
+    dir: &Path,
+    devices: &[&str],
+    listener: impl Fn(&str, u16) -> Option<String>,
+) -> Server {
     let port = free_port();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/mosquitto");
+    let data = dir.join("mosquitto-data");
+    std::fs::create_dir_all(&data).unwrap();
+    let passwd = dir.join("mosquitto-passwd");
+    let mut users = format!("{BROKER_USER}:{BROKER_PASSWORD}\n");
+    for device in devices {
+        users.push_str(&format!("{device}:{DEVICE_PASSWORD}\n"));
+    }
+    std::fs::write(&passwd, users).unwrap();
+    let hashed = Command::new("mosquitto_passwd")
+        .arg("-U")
+        .arg(&passwd)
+        .status()
+        .expect("mosquitto_passwd (Debian package mosquitto)");
+    assert!(hashed.success());
+    let config = std::fs::read_to_string(shipped.join("mosquitto.conf")).unwrap();
+    let mut rewritten = String::new();
+    for line in config.lines() {
+        if let Some(replaced) = listener(line, port) {
+            rewritten.push_str(&replaced);
+            rewritten.push('\n');
+            continue;
+        }
+        let line = match line.split_whitespace().next() {
+            Some("persistence_location") => format!("persistence_location {}/", data.display()),
+            Some("password_file") => format!("password_file {}", passwd.display()),
+            Some("acl_file") => format!("acl_file {}", shipped.join("acl").display()),
+            Some("log_dest") => format!("log_dest file {}", data.join("mosquitto.log").display()),
+            _ => line.to_owned(),
+        };
+        rewritten.push_str(&line);
+        rewritten.push('\n');
+    }
+    assert!(rewritten.contains("allow_anonymous false"));
     let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 0\npersistence false\n"),
-    )
-    .unwrap();
+    std::fs::write(&conf, rewritten).unwrap();
+    // Started as root, Mosquitto runs as its own user: let it write its data.
+    let _ = Command::new("chown")
+        .arg("-R")
+        .arg("mosquitto:")
+        .arg(&data)
+        .stderr(Stdio::null())
+        .status();
     Server::spawn("mosquitto", port, move || {
         let mut command = Command::new("mosquitto");
         command.arg("-c").arg(&conf);
         command
     })
+}
+
+/// Certificates of a test's own CA, made with `openssl`: the CA, the broker's (for
+/// 127.0.0.1) and a client's.
+pub struct Certificates {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+pub fn certificates(dir: &Path) -> Certificates {
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(&certs)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=devicehub-test-ca",
+    ]);
+    // X.509 v3 certificates (rustls takes no other), with their purpose.
+    std::fs::write(
+        certs.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    std::fs::write(certs.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for name in ["server", "client"] {
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN={name}"),
+        ]);
+        let ext = format!("{name}.ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ]);
+    }
+    // Mosquitto reads its key as its own user.
+    let _ = Command::new("chown")
+        .args(["-R", "mosquitto:"])
+        .arg(&certs)
+        .stderr(Stdio::null())
+        .status();
+    Certificates {
+        ca: certs.join("ca.crt"),
+        server_cert: certs.join("server.crt"),
+        server_key: certs.join("server.key"),
+        client_cert: certs.join("client.crt"),
+        client_key: certs.join("client.key"),
+    }
+}
+
+/// [`mosquitto`] with the shipped TLS listener switched on instead of the plain one, with
+/// `require_certificate true`.
+pub fn mosquitto_tls(dir: &Path, devices: &[&str], certs: &Certificates) -> Server {
+    mosquitto_with(dir, devices, |line, port| {
+        let setting = |name: &str| {
+            // `#listener 8883`, not a comment that mentions the name.
+            line.strip_prefix('#')
+                .is_some_and(|l| !l.starts_with(' ') && l.split_whitespace().next() == Some(name))
+        };
+        if line.split_whitespace().next() == Some("listener") {
+            Some(String::new())
+        } else if setting("listener") {
+            Some(format!("listener {port} 127.0.0.1"))
+        } else if setting("cafile") {
+            Some(format!("cafile {}", certs.ca.display()))
+        } else if setting("certfile") {
+            Some(format!("certfile {}", certs.server_cert.display()))
+        } else if setting("keyfile") {
+            Some(format!("keyfile {}", certs.server_key.display()))
+        } else if setting("tls_version") {
+            Some(line[1..].to_owned())
+        } else if setting("require_certificate") {
+            Some("require_certificate true".into())
+        } else {
+            None
+        }
+    })
+}
+
+/// Options for a connection to [`mosquitto`] as `device` (its user), with `client_id`.
+pub fn device_options(port: u16, device: &str, client_id: String) -> rumqttc::MqttOptions {
+    let mut options = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
+    options.set_credentials(device, DEVICE_PASSWORD);
+    options
+}
+
+/// devicehub's `mqtt.url` for [`mosquitto`].
+pub fn broker_url(port: u16) -> String {
+    format!("mqtt://{BROKER_USER}:{BROKER_PASSWORD}@127.0.0.1:{port}")
 }
 
 /// InfluxDB 1.x (Debian's `influxd`) with its data under `dir`.
@@ -181,4 +381,51 @@ pub fn s3(dir: &Path) -> Server {
             .arg(&root);
         command
     })
+}
+
+/// A PostgreSQL cluster of the test's own (Debian's `initdb` and `postgres`, run as the
+/// `postgres` system user, as the test script runs as root), with trust auth on loopback; its
+/// URL is `postgres://postgres@127.0.0.1:{port}`.
+pub fn postgres(dir: &Path) -> Server {
+    let port = free_port();
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("Debian's PostgreSQL server")
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .max()
+        .unwrap();
+    let data = dir.join("postgres");
+    std::fs::create_dir_all(&data).unwrap();
+    let _ = Command::new("chown")
+        .arg("-R")
+        .arg("postgres:")
+        .arg(dir)
+        .status();
+    let as_postgres = |program: PathBuf| {
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+            .arg(program);
+        command
+    };
+    let initdb = as_postgres(bin.join("initdb"))
+        .args(["-A", "trust", "-U", "postgres", "-D"])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .status()
+        .expect("initdb");
+    assert!(initdb.success());
+    let postgres = bin.join("postgres");
+    let mut server = Server::spawn("postgres", port, move || {
+        let mut command = as_postgres(postgres.clone());
+        command
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", data.display()));
+        command
+    });
+    server.stop_signal = "INT";
+    server
 }

@@ -47,6 +47,7 @@ pub async fn run(config: Esp32Config, stats: Arc<Esp32Stats>) -> anyhow::Result<
         &config.brokers,
         LinkOptions {
             client_id: format!("sim-{}", config.device_id),
+            device_id: config.device_id.clone(),
             will: None,
             on_connect: None,
             subscriptions: vec![format!("{}/{}/acks", config.qs_prefix, config.device_id)],

@@ -79,6 +79,7 @@ pub async fn run(config: HouseConfig) -> anyhow::Result<()> {
         &config.brokers,
         LinkOptions {
             client_id: format!("sim-{}", entry.device_id),
+            device_id: entry.device_id.clone(),
             will: None,
             on_connect: None,
             subscriptions: Vec::new(),

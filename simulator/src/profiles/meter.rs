@@ -160,6 +160,7 @@ async fn power_on(config: &mut MeterConfig, physics: &mut Physics) -> anyhow::Re
         &config.brokers,
         LinkOptions {
             client_id: format!("sim-{}", config.device_id),
+            device_id: config.device_id.clone(),
             will: Some(LastWill::new(
                 config.topic("status"),
                 status("offline"),

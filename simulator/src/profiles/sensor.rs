@@ -24,6 +24,7 @@ pub async fn run(config: SensorConfig) -> anyhow::Result<()> {
         &config.brokers,
         LinkOptions {
             client_id: format!("sim-{}", config.device_id),
+            device_id: config.device_id.clone(),
             will: None,
             on_connect: None,
             subscriptions: Vec::new(),

@@ -278,6 +278,7 @@ pub async fn run(device: ShellyDevice, brokers: Vec<String>, seed: u64) -> anyho
         &brokers,
         LinkOptions {
             client_id: id.clone(),
+            device_id: id.clone(),
             will: Some(LastWill::new(
                 format!("{id}/online"),
                 "false",

@@ -139,6 +139,18 @@ impl Decoder {
         }
     }
 
+    /// The protocol family of a topic, as `mqtt.unknown_devices_by_protocol` names it: `iot`,
+    /// `qs` or `shelly`.
+    pub fn protocol(&self, topic: &str) -> &'static str {
+        if strip_prefix_level(topic, &self.iot_prefix).is_some() {
+            "iot"
+        } else if strip_prefix_level(topic, &self.qs_prefix).is_some() {
+            "qs"
+        } else {
+            "shelly"
+        }
+    }
+
     /// The topic filters the collector subscribes to.
     pub fn subscriptions(&self) -> Vec<String> {
         let iot = &self.iot_prefix;

@@ -277,11 +277,11 @@ impl RegistryBatch {
         let mut outcomes = Vec::with_capacity(self.events.len());
         if !self.events.is_empty() {
             let e = &self.events;
-            let stored: Vec<String> = sqlx::query_scalar(
+            let stored: Vec<(String, String)> = sqlx::query_as(
                 "INSERT INTO events (event_id, device_id, schema, event_type, value_num, value_text, unit, ts_device, ts_server, meta) \
                  SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::float8[], $6::text[], $7::text[], \
                                       $8::timestamptz[], $9::timestamptz[], $10::jsonb[]) \
-                 ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                 ON CONFLICT (device_id, event_id) DO NOTHING RETURNING device_id, event_id",
             )
             .bind(e.iter().map(|(x, _)| x.event_id.as_str()).collect::<Vec<_>>())
             .bind(e.iter().map(|(x, _)| x.device_id.as_str()).collect::<Vec<_>>())
@@ -296,9 +296,11 @@ impl RegistryBatch {
             .fetch_all(&mut *tx)
             .await?;
             // A repeat of an id inside one batch: the first is stored, later ones are duplicates.
-            let mut fresh: std::collections::HashSet<String> = stored.into_iter().collect();
+            let mut fresh: std::collections::HashSet<(String, String)> =
+                stored.into_iter().collect();
             for (event, _) in e {
-                let new = fresh.remove(&event.event_id);
+                let new =
+                    fresh.remove(&(event.device_id.as_str().to_owned(), event.event_id.clone()));
                 outcomes.push((event.clone(), new));
             }
         }
