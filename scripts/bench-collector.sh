@@ -66,10 +66,17 @@ else
   SIM="$CARGO_TARGET_DIR/release/devicehub-sim"
 fi
 
-# The broker's queue and in-flight limits are part of the set-up: an unlimited queue and 1,000
-# messages in flight per client, so that the measurement is the collector's, not Mosquitto's
-# default of 20 in flight (a production broker for a busy collector wants the same).
-printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 1000\npersistence false\n' "$PORT" > "$WORK/mosquitto.conf"
+# The shipped broker config (config/mosquitto/mosquitto.conf: its queue bounded by bytes, 1,000
+# messages in flight per client, persistence), opened to anonymous clients without ACLs so that
+# the load generator's thousand devices need no accounts; data and log in the work directory.
+sed -e "s#^listener 1883\$#listener $PORT 127.0.0.1#" \
+    -e "s#^allow_anonymous false#allow_anonymous true#" \
+    -e "/^password_file /d" -e "/^acl_file /d" \
+    -e "s#^persistence_location .*#persistence_location $WORK/mosquitto-data/#" \
+    -e "s#^log_dest stdout#log_dest stderr#" \
+    "$ROOT/config/mosquitto/mosquitto.conf" > "$WORK/mosquitto.conf"
+mkdir -p "$WORK/mosquitto-data" && chmod 755 "$WORK"
+if [ "$(id -u)" -eq 0 ] && id mosquitto >/dev/null 2>&1; then chown -R mosquitto: "$WORK/mosquitto-data"; fi
 start_broker() {
   mosquitto -c "$WORK/mosquitto.conf" >> "$WORK/mosquitto.log" 2>&1 &
   BROKER=$!

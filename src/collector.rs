@@ -29,9 +29,11 @@ use crate::stores::objects::ObjectStore;
 use crate::supervisor::{Supervisor, Wave};
 
 /// At most this many records kept decoded for the sinks (about 850 bytes each with their
-/// payload). The cache holds what the slowest sink has yet to read: usually a few thousand
-/// records; more while an archive window is being written or InfluxDB answers slowly.
+/// payload), and at most about this many bytes (large payloads). The cache holds what the
+/// slowest sink has yet to read: usually a few thousand records; more while an archive window is
+/// being written or InfluxDB answers slowly. Beyond it a sink reads the journal's files.
 const DECODED_CACHE_RECORDS: usize = 30_000;
+const DECODED_CACHE_BYTES: usize = 64 << 20;
 
 /// What the collector writes to and publishes through.
 pub struct Stores {
@@ -58,7 +60,7 @@ pub async fn start(
         journal.dir().to_owned(),
         end,
         decoder.clone(),
-        DECODED_CACHE_RECORDS,
+        (DECODED_CACHE_RECORDS, DECODED_CACHE_BYTES),
     );
     let device_types = Arc::new(DeviceTypes::new(stores.pool.clone()));
     let dead_letters = DeadLetters::new(stores.publisher.clone(), &settings.mqtt, metrics.clone());
@@ -132,6 +134,7 @@ pub async fn start(
     let (source, incoming) =
         MqttSource::new(&settings.mqtt, decoder.subscriptions(), acks.clone())?;
     let ingest = Ingest {
+        pool: stores.pool.clone(),
         fsync: settings.collector.fsync,
         decoder,
         acceptance,

@@ -61,17 +61,18 @@ pub struct Feed {
 }
 
 impl Feed {
-    /// A feed over the journal in `dir`, keeping up to `cache_records` decoded.
+    /// A feed over the journal in `dir`, keeping up to `cache_records` decoded, of about
+    /// `cache_bytes` at most.
     pub fn new(
         dir: PathBuf,
         end: JournalEnd,
         decoder: Arc<dyn Decode>,
-        cache_records: usize,
+        (cache_records, cache_bytes): (usize, usize),
     ) -> Self {
         Self {
             dir,
             end,
-            cache: Arc::new(DecodedCache::new(cache_records)),
+            cache: Arc::new(DecodedCache::new(cache_records, cache_bytes)),
             decoder,
             positions: Default::default(),
         }
@@ -214,23 +215,33 @@ impl FeedReader {
 
 /// The most recently journaled records, decoded, by journal number. Entries every sink has read
 /// are dropped (a sink that needs one again, replaying after a failed write, reads the journal),
-/// and beyond a count the oldest.
+/// and beyond a count or an estimate of bytes the oldest: a sink that falls behind reads the
+/// journal's files instead, so a slow store never grows the collector's memory.
 pub struct DecodedCache {
     inner: Mutex<DecodedWindow>,
     capacity: usize,
+    max_bytes: usize,
 }
 
 #[derive(Default)]
 struct DecodedWindow {
     first: u64,
     entries: VecDeque<Arc<Journaled>>,
+    bytes: usize,
+}
+
+/// An estimate of what a cached record holds: its topic and payload, and the decoded message
+/// (readings take about the payload's size again).
+fn footprint(j: &Journaled) -> usize {
+    j.record.topic.len() + 2 * j.record.payload.len() + 256
 }
 
 impl DecodedCache {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, max_bytes: usize) -> Self {
         Self {
             inner: Default::default(),
             capacity,
+            max_bytes,
         }
     }
 
@@ -242,13 +253,24 @@ impl DecodedCache {
         };
         if window.first + window.entries.len() as u64 != first {
             window.entries.clear();
+            window.bytes = 0;
             window.first = first;
         }
-        window.entries.extend(entries);
-        let excess = window.entries.len().saturating_sub(self.capacity) as u64;
+        for entry in entries {
+            window.bytes += footprint(&entry);
+            window.entries.push_back(entry);
+        }
         let consumed = done.saturating_add(1).saturating_sub(window.first);
-        let drop = excess.max(consumed).min(window.entries.len() as u64);
-        window.entries.drain(..drop as usize);
+        let mut drop = 0u64;
+        while let Some(oldest) = window.entries.front() {
+            let over = window.entries.len() > self.capacity || window.bytes > self.max_bytes;
+            if drop >= consumed && !over {
+                break;
+            }
+            window.bytes -= footprint(oldest);
+            window.entries.pop_front();
+            drop += 1;
+        }
         window.first += drop;
     }
 
@@ -279,7 +301,7 @@ mod tests {
 
     #[test]
     fn decoded_cache_keeps_what_some_sink_still_needs_up_to_its_capacity() {
-        let cache = DecodedCache::new(4);
+        let cache = DecodedCache::new(4, usize::MAX);
         let journaled = |no| {
             Arc::new(Journaled {
                 record: Record {
@@ -313,5 +335,27 @@ mod tests {
         cache.extend(100, (100..102).map(journaled), 10);
         assert_eq!(numbers(15, 200, 10), [0u64; 0]);
         assert_eq!(numbers(100, 200, 10), [100, 101]);
+    }
+
+    #[test]
+    fn decoded_cache_keeps_at_most_its_bytes() {
+        let big = |no| {
+            Arc::new(Journaled {
+                record: Record {
+                    no,
+                    received: Utc::now(),
+                    topic: "iot/d/telemetry".into(),
+                    payload: vec![b'x'; 100_000],
+                },
+                message: Message::Ignored,
+            })
+        };
+        // Room for two records of 100 kB (estimated at twice their payload).
+        let cache = DecodedCache::new(1000, 450_000);
+        cache.extend(1, (1..=5).map(big), 0);
+        let held: Vec<u64> = cache.take(1, 5, 10).iter().map(|j| j.record.no).collect();
+        assert_eq!(held, [0u64; 0], "the oldest went");
+        let held: Vec<u64> = cache.take(4, 5, 10).iter().map(|j| j.record.no).collect();
+        assert_eq!(held, [4, 5]);
     }
 }

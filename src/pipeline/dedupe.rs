@@ -1,24 +1,60 @@
 //! Dropping what was already taken: repeats of `(device_id, seq)` (devices publishing to several
 //! brokers), and messages the broker redelivers after a crash between journaling and acking.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 
 use sqlx::PgPool;
 
 use super::decode::Decoder;
+use super::idle::IdleMap;
 use crate::domain::DeviceId;
 use crate::journal::{Journal, JournalReader};
 use crate::registry;
 
 /// Drops repeats of `(device_id, seq)`: the last number per device and a 64-wide window of
 /// numbers below it (devices publishing to several brokers deliver each message more than once,
-/// not always in order). A 0, or a number far below the window, is a device restart.
+/// not always in order). A 0, or a number far below the window, is a device restart. Devices
+/// idle longest are forgotten past [`super::idle::DEVICE_STATE_CAPACITY`], and their last number
+/// restored from the registry when they return ([`Dedupe::restore`]).
 #[derive(Default)]
 pub struct Dedupe {
-    windows: HashMap<DeviceId, (u64, u64), foldhash::fast::RandomState>,
+    windows: IdleMap<DeviceId, (u64, u64)>,
 }
 
 impl Dedupe {
+    /// Before `accept`ing a batch: the registry's last number of each of `devices` that was
+    /// forgotten (one query, and only once something has been forgotten).
+    pub async fn restore<'a>(
+        &mut self,
+        pool: &PgPool,
+        devices: impl Iterator<Item = &'a DeviceId>,
+    ) {
+        if !self.windows.has_forgotten() {
+            return;
+        }
+        let mut missing: Vec<&str> = devices
+            .filter(|d| !self.windows.contains_key(*d))
+            .map(DeviceId::as_str)
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        match registry::sequences::last_numbers_of(pool, &missing).await {
+            Ok(found) => {
+                for (device, last) in found {
+                    if let Ok(id) = DeviceId::parse(&device) {
+                        self.windows.insert(id, (last, 1));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot restore devices' last seq; taking them as new")
+            }
+        }
+    }
+
     pub fn accept(&mut self, device: &DeviceId, seq: u64) -> bool {
         let Some((last, seen)) = self.windows.get_mut(device) else {
             self.windows.insert(device.clone(), (seq, 1));

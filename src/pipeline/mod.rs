@@ -12,6 +12,7 @@ pub mod dead_letter;
 pub mod decode;
 pub mod dedupe;
 pub mod enrich;
+pub mod idle;
 pub mod policy;
 
 use std::sync::{Arc, Mutex};
@@ -116,6 +117,7 @@ const BATCH: usize = 4096;
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Ingest {
+    pub pool: sqlx::PgPool,
     pub fsync: FsyncPolicy,
     pub decoder: Arc<Decoder>,
     pub acceptance: Acceptance,
@@ -132,7 +134,7 @@ impl Ingest {
     /// source that every acknowledgement owed has been handed back.
     pub async fn run(
         mut self,
-        mut incoming: mpsc::UnboundedReceiver<Incoming>,
+        mut incoming: mpsc::Receiver<Incoming>,
         acks: Arc<AckQueue>,
     ) -> anyhow::Result<()> {
         let mut batch = Vec::with_capacity(BATCH);
@@ -244,6 +246,11 @@ impl Ingest {
                     .filter_map(|(_, _, message)| message.device_id()),
             )
             .await;
+        let sequenced = decoded
+            .iter()
+            .filter(|(_, _, message)| message.seq().is_some())
+            .filter_map(|(_, _, message)| message.device_id());
+        self.dedupers.seq.restore(&self.pool, sequenced).await;
         let mut entries = Vec::with_capacity(decoded.len());
         let mut messages = Vec::with_capacity(decoded.len());
         for (m, fingerprint, message) in decoded {

@@ -19,23 +19,26 @@ use crate::pipeline::{Ack, AckQueue, Incoming};
 use crate::retry::Backoff;
 use crate::stores::broker;
 
+/// The most messages handed to ingest and not yet taken.
+pub const HANDOFF: usize = 8192;
+
 pub struct MqttSource {
     client: AsyncClient,
     eventloop: EventLoop,
     filters: Vec<SubscribeFilter>,
-    handoff: mpsc::UnboundedSender<Incoming>,
+    handoff: mpsc::Sender<Incoming>,
     acks: Arc<AckQueue>,
 }
 
 impl MqttSource {
-    /// A source subscribing to `topics`, and the receiving end of its hand-off. Unbounded, so
-    /// that the event loop is always polled (acks flow out while publishes flow in); what can
-    /// pile up is bounded by the broker's in-flight window for this client.
+    /// A source subscribing to `topics`, and the receiving end of its hand-off, which holds at
+    /// most [`HANDOFF`] messages: while ingest is behind (the journal full, a slow disk) the
+    /// source stops reading, and the broker keeps the rest.
     pub fn new(
         settings: &MqttSettings,
         topics: Vec<String>,
         acks: Arc<AckQueue>,
-    ) -> Result<(Self, mpsc::UnboundedReceiver<Incoming>), broker::BrokerUrlError> {
+    ) -> Result<(Self, mpsc::Receiver<Incoming>), broker::BrokerUrlError> {
         let mut options = broker::options(settings, &settings.client_id, true)?;
         options.set_manual_acks(true);
         let (client, eventloop) = AsyncClient::new(options, 64);
@@ -51,7 +54,7 @@ impl MqttSource {
                 SubscribeFilter::new(filter, QoS::AtLeastOnce)
             })
             .collect();
-        let (handoff, incoming) = mpsc::unbounded_channel();
+        let (handoff, incoming) = mpsc::channel(HANDOFF);
         let source = Self {
             client,
             eventloop,
@@ -100,8 +103,22 @@ impl MqttSource {
                         redelivered: publish.dup,
                         ack,
                     };
-                    if self.handoff.send(incoming).is_err() {
-                        anyhow::bail!("ingest stopped taking messages");
+                    // Full: wait for ingest, still writing the acknowledgements it hands back.
+                    let mut sent = std::pin::pin!(self.handoff.send(incoming));
+                    loop {
+                        tokio::select! {
+                            biased;
+                            () = shutdown.cancelled() => break,
+                            () = self.acks.ready() => {
+                                write_acks(&mut self.eventloop, &self.acks, connection).await;
+                            }
+                            result = &mut sent => {
+                                if result.is_err() {
+                                    anyhow::bail!("ingest stopped taking messages");
+                                }
+                                break;
+                            }
+                        }
                     }
                 }
                 Ok(_) => {}

@@ -14,7 +14,10 @@ use serde_json::{json, Value};
 
 use crate::servers::{self, free_port};
 
-const BIN: &str = env!("CARGO_BIN_EXE_devicehub");
+/// The binary under test: this build's, or `DEVICEHUB_BIN` (benchmarks run the release build).
+fn bin() -> String {
+    std::env::var("DEVICEHUB_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_devicehub").to_owned())
+}
 const MESSAGES: u64 = 10_000;
 const DEVICE: &str = "train-7";
 /// `message_size_limit` of the shipped broker config.
@@ -122,6 +125,20 @@ impl Service {
         self.api(reqwest::Method::GET, "/api/stats", None).await.1["ingest"].clone()
     }
 
+    /// The process's resident memory, in bytes.
+    pub(crate) fn rss_bytes(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .map_or(0, |kb| kb * 1024)
+    }
+
     /// Whether the process is still alive (it must never exit on its own).
     pub(crate) fn is_running(&mut self) -> bool {
         self.child
@@ -130,7 +147,7 @@ impl Service {
     }
 
     pub(crate) async fn start(&mut self) {
-        let child = Command::new(BIN)
+        let child = Command::new(bin())
             .arg("serve")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())

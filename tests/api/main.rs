@@ -11,6 +11,7 @@ mod devices;
 mod errors;
 mod events;
 mod faults;
+mod flood;
 mod health;
 mod helpers;
 mod mqtt;

@@ -14,6 +14,8 @@ use crate::registry;
 /// SipHash on the ingest path.
 type DeviceMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
 
+use crate::pipeline::idle::IdleMap;
+
 /// What one batch of messages changes in the registry, in journal order.
 #[derive(Debug, Default)]
 pub struct RegistryBatch {
@@ -51,20 +53,46 @@ struct DeviceUpdate {
     fw_version: Option<String>,
 }
 
-/// The last `seq` per device, for gap detection in journal order (loaded from PostgreSQL).
+/// The last `seq` per device, for gap detection in journal order (loaded from PostgreSQL). The
+/// devices idle longest are forgotten past [`crate::pipeline::idle::DEVICE_STATE_CAPACITY`] and
+/// restored from PostgreSQL when they return ([`SequenceState::restore`]).
 #[derive(Debug, Default, Clone)]
 pub struct SequenceState {
-    last: DeviceMap<u64>,
+    last: IdleMap<String, u64>,
 }
 
 impl SequenceState {
     pub async fn load(pool: &PgPool) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            last: registry::sequences::last_numbers(pool)
-                .await?
-                .into_iter()
-                .collect(),
-        })
+        let mut last = IdleMap::default();
+        for (device, seq) in registry::sequences::last_numbers(pool).await? {
+            last.insert(device, seq);
+        }
+        Ok(Self { last })
+    }
+
+    /// Before `observe`: the stored last number of each of `devices` that was forgotten.
+    pub async fn restore(&mut self, pool: &PgPool, devices: &[&str]) {
+        if !self.last.has_forgotten() {
+            return;
+        }
+        let mut missing: Vec<&str> = devices
+            .iter()
+            .copied()
+            .filter(|d| !self.last.contains_key(*d))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        match registry::sequences::last_numbers_of(pool, &missing).await {
+            Ok(found) => {
+                for (device, seq) in found {
+                    self.last.insert(device, seq);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot restore devices' last seq"),
+        }
     }
 
     /// Records `seq`; returns the missing range when numbers were skipped.

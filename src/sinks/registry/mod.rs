@@ -47,7 +47,13 @@ impl RegistrySink {
                 pool: pool.clone(),
                 name: cursor_name,
             },
-            register_unknown: settings.mqtt.unknown_devices == UnknownDevicePolicy::Register,
+            // Ingest admitted only known devices and ones a policy lets register.
+            register_unknown: settings.mqtt.unknown_devices == UnknownDevicePolicy::Register
+                || settings
+                    .mqtt
+                    .unknown_devices_by_protocol
+                    .values()
+                    .any(|p| *p == UnknownDevicePolicy::Register),
             qs_prefix: settings.mqtt.qs_prefix.clone(),
             publisher,
             dead_letters,
@@ -78,6 +84,12 @@ impl super::Sink for RegistrySink {
 
     async fn add(&mut self, batch: &mut RegistryBatch, records: &[Arc<Journaled>]) {
         let sequences = self.sequences.get_or_insert_with(SequenceState::default);
+        let sequenced: Vec<&str> = records
+            .iter()
+            .filter(|j| j.message.seq().is_some())
+            .filter_map(|j| j.message.device_id().map(|d| d.as_str()))
+            .collect();
+        sequences.restore(&self.pool, &sequenced).await;
         for j in records {
             batch.add(j.record.received, &j.message, sequences);
         }
