@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up what the tests need (PostgreSQL, Mosquitto) and runs the whole suite: formatting,
-# clippy, unit and integration tests, and OpenAPI validation. Idempotent.
+# clippy, unit and integration tests, OpenAPI validation and a short schemathesis run. Idempotent.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
@@ -40,6 +40,9 @@ fi
 
 log "running tests"
 cargo test --workspace --locked
+
+log "schema fuzzing (schemathesis, ${SCHEMATHESIS_SECONDS:-90} s)"
+SCHEMATHESIS_SECONDS="${SCHEMATHESIS_SECONDS:-90}" bash scripts/schemathesis.sh
 
 # Each test writes its own InfluxDB database; dozens of idle ones keep influxd busy (and make
 # the collector benchmark's InfluxDB figures worse), so a green run removes them.

@@ -18,7 +18,10 @@ mod time_range;
 pub use alert::{AlertQuery, NewAlert, Severity};
 pub use command::{command_payload, CommandName, CommandRequest, NewCommand};
 pub use config_key::ConfigKey;
-pub use device::{DeviceFilter, DeviceListQuery, DevicePatch, DeviceStatus, NewDevice};
+pub use device::{
+    DeviceFilter, DeviceListQuery, DevicePatch, DeviceStatus, NewDevice,
+    MAX_TYPE_CHARS as MAX_DEVICE_TYPE_CHARS,
+};
 pub use device_id::DeviceId;
 pub use message::{CommandResult, EventRejection, Message, QsEvent, Reading};
 pub use metric::{MetricName, Unit};

@@ -15,8 +15,9 @@ pub enum TimeBound {
 const MAX_AGO_SECS: u64 = 10 * 366 * 24 * 3600;
 
 impl TimeBound {
+    /// `now()` (or `now`), `-<n><unit>` (n up to 12 digits, unit s m h d w; more than 10 years
+    /// back counts as 10 years), or an RFC 3339 time: exactly what the OpenAPI document declares.
     pub fn parse(field: &'static str, raw: &str) -> Result<Self, Invalid> {
-        let raw = raw.trim();
         if raw == "now()" || raw == "now" {
             return Ok(TimeBound::Now);
         }
@@ -27,10 +28,7 @@ impl TimeBound {
                     "must be now(), a relative time like -5m, -1h, -7d, or an RFC 3339 time",
                 )
             })?;
-            if secs > MAX_AGO_SECS {
-                return Err(Invalid::new(field, "reaches back more than 10 years"));
-            }
-            return Ok(TimeBound::Ago(secs));
+            return Ok(TimeBound::Ago(secs.min(MAX_AGO_SECS)));
         }
         DateTime::parse_from_rfc3339(raw)
             .map(|t| TimeBound::At(t.with_timezone(&Utc)))
@@ -55,15 +53,27 @@ impl TimeBound {
         match self {
             TimeBound::Now => "now()".into(),
             TimeBound::Ago(secs) => format!("now() - {secs}s"),
+            // InfluxDB's times are nanoseconds in an i64: held to 1678 .. 2262.
             TimeBound::At(t) => format!(
                 "'{}'",
-                t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+                t.clamp(influx_min(), influx_max())
+                    .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
             ),
         }
     }
 }
 
-/// `start` ≤ `stop`.
+/// InfluxQL refuses time literals near the ends of its i64 nanoseconds ("underflows time
+/// literal"): whole years inside them.
+fn influx_min() -> DateTime<Utc> {
+    DateTime::from_timestamp(-9_214_560_000, 0).unwrap_or_default() // 1678-01-01
+}
+
+fn influx_max() -> DateTime<Utc> {
+    DateTime::from_timestamp(9_214_646_400, 0).unwrap_or_default() // 2262-01-01
+}
+
+/// From `start` to `stop`; a `start` after `stop` is an empty range (nothing matches).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeRange {
     pub start: TimeBound,
@@ -82,10 +92,6 @@ impl TimeRange {
     pub fn parse(start: Option<&str>, stop: Option<&str>) -> Result<Self, Invalid> {
         let start = TimeBound::parse("start", start.unwrap_or("-1h"))?;
         let stop = TimeBound::parse("stop", stop.unwrap_or("now()"))?;
-        let now = Utc::now();
-        if start.resolve(now) > stop.resolve(now) {
-            return Err(Invalid::new("start", "must not be after stop"));
-        }
         Ok(Self { start, stop })
     }
 }
@@ -126,19 +132,16 @@ impl Aggregate {
 
 impl Downsample {
     pub fn parse(every: Option<&str>, function: Option<&str>) -> Result<Option<Self>, Invalid> {
-        let Some(every) = every else {
-            if function.is_some() {
-                return Err(Invalid::new("fn", "needs every (e.g. every=1m)"));
-            }
-            return Ok(None);
+        // `fn` alone downsamples by the minute; `every` is held to 1 s .. 30 d.
+        let every = match (every, function) {
+            (None, None) => return Ok(None),
+            (None, Some(_)) => "1m",
+            (Some(every), _) => every,
         };
         let every_secs = parse_duration(every)
-            .filter(|s| (1..=30 * 24 * 3600).contains(s))
+            .map(|s| s.clamp(1, 30 * 24 * 3600))
             .ok_or_else(|| {
-                Invalid::new(
-                    "every",
-                    "must be a duration from 1s to 30d, like 10s, 1m, 1h",
-                )
+                Invalid::new("every", "must be a duration like 10s, 1m, 1h, 7d or 2w")
             })?;
         let function = match function.unwrap_or("mean") {
             "mean" => Aggregate::Mean,
@@ -166,6 +169,9 @@ impl Downsample {
 /// `30s`, `5m`, `1h`, `7d`, `2w` → seconds.
 fn parse_duration(raw: &str) -> Option<u64> {
     let split = raw.find(|c: char| !c.is_ascii_digit())?;
+    if split == 0 || split > 12 {
+        return None;
+    }
     let (n, unit) = raw.split_at(split);
     let n: u64 = n.parse().ok()?;
     let scale = match unit {
@@ -194,10 +200,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.start.influxql(), "'2026-02-12T16:00:00.000000000Z'");
-        for bad in ["5m", "-5x", "-", "yesterday", "-99999999999d", "'; DROP"] {
+        for bad in [
+            "5m",
+            "-5x",
+            "-",
+            "yesterday",
+            "-9999999999999d",
+            "'; DROP",
+            " -5m",
+        ] {
             assert!(TimeRange::parse(Some(bad), None).is_err(), "{bad}");
         }
-        assert!(TimeRange::parse(Some("-1h"), Some("-2h")).is_err());
+        let empty = TimeRange::parse(Some("-1h"), Some("-2h")).unwrap();
+        assert_eq!(empty.seconds(), 0, "start after stop: nothing");
+        let far = TimeRange::parse(Some("-99999999999d"), None).unwrap();
+        assert_eq!(far.start, TimeBound::Ago(MAX_AGO_SECS));
+        let r =
+            TimeRange::parse(Some("0001-01-01T00:00:00Z"), Some("9999-12-31T23:59:59Z")).unwrap();
+        assert_eq!(r.start.influxql(), "'1678-01-01T00:00:00.000000000Z'");
+        assert_eq!(r.stop.influxql(), "'2262-01-01T00:00:00.000000000Z'");
     }
 
     #[test]
@@ -209,8 +230,27 @@ mod tests {
                 function: Aggregate::Max
             })
         );
-        assert!(Downsample::parse(Some("0s"), None).is_err());
+        assert_eq!(
+            Downsample::parse(Some("0s"), None)
+                .unwrap()
+                .unwrap()
+                .every_secs,
+            1
+        );
+        assert_eq!(
+            Downsample::parse(Some("99w"), None)
+                .unwrap()
+                .unwrap()
+                .every_secs,
+            30 * 86_400
+        );
         assert!(Downsample::parse(Some("1m"), Some("stddev; DROP")).is_err());
-        assert!(Downsample::parse(None, Some("mean")).is_err());
+        assert_eq!(
+            Downsample::parse(None, Some("mean"))
+                .unwrap()
+                .unwrap()
+                .every_secs,
+            60
+        );
     }
 }

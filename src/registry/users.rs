@@ -87,7 +87,8 @@ pub async fn token_state(pool: &PgPool, username: &str) -> Result<Option<TokenSt
     Ok(row.map(|(role, valid_since)| TokenState { role, valid_since }))
 }
 
-/// Changes the role and/or the password hash; tokens issued before now stop working.
+/// Changes the role and/or the password hash; when either really changes, tokens issued before
+/// now stop working.
 pub async fn update(
     pool: &PgPool,
     username: &str,
@@ -96,7 +97,9 @@ pub async fn update(
 ) -> Result<User, RegistryError> {
     sqlx::query_as::<_, User>(&format!(
         "UPDATE users SET role = COALESCE($2, role), password_hash = COALESCE($3, password_hash), \
-         tokens_valid_since = now(), updated_at = now() WHERE username = $1 RETURNING {COLUMNS}"
+         tokens_valid_since = CASE WHEN $3 IS NOT NULL OR $2 IS DISTINCT FROM role AND $2 IS NOT NULL \
+                                   THEN now() ELSE tokens_valid_since END, \
+         updated_at = now() WHERE username = $1 RETURNING {COLUMNS}"
     ))
     .bind(username)
     .bind(role)

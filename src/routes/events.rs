@@ -41,7 +41,7 @@ pub async fn list(
     if query
         .event_type
         .as_ref()
-        .is_some_and(|t| t.is_empty() || t.len() > 128)
+        .is_some_and(|t| t.is_empty() || t.chars().count() > 128)
     {
         return Err(ApiError::invalid_parameter(Invalid::new(
             "event_type",

@@ -94,6 +94,9 @@ pub fn metrics_influxql(
 /// The most points one metrics answer holds, over all its series.
 pub const MAX_POINTS: u64 = 100_000;
 
+/// The largest `limit` of a metrics query.
+pub const MAX_LIMIT: u32 = 100_000;
+
 /// How many points the query would answer with: per series, its count of raw points, at most
 /// its buckets when downsampled, at most `limit`.
 async fn points_to_answer(
@@ -148,7 +151,7 @@ pub async fn read(
     let downsample = Downsample::parse(q.every.as_deref(), q.function.as_deref())
         .map_err(ApiError::invalid_parameter)?;
     let limit = q.limit.unwrap_or(10_000);
-    if !(1..=100_000).contains(&limit) {
+    if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::invalid_parameter(crate::domain::Invalid::new(
             "limit",
             "must be between 1 and 100000",

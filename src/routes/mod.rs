@@ -10,6 +10,7 @@ pub mod events;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
+mod openapi_rules;
 pub mod prometheus;
 pub mod quarantine;
 pub mod raw_data;
@@ -42,11 +43,11 @@ pub struct Stores {
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // Explicit resources, so that a known path with the wrong method answers 405, not 404.
-    cfg.route("/health", web::get().to(health::health))
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/api-docs/openapi.json", web::get().to(openapi::document))
-        .route("/metrics", web::get().to(prometheus::metrics))
+    cfg.service(web::resource("/health").get(health::health))
+        .service(web::resource("/healthz").get(health::healthz))
+        .service(web::resource("/readyz").get(health::readyz))
+        .service(web::resource("/api-docs/openapi.json").get(openapi::document))
+        .service(web::resource("/metrics").get(prometheus::metrics))
         .service(
             web::scope("/api")
                 .service(web::resource("/auth/login").post(auth::login))

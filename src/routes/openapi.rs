@@ -68,13 +68,18 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The document, pretty-printed exactly as `devicehub openapi` prints it.
+/// The document with the rules the API enforces ([`super::openapi_rules`]), pretty-printed
+/// exactly as `devicehub openapi` prints it; built once.
 pub fn document_json() -> String {
-    let mut json = ApiDoc::openapi()
-        .to_pretty_json()
-        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
-    json.push('\n');
-    json
+    static DOCUMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        super::openapi_rules::apply(&mut doc);
+        let mut json = serde_json::to_string_pretty(&doc)
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+        json.push('\n');
+        json
+    });
+    DOCUMENT.clone()
 }
 
 /// This OpenAPI 3 document.

@@ -7,7 +7,7 @@ use crate::metrics::Fleet;
 /// Devices, alerts and the collector's counters in the Prometheus/OpenMetrics text format
 /// (unauthenticated, like every exporter; it carries no device data beyond counts).
 #[utoipa::path(get, operation_id = "prometheus_metrics", path = "/metrics", tag = "health",
-    responses((status = 200, description = "OpenMetrics text exposition format", content_type = "text/plain")))]
+    responses((status = 200, description = "OpenMetrics text exposition format", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 pub async fn metrics(pool: web::Data<PgPool>, stores: web::Data<Stores>) -> HttpResponse {
     // Without the registry the fleet gauges keep their last values; the counters still answer.
     let fleet = crate::registry::stats::read(&pool).await.ok();

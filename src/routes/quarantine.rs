@@ -9,7 +9,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::registry::quarantine::{self, QuarantineFilter, Quarantined};
 
 /// The sinks that quarantine.
-const SINKS: [&str; 3] = ["influxdb", "archive", "registry"];
+pub const SINKS: [&str; 3] = ["influxdb", "archive", "registry"];
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -20,13 +20,17 @@ pub struct RawDataQuery {
     pub prefix: Option<String>,
 }
 
-fn safe_suffix(field: &'static str, raw: &str) -> Result<(), ApiError> {
-    let ok = raw.len() <= 512
+/// A name below a device's folder: at most 512 of `[A-Za-z0-9=._/:-]`, no `.` or `..` segment.
+pub(crate) fn is_safe_suffix(raw: &str) -> bool {
+    raw.len() <= 512
         && raw.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'=' | b'.' | b'_' | b'-' | b'/' | b':')
         })
-        && !raw.split('/').any(|part| part == ".." || part == ".");
-    if ok {
+        && !raw.split('/').any(|part| part == ".." || part == ".")
+}
+
+fn safe_suffix(field: &'static str, raw: &str) -> Result<(), ApiError> {
+    if is_safe_suffix(raw) {
         Ok(())
     } else {
         Err(ApiError::invalid_parameter(Invalid::new(

@@ -250,3 +250,24 @@ async fn heartbeat_sets_last_seen_and_marks_the_device_online() {
     assert_eq!(status["connection_status"], "online");
     assert_eq!(status["last_seen"], beat["last_seen"]);
 }
+
+#[tokio::test]
+async fn metadata_with_the_largest_numbers_reads_back() {
+    let app = spawn_app().await;
+    let metadata = serde_json::json!({"max": f64::MAX, "min": -f64::MAX, "tiny": 5e-324, "big": 18446744073709551615u64});
+    let response = app
+        .post_json(
+            "/api/devices",
+            &app.admin,
+            &serde_json::json!({"device_id": "d-max", "device_name": "Max", "metadata": metadata}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let device: serde_json::Value = app
+        .get("/api/devices/d-max", &app.viewer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(device["metadata"], metadata);
+}
