@@ -45,6 +45,13 @@ SCENARIO="${DEVICEHUB_SCENARIO:-config/simulator/home.toml}"
   python3 -c 'import sys, json; [print(json.loads(l)["device_id"]) for l in sys.stdin]' |
   ensure_devicehub_broker
 BROKER="mqtt://127.0.0.1:$DEVICEHUB_BROKER_PORT"
+# The pollers too: with the simulator, devicehub polls its Mikrotik emulator (plain HTTP, the
+# scenario's development password) and keeps lease and Wi-Fi snapshots in the lake.
+export DEVICEHUB__ROLES="${DEVICEHUB__ROLES:-api,collector,pollers}"
+if [ "${DEVICEHUB_SIMULATOR:-1}" != 0 ]; then
+  export DEVICEHUB__MIKROTIK__URL="${DEVICEHUB__MIKROTIK__URL:-http://127.0.1.1:8081/rest}"
+  export DEVICEHUB__MIKROTIK__PASSWORD="${DEVICEHUB__MIKROTIK__PASSWORD:-dev-only-router-password}"
+fi
 export DEVICEHUB__MQTT__URL="${DEVICEHUB__MQTT__URL:-mqtt://devicehub:$BROKER_DEV_PASSWORD@127.0.0.1:$DEVICEHUB_BROKER_PORT}"
 
 "$BIN" migrate

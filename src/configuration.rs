@@ -36,6 +36,8 @@ pub struct Settings {
     pub s3: S3Settings,
     pub collector: CollectorSettings,
     pub registry: RegistrySinkSettings,
+    pub mikrotik: MikrotikSettings,
+    pub inventory: InventorySettings,
     /// How long a stop (SIGTERM, SIGINT) may take: the API finishes its requests, ingest
     /// journals and acknowledges what it holds, each sink writes its batch, the publisher sends
     /// its queue. What is not written by then stays in the journal.
@@ -55,6 +57,31 @@ pub struct BatchSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct RegistrySinkSettings {
     pub batch: BatchSettings,
+}
+
+/// The Mikrotik poller (role `pollers`); no `url`, no poller.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MikrotikSettings {
+    /// RouterOS REST base, e.g. `https://192.168.88.1/rest`.
+    #[serde(default)]
+    pub url: Option<String>,
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    /// PEM: the CA of the router's certificate, or its self-signed certificate.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Skip certificate verification (logged as a warning).
+    pub insecure: bool,
+    pub interval_s: u64,
+    pub timeout_ms: u64,
+}
+
+/// The inventory's inputs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InventorySettings {
+    /// `mac_address,device_type,owner,location[,name]`.
+    pub metadata_csv: std::path::PathBuf,
 }
 
 /// A part of devicehub that a process runs.
@@ -376,6 +403,21 @@ impl Settings {
         }
         if self.archive.backend == ArchiveBackend::S3 {
             self.s3.check()?;
+        }
+        if let Some(url) = self.mikrotik.url.as_deref().filter(|u| !u.is_empty()) {
+            let parsed = url::Url::parse(url).map_err(|e| {
+                SettingsError::Invalid(format!("mikrotik.url {url:?} is not a URL: {e}"))
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(SettingsError::Invalid(format!(
+                    "mikrotik.url {url:?} must be https:// (or http://)"
+                )));
+            }
+            if self.mikrotik.interval_s == 0 || self.mikrotik.timeout_ms == 0 {
+                return Err(SettingsError::Zero(
+                    "mikrotik.interval_s and mikrotik.timeout_ms",
+                ));
+            }
         }
         if self.http.max_body_bytes == 0 {
             return Err(SettingsError::Zero("http.max_body_bytes"));

@@ -12,6 +12,7 @@ pub mod configuration;
 pub mod database;
 pub mod domain;
 pub mod error;
+pub mod inventory;
 pub mod journal;
 pub mod metrics;
 pub mod outbox;

@@ -40,7 +40,7 @@ impl Application {
                  run like this only on a trusted network"
             );
         }
-        for role in [Role::Pollers, Role::Analytics] {
+        for role in [Role::Analytics] {
             if settings.runs(role) {
                 tracing::warn!(
                     ?role,
@@ -75,6 +75,9 @@ impl Application {
             };
             collector::start(&settings, &stores, &mut supervisor, &metrics).await?;
             tracing::info!("collector started");
+        }
+        if settings.runs(Role::Pollers) {
+            start_pollers(&settings, &archive, &mut supervisor)?;
         }
         if !settings.runs(Role::Api) {
             return Ok(Self {
@@ -131,6 +134,32 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The pollers' part: the device metadata (a malformed file stops start-up here, naming its
+/// line; changes are reloaded) and the Mikrotik poller when `mikrotik.url` is set.
+fn start_pollers(
+    settings: &Settings,
+    archive: &ObjectStore,
+    supervisor: &mut Supervisor,
+) -> anyhow::Result<()> {
+    let metadata = crate::inventory::MetadataFile::load(&settings.inventory.metadata_csv)?;
+    tracing::info!(devices = metadata.current().len(), "device metadata loaded");
+    supervisor.spawn("device metadata", Wave::Intake, move |shutdown| {
+        metadata.clone().watch(Duration::from_secs(5), shutdown)
+    });
+    if let Some(url) = settings.mikrotik.url.as_deref().filter(|u| !u.is_empty()) {
+        let poller = crate::sources::mikrotik::MikrotikPoller::new(
+            &settings.mikrotik,
+            url,
+            archive.clone(),
+        )?;
+        supervisor.spawn("mikrotik poller", Wave::Intake, move |shutdown| {
+            poller.clone().run(shutdown)
+        });
+        tracing::info!(url, "Mikrotik poller started");
+    }
+    Ok(())
 }
 
 /// Serves until told to stop, then lets requests in flight finish.

@@ -234,6 +234,9 @@ pub struct MikrotikSection {
     /// Extra hosts on the LAN besides the simulated devices (phones, laptops).
     #[serde(default)]
     pub extra_hosts: Vec<String>,
+    /// Those of the extra hosts that are on the Wi-Fi now (the registration table).
+    #[serde(default)]
+    pub wifi_hosts: Vec<String>,
 }
 
 impl MikrotikSection {

@@ -605,7 +605,7 @@ async fn a_shelly_answers_rpc_over_http_and_notifies_over_mqtt() {
 }
 
 #[tokio::test]
-async fn the_mikrotik_emulator_serves_leases_with_basic_auth() {
+async fn the_mikrotik_emulator_serves_leases_and_wifi_stations_with_basic_auth() {
     let addr = free_loopback();
     let section = MikrotikSection {
         http: addr,
@@ -613,6 +613,7 @@ async fn the_mikrotik_emulator_serves_leases_with_basic_auth() {
         password: Some("secret".into()),
         password_env: None,
         extra_hosts: vec![],
+        wifi_hosts: vec!["pixel-8".into()],
     };
     let hosts = vec![
         Host {
@@ -662,6 +663,25 @@ async fn the_mikrotik_emulator_serves_leases_with_basic_auth() {
     );
     let mac = leases[1]["mac-address"].as_str().unwrap();
     assert_eq!(mac.len(), 17);
+    // devicehub's own reading of RouterOS's answers.
+    let typed = devicehub::sources::routeros::leases(&Value::Array(leases.clone())).unwrap();
+    assert_eq!(typed.len(), 2);
+    assert!(typed[0].dynamic && typed[0].last_seen.is_some() && typed[0].expires_after.is_some());
+    let table: Value = client
+        .get(format!(
+            "http://{addr}/rest/interface/wifi/registration-table"
+        ))
+        .basic_auth("admin", Some("secret"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stations = devicehub::sources::routeros::stations(&table).unwrap();
+    assert_eq!(stations.len(), 1, "{table}");
+    assert_eq!(stations[0].mac.to_string(), mikrotik::mac_for("pixel-8"));
+    assert!(stations[0].signal.is_some_and(|s| s < 0));
     assert_eq!(
         client
             .get(format!("http://{addr}/rest/nothing"))

@@ -1,5 +1,8 @@
-//! Sources: where data enters devicehub and is handed to the pipeline's ingest. The MQTT broker
-//! now; the HTTP pollers (Mikrotik, Shelly) will be further sources handing over the same
-//! [`crate::pipeline::Incoming`] messages.
+//! Sources: where data enters devicehub. The MQTT broker hands messages to the pipeline's
+//! ingest; the Mikrotik poller keeps the router's lease and Wi-Fi snapshots in the lake (for the
+//! inventory; `routeros.rs` reads RouterOS's answers). The Shelly poller will hand readings to
+//! ingest like MQTT.
 
+pub mod mikrotik;
 pub mod mqtt;
+pub mod routeros;

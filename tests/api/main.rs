@@ -14,6 +14,7 @@ mod faults;
 mod flood;
 mod health;
 mod helpers;
+mod mikrotik;
 mod mqtt;
 mod openapi;
 mod servers;

@@ -1,5 +1,6 @@
 //! A Mikrotik RouterOS REST emulator: `GET /rest/ip/dhcp-server/lease` with basic auth, listing
-//! a DHCP lease for every simulated host in RouterOS's JSON (every value a string).
+//! a DHCP lease for every simulated host in RouterOS's JSON (every value a string), and
+//! `GET /rest/interface/wifi/registration-table` listing the hosts on the Wi-Fi.
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::Engine as _;
@@ -67,6 +68,39 @@ struct Router {
     username: String,
     password: String,
     hosts: Vec<Host>,
+    wifi: Vec<String>,
+}
+
+/// The registration table of RouterOS's `wifi` package for the hosts named in `wifi`.
+pub fn stations(hosts: &[Host], wifi: &[String]) -> Value {
+    Value::Array(
+        hosts
+            .iter()
+            .filter(|h| wifi.contains(&h.host_name))
+            .enumerate()
+            .map(|(i, h)| {
+                json!({
+                    ".id": format!("*{:X}", i + 1),
+                    "interface": if i % 2 == 0 { "wifi1" } else { "wifi2" },
+                    "ssid": "home",
+                    "mac-address": h.mac,
+                    "uptime": format!("{}h{}m", 1 + i, (i * 17) % 60),
+                    "signal": format!("-{}", 48 + (i * 7) % 30),
+                    "band": "5ghz-ax",
+                    "authorized": "true",
+                })
+            })
+            .collect(),
+    )
+}
+
+async fn registration_table(router: web::Data<Router>, req: HttpRequest) -> HttpResponse {
+    if !authorized(&router, &req) {
+        return HttpResponse::Unauthorized()
+            .insert_header(("WWW-Authenticate", "Basic realm=\"RouterOS\""))
+            .json(json!({"error": 401, "message": "Unauthorized"}));
+    }
+    HttpResponse::Ok().json(stations(&router.hosts, &router.wifi))
 }
 
 fn authorized(router: &Router, req: &HttpRequest) -> bool {
@@ -107,12 +141,17 @@ pub fn serve(
         username: section.username.clone(),
         password: section.password(),
         hosts,
+        wifi: section.wifi_hosts.clone(),
     });
     let addr = section.http;
     Ok(HttpServer::new(move || {
         App::new()
             .app_data(router.clone())
             .route("/rest/ip/dhcp-server/lease", web::get().to(lease))
+            .route(
+                "/rest/interface/wifi/registration-table",
+                web::get().to(registration_table),
+            )
             .default_service(web::to(not_found))
     })
     .workers(1)

@@ -1,0 +1,302 @@
+//! The Mikrotik poller against a RouterOS REST emulator of the test's own (basic auth, RouterOS's
+//! string-typed JSON, a router with only the older `wireless` package), and the router's
+//! certificate trust against an HTTPS server (`openssl s_server`) with a certificate of a
+//! private CA.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use arrow_array::{Array, Int32Array, StringArray, TimestampMicrosecondArray};
+use devicehub::configuration::{MikrotikSettings, Role};
+use devicehub::inventory::snapshots::{LEASES_PREFIX, WIFI_PREFIX};
+use devicehub::sources::mikrotik::{MikrotikClient, MikrotikPoller, PollError};
+use devicehub::stores::objects::ObjectStore;
+use secrecy::SecretString;
+use serde_json::json;
+
+use crate::helpers::{spawn_app_with, test_settings};
+use crate::servers::{self, free_port};
+
+const PASSWORD: &str = "router-test-password";
+
+fn leases() -> serde_json::Value {
+    json!([
+        {".id": "*1", "address": "192.168.88.10", "mac-address": "A8:03:2A:B1:C2:D4",
+         "client-id": "1:a8:3:2a:b1:c2:d4", "host-name": "shellypro4pm-a8032ab1c2d4",
+         "status": "bound", "dynamic": "true", "disabled": "false", "blocked": "false",
+         "server": "defconf", "last-seen": "1m9s", "expires-after": "8m51s",
+         "active-address": "192.168.88.10"},
+        {".id": "*2", "address": "192.168.88.20", "mac-address": "aa:bb:cc:dd:ee:ff",
+         "status": "waiting", "dynamic": "false", "disabled": "true", "blocked": "false",
+         "last-seen": "never"},
+    ])
+}
+
+async fn lease(req: HttpRequest) -> HttpResponse {
+    // admin:router-test-password
+    let expected = "Basic YWRtaW46cm91dGVyLXRlc3QtcGFzc3dvcmQ=";
+    if req
+        .headers()
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        != Some(expected)
+    {
+        return HttpResponse::Unauthorized().json(json!({"error": 401, "message": "Unauthorized"}));
+    }
+    HttpResponse::Ok().json(leases())
+}
+
+/// A router with the older `wireless` package: the `wifi` menu is 404 (as RouterOS answers).
+async fn wireless() -> HttpResponse {
+    HttpResponse::Ok().json(
+        json!([{"mac-address": "AA:BB:CC:DD:EE:FF", "interface": "wlan1",
+        "signal-strength": "-71@6Mbps", "uptime": "5m"}]),
+    )
+}
+
+fn router() -> (u16, actix_web::dev::ServerHandle) {
+    let port = free_port();
+    let server = HttpServer::new(|| {
+        App::new()
+            .route("/rest/ip/dhcp-server/lease", web::get().to(lease))
+            .route(
+                "/rest/interface/wireless/registration-table",
+                web::get().to(wireless),
+            )
+            .default_service(web::to(|| async {
+                HttpResponse::NotFound().json(json!({"error": 404, "message": "Not Found"}))
+            }))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", port))
+    .unwrap()
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    (port, handle)
+}
+
+fn settings(url: &str) -> MikrotikSettings {
+    let mut settings = test_settings().mikrotik;
+    settings.url = Some(url.to_owned());
+    settings.password = Some(SecretString::from(PASSWORD));
+    settings.interval_s = 1;
+    settings
+}
+
+/// The rows of every Parquet file under `prefix` in `store`, as one batch per file.
+async fn snapshots(store: &ObjectStore, prefix: &str) -> Vec<arrow_array::RecordBatch> {
+    let mut batches = Vec::new();
+    for object in store.list(&format!("{prefix}/"), 1000).await.unwrap() {
+        let bytes = store.get(&object.filename).await.unwrap().unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            bytes::Bytes::from(bytes),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        batches.extend(reader.map(Result::unwrap));
+    }
+    batches
+}
+
+fn strings<'a>(batch: &'a arrow_array::RecordBatch, column: &str) -> &'a StringArray {
+    batch
+        .column_by_name(column)
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_poller_keeps_every_lease_and_wifi_poll_as_a_snapshot_in_the_lake() {
+    let (port, router) = router();
+    let url = format!("http://127.0.0.1:{port}/rest");
+    let mut app_settings = test_settings();
+    app_settings.roles = vec![Role::Api, Role::Pollers];
+    app_settings.mikrotik = settings(&url);
+    let archive = app_settings.archive.dir.clone();
+    let _app = spawn_app_with(app_settings).await;
+    let store = ObjectStore::local(archive);
+
+    // Polled every second: wait for two snapshots of each table.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (leases, wifi) = loop {
+        let leases = snapshots(&store, LEASES_PREFIX).await;
+        let wifi = snapshots(&store, WIFI_PREFIX).await;
+        if leases.len() >= 2 && wifi.len() >= 2 {
+            break (leases, wifi);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} lease and {} Wi-Fi snapshots",
+            leases.len(),
+            wifi.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let first = &leases[0];
+    assert_eq!(first.num_rows(), 2);
+    let macs = strings(first, "mac");
+    assert_eq!(
+        (macs.value(0), macs.value(1)),
+        ("A8:03:2A:B1:C2:D4", "AA:BB:CC:DD:EE:FF")
+    );
+    let hosts = strings(first, "host_name");
+    assert_eq!(hosts.value(0), "shellypro4pm-a8032ab1c2d4");
+    assert!(hosts.is_null(1), "no host-name: the client sent none");
+    let time = |column: &str| {
+        first
+            .column_by_name(column)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap()
+            .clone()
+    };
+    let (polled, seen, expires) = (time("polled_at"), time("last_seen"), time("expires_at"));
+    assert_eq!(
+        polled.value(0) - seen.value(0),
+        69_000_000,
+        "last seen 1m9s before the poll"
+    );
+    assert_eq!(expires.value(0) - polled.value(0), 531_000_000);
+    assert!(seen.is_null(1), "never seen");
+    let signal = wifi[0]
+        .column_by_name("signal_dbm")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<Int32Array>()
+        .unwrap();
+    assert_eq!(signal.value(0), -71);
+    assert_eq!(strings(&wifi[0], "interface").value(0), "wlan1");
+
+    // A wrong password is the router's 401, and nothing is stored for that poll.
+    let mut wrong = settings(&url);
+    wrong.password = Some(SecretString::from("wrong"));
+    let poller = MikrotikPoller::new(
+        &wrong,
+        &url,
+        ObjectStore::local(std::env::temp_dir().join("unused")),
+    )
+    .unwrap();
+    let refused = poller.poll_once().await.unwrap_err().to_string();
+    assert!(refused.contains("401"), "{refused}");
+    router.stop(true).await;
+}
+
+struct HttpsRouter(Child);
+
+impl Drop for HttpsRouter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `openssl s_server -WWW` serving the lease answer as a file, with a certificate of a
+/// private CA (as a router's self-signed one: no system root knows it).
+fn https_router(dir: &Path, certs: &servers::Certificates) -> (u16, HttpsRouter) {
+    let www = dir.join("www/rest/ip/dhcp-server");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("lease"), leases().to_string()).unwrap();
+    let port = free_port();
+    let child = Command::new("openssl")
+        .args(["s_server", "-quiet", "-WWW", "-accept", &port.to_string()])
+        .arg("-cert")
+        .arg(&certs.server_cert)
+        .arg("-key")
+        .arg(&certs.server_key)
+        .current_dir(dir.join("www"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "openssl s_server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (port, HttpsRouter(child))
+}
+
+#[tokio::test]
+async fn a_router_certificate_no_root_knows_is_refused_unless_its_ca_is_given_or_insecure_is_set() {
+    let dir = std::env::temp_dir().join(format!(
+        "devicehub-mikrotik-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let certs = servers::certificates(&dir);
+    let (port, _router) = https_router(&dir, &certs);
+    let url = format!("https://127.0.0.1:{port}/rest");
+
+    let refused = MikrotikClient::new(&settings(&url), &url)
+        .unwrap()
+        .leases()
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, PollError::Request(_)), "{refused}");
+    assert!(
+        refused.to_string().to_lowercase().contains("certificate"),
+        "{refused}"
+    );
+
+    let mut trusted = settings(&url);
+    trusted.ca_file = Some(certs.ca.clone());
+    let leases = MikrotikClient::new(&trusted, &url)
+        .unwrap()
+        .leases()
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 2);
+
+    let mut insecure = settings(&url);
+    insecure.insecure = true;
+    let leases = MikrotikClient::new(&insecure, &url)
+        .unwrap()
+        .leases()
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 2);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_malformed_metadata_file_stops_start_up_naming_its_line() {
+    let dir = std::env::temp_dir().join(format!(
+        "devicehub-metadata-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("device_metadata.csv");
+    std::fs::write(
+        &csv,
+        "mac_address,device_type,owner,location\n11:22:33:44:55:66,tv,family,living room\nnot-a-mac,phone,anna,home\n",
+    )
+    .unwrap();
+    let mut settings = test_settings();
+    settings.roles = vec![Role::Api, Role::Pollers];
+    settings.inventory.metadata_csv = csv.clone();
+    let error = devicehub::startup::Application::build(settings.clone())
+        .await
+        .err()
+        .expect("start-up refused")
+        .to_string();
+    assert!(
+        error.contains("line 3") && error.contains("not-a-mac"),
+        "{error}"
+    );
+
+    // Fixed, it starts.
+    std::fs::write(&csv, "mac_address,device_type,owner,location,name\naa-bb-cc-dd-ee-ff,phone,anna,home,Anna's phone\n").unwrap();
+    assert!(devicehub::startup::Application::build(settings)
+        .await
+        .is_ok());
+    let _ = std::fs::remove_dir_all(dir);
+}
