@@ -49,11 +49,14 @@ TOKEN=$(curl -fs -XPOST "http://127.0.0.1:$PORT/api/auth/login" -H 'content-type
   python3 -c 'import sys, json; print(json.load(sys.stdin)["access_token"])')
 
 log "schemathesis for ${SECONDS_BUDGET} s against 127.0.0.1:$PORT (seed ${SCHEMATHESIS_SEED:-1})"
+# One worker: with several, hypothesis describes filters from threads and CPython 3.11's parser
+# fails now and then ("AST constructor recursion depth mismatch"), failing the run without a
+# finding.
 STATUS=0
 PYTHONPATH="$ROOT/scripts" SCHEMATHESIS_HOOKS=schemathesis_hooks \
   "$VENV/bin/schemathesis" run "http://127.0.0.1:$PORT/api-docs/openapi.json" \
   --url "http://127.0.0.1:$PORT" -H "Authorization: Bearer $TOKEN" \
-  --checks all --max-time "$SECONDS_BUDGET" --workers 2 --seed "${SCHEMATHESIS_SEED:-1}" \
+  --checks all --max-time "$SECONDS_BUDGET" --workers 1 --seed "${SCHEMATHESIS_SEED:-1}" \
   --generation-database none --no-color --request-timeout 30 || STATUS=$?
 if [ "$STATUS" != 0 ] && grep -q ERROR "$WORK/devicehub.log"; then
   log "devicehub's errors during the run:"
