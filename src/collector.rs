@@ -45,12 +45,13 @@ pub struct Stores {
 
 /// Starts the collector's tasks under `supervisor`: sinks first (each registered at its cursor,
 /// so the journal keeps what it needs), then ingest and the source.
+/// Returns the hand-off into ingest, for the pollers that are sources too.
 pub async fn start(
     settings: &Settings,
     stores: &Stores,
     supervisor: &mut Supervisor,
     metrics: &Arc<Metrics>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<tokio::sync::mpsc::Sender<crate::pipeline::Incoming>> {
     let (journal, end) = Journal::open(
         &settings.collector.journal_dir,
         settings.collector.segment_bytes,
@@ -131,8 +132,13 @@ pub async fn start(
     let dedupers = Dedupers::warm(&stores.pool, &decoder, &journal, feed.written_by_all()).await?;
     let acceptance = Acceptance::load(&settings.mqtt, stores.pool.clone()).await?;
     let acks = Arc::new(AckQueue::default());
-    let (source, incoming) =
-        MqttSource::new(&settings.mqtt, decoder.subscriptions(), acks.clone())?;
+    let (handoff, incoming) = tokio::sync::mpsc::channel(crate::sources::mqtt::HANDOFF);
+    let source = MqttSource::new(
+        &settings.mqtt,
+        decoder.subscriptions(),
+        acks.clone(),
+        handoff.clone(),
+    )?;
     let ingest = Ingest {
         pool: stores.pool.clone(),
         fsync: settings.collector.fsync,
@@ -149,5 +155,5 @@ pub async fn start(
     // acknowledging what it was handed.
     supervisor.spawn_once("ingest", Wave::Intake, |_| ingest.run(incoming, acks));
     supervisor.spawn_once("mqtt source", Wave::Intake, |shutdown| source.run(shutdown));
-    Ok(())
+    Ok(handoff)
 }

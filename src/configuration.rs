@@ -37,6 +37,7 @@ pub struct Settings {
     pub collector: CollectorSettings,
     pub registry: RegistrySinkSettings,
     pub mikrotik: MikrotikSettings,
+    pub shelly: ShellySettings,
     pub inventory: InventorySettings,
     /// How long a stop (SIGTERM, SIGINT) may take: the API finishes its requests, ingest
     /// journals and acknowledges what it holds, each sink writes its batch, the publisher sends
@@ -73,6 +74,16 @@ pub struct MikrotikSettings {
     pub ca_file: Option<std::path::PathBuf>,
     /// Skip certificate verification (logged as a warning).
     pub insecure: bool,
+    pub interval_s: u64,
+    pub timeout_ms: u64,
+}
+
+/// The Shelly poller (role `pollers`, beside the collector).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ShellySettings {
+    /// `host[:port]` of each Shelly to poll (`DEVICEHUB__SHELLY__HOSTS`, comma-separated).
+    #[serde(default)]
+    pub hosts: Vec<String>,
     pub interval_s: u64,
     pub timeout_ms: u64,
 }
@@ -313,7 +324,8 @@ impl Settings {
                     .separator("__")
                     .try_parsing(true)
                     .list_separator(",")
-                    .with_list_parse_key("roles"),
+                    .with_list_parse_key("roles")
+                    .with_list_parse_key("shelly.hosts"),
             )
             .build()?
             .try_deserialize()?;
@@ -418,6 +430,11 @@ impl Settings {
                     "mikrotik.interval_s and mikrotik.timeout_ms",
                 ));
             }
+        }
+        if self.shelly.interval_s == 0 || self.shelly.timeout_ms == 0 {
+            return Err(SettingsError::Zero(
+                "shelly.interval_s and shelly.timeout_ms",
+            ));
         }
         if self.http.max_body_bytes == 0 {
             return Err(SettingsError::Zero("http.max_body_bytes"));

@@ -66,6 +66,7 @@ impl Application {
         }
         let grace = Duration::from_secs(settings.shutdown_grace_secs);
         let collector = settings.runs(Role::Collector);
+        let mut handoff = None;
         if collector {
             let stores = collector::Stores {
                 pool: pool.clone(),
@@ -73,12 +74,18 @@ impl Application {
                 objects: archive.clone(),
                 publisher: publisher.clone(),
             };
-            collector::start(&settings, &stores, &mut supervisor, &metrics).await?;
+            handoff = Some(collector::start(&settings, &stores, &mut supervisor, &metrics).await?);
             tracing::info!("collector started");
         }
         if settings.runs(Role::Pollers) {
-            start_pollers(&settings, &archive, &mut supervisor)?;
+            start_pollers(
+                &settings,
+                (&pool, &archive),
+                handoff.take(),
+                &mut supervisor,
+            )?;
         }
+        drop(handoff);
         if !settings.runs(Role::Api) {
             return Ok(Self {
                 port: 0,
@@ -140,7 +147,8 @@ impl Application {
 /// line; changes are reloaded) and the Mikrotik poller when `mikrotik.url` is set.
 fn start_pollers(
     settings: &Settings,
-    archive: &ObjectStore,
+    (pool, archive): (&PgPool, &ObjectStore),
+    handoff: Option<tokio::sync::mpsc::Sender<crate::pipeline::Incoming>>,
     supervisor: &mut Supervisor,
 ) -> anyhow::Result<()> {
     let metadata = crate::inventory::MetadataFile::load(&settings.inventory.metadata_csv)?;
@@ -158,6 +166,30 @@ fn start_pollers(
             poller.clone().run(shutdown)
         });
         tracing::info!(url, "Mikrotik poller started");
+    }
+    if !settings.shelly.hosts.is_empty() {
+        // Readings go through ingest, which the collector runs.
+        let Some(handoff) = handoff else {
+            anyhow::bail!(
+                "shelly.hosts is set, but the Shelly poller hands readings to the collector: run \
+                 the pollers role together with the collector role"
+            );
+        };
+        let pollers = crate::sources::shelly::ShellyPoller::for_hosts(
+            &settings.shelly,
+            pool.clone(),
+            handoff,
+        )?;
+        for poller in pollers {
+            let name = format!("shelly poller {}", poller.host());
+            supervisor.spawn(name, Wave::Intake, move |shutdown| {
+                poller.clone().run(shutdown)
+            });
+        }
+        tracing::info!(
+            hosts = settings.shelly.hosts.len(),
+            "Shelly pollers started"
+        );
     }
     Ok(())
 }

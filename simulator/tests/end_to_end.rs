@@ -219,3 +219,114 @@ async fn a_simulated_home_and_fleet_show_up_in_devicehub_registered_online_with_
     assert!(!run.is_finished(), "the simulation runs until stopped");
     run.abort();
 }
+
+/// A Shelly Pro 4PM polled over HTTP only (its MQTT goes to a broker that is not there), beside
+/// a host that does not answer: every channel's power, energy and relay state reach devicehub's
+/// metrics through the pipeline, and the poller registers it with what `Shelly.GetDeviceInfo`
+/// says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polled_shelly_reports_every_channel_through_the_pipeline() {
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let http_port = free_port();
+    let id = format!("shellypro4pm-{tag}");
+    let mut settings = settings(&tag);
+    settings.roles = vec![
+        ServiceRole::Api,
+        ServiceRole::Collector,
+        ServiceRole::Pollers,
+    ];
+    // A host that is not there, listed first: it must not hold the live one up.
+    settings.shelly.hosts = vec![
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{http_port}"),
+    ];
+    settings.shelly.interval_s = 1;
+    let app = Application::build(settings).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    users::create(
+        app.pool(),
+        "admin",
+        &hash_password(&SecretString::from(PASSWORD)).unwrap(),
+        Role::Admin,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(app.run_until_stopped());
+
+    let text = format!(
+        r#"
+seed = 3
+[mqtt]
+brokers = ["mqtt://127.0.0.1:1"]
+iot_prefix = "iot"
+qs_prefix = "qs/v1"
+[[shelly]]
+id = "{id}"
+model = "pro4pm"
+http = "127.0.0.1:{http_port}"
+interval_s = 1
+"#
+    );
+    let scenario: Scenario = toml::from_str(&text).unwrap();
+    let run = tokio::spawn(run_scenario(
+        scenario,
+        tokio::time::sleep(Duration::from_secs(60)),
+    ));
+
+    let http = reqwest::Client::new();
+    let login: Value = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({"username": "admin", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let get = |path: String| {
+        let (http, token, base) = (http.clone(), token.clone(), base.clone());
+        async move {
+            http.get(format!("{base}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let expected: Vec<String> = (0..4)
+        .flat_map(|ch| {
+            ["power", "voltage", "current", "energy", "output"].map(|m| format!("switch{ch}.{m}"))
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let points = get(format!("/api/devices/{id}/metrics?start=-5m")).await;
+        let metrics: std::collections::BTreeSet<String> = points
+            .as_array()
+            .map(|p| {
+                p.iter()
+                    .filter_map(|x| x["metric"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let missing: Vec<&String> = expected.iter().filter(|m| !metrics.contains(*m)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "after 30 s no {missing:?} (have {metrics:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let device = get(format!("/api/devices/{id}")).await;
+    assert_eq!(device["device_type"], "shelly", "{device}");
+    assert_eq!(device["metadata"]["model"], "SPSW-104PE16EU", "{device}");
+    assert_eq!(device["metadata"]["generation"], 2, "{device}");
+    assert_eq!(device["metadata"]["polled"], true, "{device}");
+    run.abort();
+}

@@ -31,14 +31,15 @@ pub struct MqttSource {
 }
 
 impl MqttSource {
-    /// A source subscribing to `topics`, and the receiving end of its hand-off, which holds at
-    /// most [`HANDOFF`] messages: while ingest is behind (the journal full, a slow disk) the
-    /// source stops reading, and the broker keeps the rest.
+    /// A source subscribing to `topics`, handing messages to ingest through `handoff` (of
+    /// [`HANDOFF`] messages: while ingest is behind — the journal full, a slow disk — the source
+    /// stops reading, and the broker keeps the rest).
     pub fn new(
         settings: &MqttSettings,
         topics: Vec<String>,
         acks: Arc<AckQueue>,
-    ) -> Result<(Self, mpsc::Receiver<Incoming>), broker::BrokerUrlError> {
+        handoff: mpsc::Sender<Incoming>,
+    ) -> Result<Self, broker::BrokerUrlError> {
         let mut options = broker::options(settings, &settings.client_id, true)?;
         options.set_manual_acks(true);
         let (client, eventloop) = AsyncClient::new(options, 64);
@@ -54,7 +55,6 @@ impl MqttSource {
                 SubscribeFilter::new(filter, QoS::AtLeastOnce)
             })
             .collect();
-        let (handoff, incoming) = mpsc::channel(HANDOFF);
         let source = Self {
             client,
             eventloop,
@@ -62,7 +62,7 @@ impl MqttSource {
             handoff,
             acks,
         };
-        Ok((source, incoming))
+        Ok(source)
     }
 
     /// Receives until `shutdown`, reconnecting with backoff.
