@@ -1,6 +1,10 @@
 //! The command outbox: a command is stored first (`queued`), then published to
 //! `iot/{device_id}/command` and marked `sent`. While the broker is down commands wait in the
 //! registry, and a supervised task sends them once it is back.
+//!
+//! `switch_set` to a Shelly the pollers poll (its registry metadata has `http`) goes to the
+//! device itself, as the HTTP RPC `Switch.Set`, and its answer is the command's status
+//! (`accepted`, or `error` with the reason).
 
 use std::time::Duration;
 
@@ -8,7 +12,8 @@ use chrono::Utc;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::command_payload;
+use crate::domain::command::switch_set;
+use crate::domain::{command_payload, CommandName};
 use crate::registry::commands::{self, Queued};
 use crate::stores::broker::Publisher;
 
@@ -31,6 +36,12 @@ impl Outbox {
     /// Publishes a stored command and marks it sent; `false` when the broker is not connected
     /// (it stays queued).
     pub async fn send(&self, command: &Queued) -> Result<bool, sqlx::Error> {
+        if command.cmd == CommandName::SwitchSet.as_str() {
+            if let Some(host) = shelly_http(&self.pool, &command.device_id).await? {
+                self.switch_over_http(command, &host).await?;
+                return Ok(true);
+            }
+        }
         if !self.publisher.is_connected() {
             return Ok(false);
         }
@@ -41,6 +52,47 @@ impl Outbox {
         }
         commands::mark_sent(&self.pool, command.cmd_id).await?;
         Ok(true)
+    }
+
+    /// `Switch.Set` over the Shelly's HTTP RPC; its answer (or the failure) is the status.
+    async fn switch_over_http(&self, command: &Queued, host: &str) -> Result<(), sqlx::Error> {
+        let (result, detail) = match switch_set(&command.params) {
+            Err(e) => ("rejected", e.message),
+            Ok(set) => {
+                let mut url = format!(
+                    "http://{host}/rpc/Switch.Set?id={}&on={}",
+                    set.channel, set.on
+                );
+                if let Some(after) = set.toggle_after {
+                    url.push_str(&format!("&toggle_after={after}"));
+                }
+                match SHELLY_HTTP.get(&url).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let answer = r.text().await.unwrap_or_default();
+                        (
+                            "accepted",
+                            format!(
+                                "Switch.Set: {}",
+                                answer.chars().take(200).collect::<String>()
+                            ),
+                        )
+                    }
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        let answer = r.text().await.unwrap_or_default();
+                        (
+                            "error",
+                            format!(
+                                "Switch.Set answered {status}: {}",
+                                answer.chars().take(200).collect::<String>()
+                            ),
+                        )
+                    }
+                    Err(e) => ("error", format!("cannot reach the Shelly at {host}: {e}")),
+                }
+            }
+        };
+        commands::answer(&self.pool, command.cmd_id, result, &detail).await
     }
 
     /// Sends queued commands every 2 s while the broker is connected, until shutdown.
@@ -69,4 +121,24 @@ impl Outbox {
             }
         }
     }
+}
+
+/// One client for Shellys' HTTP RPC, with a short timeout (an API request waits for it).
+static SHELLY_HTTP: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|| {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap_or_default()
+});
+
+/// The `host[:port]` of a Shelly the pollers poll, from its registry metadata.
+async fn shelly_http(pool: &PgPool, device: &str) -> Result<Option<String>, sqlx::Error> {
+    let host: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT metadata->>'http' FROM devices WHERE device_id = $1 AND device_type = 'shelly' \
+         AND (metadata->>'polled')::boolean IS TRUE",
+    )
+    .bind(device)
+    .fetch_optional(pool)
+    .await?;
+    Ok(host.flatten())
 }

@@ -323,6 +323,37 @@ interval_s = 1
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // Relay control: channel 1 off, by the Shelly's HTTP RPC; the next poll shows it.
+    let sent: Value = http
+        .post(format!("{base}/api/devices/{id}/commands"))
+        .bearer_auth(&token)
+        .json(&json!({"cmd": "switch_set", "params": {"channel": 1, "on": false}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sent["status"], "accepted", "{sent}");
+    let turned_off = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let points = get(format!("/api/devices/{id}/metrics?start=-5s&metric=switch1.output")).await;
+        let last = points.as_array().and_then(|p| p.last()).map(|p| p["value"].clone());
+        if last == Some(json!(0.0)) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < turned_off, "switch1 still on: {points}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let bad = http
+        .post(format!("{base}/api/devices/{id}/commands"))
+        .bearer_auth(&token)
+        .json(&json!({"cmd": "switch_set", "params": {"channel": 99, "on": false}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+
     let device = get(format!("/api/devices/{id}")).await;
     assert_eq!(device["device_type"], "shelly", "{device}");
     assert_eq!(device["metadata"]["model"], "SPSW-104PE16EU", "{device}");

@@ -20,6 +20,8 @@ pub enum CommandName {
     Reboot,
     FactoryReset,
     RequestStatus,
+    /// A Shelly relay: `{"channel": N, "on": bool}`, optionally `"toggle_after"` seconds.
+    SwitchSet,
 }
 
 impl CommandName {
@@ -30,6 +32,7 @@ impl CommandName {
             CommandName::Reboot => "reboot",
             CommandName::FactoryReset => "factory_reset",
             CommandName::RequestStatus => "request_status",
+            CommandName::SwitchSet => "switch_set",
         }
     }
 }
@@ -64,11 +67,58 @@ impl TryFrom<NewCommand> for CommandRequest {
                 super::config_key::check_timer(key, value)?;
             }
         }
+        if body.cmd == CommandName::SwitchSet {
+            switch_set(&params)?;
+        }
         Ok(Self {
             cmd: body.cmd,
             params,
         })
     }
+}
+
+/// A `switch_set` command's parameters: which relay, on or off, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SwitchSet {
+    pub channel: u8,
+    pub on: bool,
+    pub toggle_after: Option<f64>,
+}
+
+/// Checks `{"channel": 0..=15, "on": bool, "toggle_after": 0.1..=86400 s}` (nothing else).
+pub fn switch_set(params: &serde_json::Value) -> Result<SwitchSet, Invalid> {
+    let bad = |m: &str| Invalid::new("params", m.to_owned());
+    let map = params.as_object().ok_or_else(|| bad("must be an object"))?;
+    if let Some(other) = map
+        .keys()
+        .find(|k| !matches!(k.as_str(), "channel" | "on" | "toggle_after"))
+    {
+        return Err(bad(&format!(
+            "switch_set takes channel, on and toggle_after, not {other:?}"
+        )));
+    }
+    let channel = map
+        .get("channel")
+        .and_then(serde_json::Value::as_u64)
+        .filter(|c| *c <= 15)
+        .ok_or_else(|| bad("switch_set needs channel, 0 to 15"))? as u8;
+    let on = map
+        .get("on")
+        .and_then(serde_json::Value::as_bool)
+        .ok_or_else(|| bad("switch_set needs on, true or false"))?;
+    let toggle_after = match map.get("toggle_after") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(
+            v.as_f64()
+                .filter(|s| (0.1..=86_400.0).contains(s))
+                .ok_or_else(|| bad("toggle_after must be 0.1 to 86400 seconds"))?,
+        ),
+    };
+    Ok(SwitchSet {
+        channel,
+        on,
+        toggle_after,
+    })
 }
 
 /// The wire form of a command on `iot/{device_id}/command`.
@@ -81,4 +131,31 @@ pub fn command_payload(
     serde_json::json!({"v": 2, "cmd_id": cmd_id, "ts": at.to_rfc3339(), "cmd": cmd, "params": params})
         .to_string()
         .into_bytes()
+}
+
+#[cfg(test)]
+mod switch_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn switch_set_takes_a_channel_on_and_an_optional_toggle() {
+        assert_eq!(
+            switch_set(&json!({"channel": 1, "on": false})).unwrap(),
+            SwitchSet { channel: 1, on: false, toggle_after: None }
+        );
+        assert_eq!(
+            switch_set(&json!({"channel": 0, "on": true, "toggle_after": 30})).unwrap().toggle_after,
+            Some(30.0)
+        );
+        for bad in [
+            json!({}),
+            json!({"channel": 16, "on": true}),
+            json!({"channel": 0, "on": "yes"}),
+            json!({"channel": 0, "on": true, "toggle_after": 0}),
+            json!({"channel": 0, "on": true, "colour": "red"}),
+        ] {
+            assert!(switch_set(&bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! rejections), which every stage from decoding to the sinks speaks.
 
 mod alert;
-mod command;
+pub mod command;
 mod config_key;
 mod device;
 mod device_id;

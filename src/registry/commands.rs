@@ -39,6 +39,25 @@ pub struct Queued {
 
 const COLUMNS: &str = "cmd_id, device_id, cmd, params, status, detail, ota_state, ota_progress, requested_by, created_at, sent_at, acked_at";
 
+/// Records a device's answer that did not come over MQTT (a Shelly's HTTP RPC answer).
+pub async fn answer(
+    pool: &PgPool,
+    cmd_id: Uuid,
+    result: &str,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE commands SET status = $2, detail = $3, sent_at = COALESCE(sent_at, now()), \
+         acked_at = now() WHERE cmd_id = $1",
+    )
+    .bind(cmd_id)
+    .bind(result)
+    .bind(detail)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Stores a new command as `queued`; not found when the device is not registered.
 pub async fn create(
     pool: &PgPool,
