@@ -337,12 +337,21 @@ interval_s = 1
     assert_eq!(sent["status"], "accepted", "{sent}");
     let turned_off = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let points = get(format!("/api/devices/{id}/metrics?start=-5s&metric=switch1.output")).await;
-        let last = points.as_array().and_then(|p| p.last()).map(|p| p["value"].clone());
+        let points = get(format!(
+            "/api/devices/{id}/metrics?start=-5s&metric=switch1.output"
+        ))
+        .await;
+        let last = points
+            .as_array()
+            .and_then(|p| p.last())
+            .map(|p| p["value"].clone());
         if last == Some(json!(0.0)) {
             break;
         }
-        assert!(tokio::time::Instant::now() < turned_off, "switch1 still on: {points}");
+        assert!(
+            tokio::time::Instant::now() < turned_off,
+            "switch1 still on: {points}"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let bad = http

@@ -142,10 +142,16 @@ mod switch_tests {
     fn switch_set_takes_a_channel_on_and_an_optional_toggle() {
         assert_eq!(
             switch_set(&json!({"channel": 1, "on": false})).unwrap(),
-            SwitchSet { channel: 1, on: false, toggle_after: None }
+            SwitchSet {
+                channel: 1,
+                on: false,
+                toggle_after: None
+            }
         );
         assert_eq!(
-            switch_set(&json!({"channel": 0, "on": true, "toggle_after": 30})).unwrap().toggle_after,
+            switch_set(&json!({"channel": 0, "on": true, "toggle_after": 30}))
+                .unwrap()
+                .toggle_after,
             Some(30.0)
         );
         for bad in [
