@@ -80,8 +80,15 @@ pub fn pool_options(settings: &DatabaseSettings) -> PgPoolOptions {
         .test_before_acquire(false)
 }
 
+/// Worth waiting for at start-up: no connection yet, or a server that is starting, stopping or
+/// recovering (SQLSTATE class 57: 57P03 "the database system is starting up", started together
+/// with devicehub by compose or a service manager).
 fn is_transient(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("57")),
+        _ => false,
+    }
 }
 
 fn describe(options: &PgConnectOptions) -> String {

@@ -120,6 +120,41 @@ password = "router-test-password"
     scenario
 }
 
+/// devicehub's API as the test's admin.
+struct Api {
+    http: reqwest::Client,
+    token: String,
+}
+
+impl Api {
+    async fn login(base: &str) -> Self {
+        let http = reqwest::Client::new();
+        let login: Value = http
+            .post(format!("{base}/api/auth/login"))
+            .json(&json!({"username": "admin", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = login["access_token"].as_str().unwrap().to_owned();
+        Self { http, token }
+    }
+
+    async fn get_url(&self, url: String) -> Value {
+        self.http
+            .get(url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_simulated_home_and_fleet_show_up_in_devicehub_registered_online_with_data_and_alerts() {
     let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
@@ -147,30 +182,8 @@ async fn a_simulated_home_and_fleet_show_up_in_devicehub_registered_online_with_
         tokio::time::sleep(Duration::from_secs(60)),
     ));
 
-    let http = reqwest::Client::new();
-    let login: Value = http
-        .post(format!("{base}/api/auth/login"))
-        .json(&json!({"username": "admin", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap().to_owned();
-    let get = |url: String| {
-        let (http, token) = (http.clone(), token.clone());
-        async move {
-            http.get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
+    let api = Api::login(&base).await;
+    let get = |url: String| api.get_url(url);
     let url = |path: &str| format!("{base}{path}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     loop {
@@ -273,30 +286,9 @@ interval_s = 1
         tokio::time::sleep(Duration::from_secs(60)),
     ));
 
-    let http = reqwest::Client::new();
-    let login: Value = http
-        .post(format!("{base}/api/auth/login"))
-        .json(&json!({"username": "admin", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap().to_owned();
-    let get = |path: String| {
-        let (http, token, base) = (http.clone(), token.clone(), base.clone());
-        async move {
-            http.get(format!("{base}{path}"))
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
+    let api = Api::login(&base).await;
+    let (http, token) = (api.http.clone(), api.token.clone());
+    let get = |path: String| api.get_url(format!("{base}{path}"));
     let expected: Vec<String> = (0..4)
         .flat_map(|ch| {
             ["power", "voltage", "current", "energy", "output"].map(|m| format!("switch{ch}.{m}"))

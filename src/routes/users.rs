@@ -55,8 +55,12 @@ pub struct UserPatch {
     pub password: Option<String>,
 }
 
-fn hash(password: String) -> Result<String, ApiError> {
-    hash_password(&SecretString::from(password)).map_err(|e| ApiError::Internal(e.into()))
+/// argon2 is deliberately slow: off the async workers.
+async fn hash(password: String) -> Result<String, ApiError> {
+    web::block(move || hash_password(&SecretString::from(password)))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(|e| ApiError::Internal(e.into()))
 }
 
 fn username(raw: &str) -> Result<&str, ApiError> {
@@ -106,9 +110,7 @@ pub async fn create(
         password,
         role,
     } = body.into_inner();
-    let hashed = web::block(move || hash(password))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))??;
+    let hashed = hash(password).await?;
     let user = users::create(&pool, &username, &hashed, role).await?;
     auth.forget(&username);
     tracing::info!(%username, %role, by = %admin.caller.username, "user created");
@@ -145,11 +147,7 @@ pub async fn update(
         ));
     }
     let hashed = match password {
-        Some(password) => Some(
-            web::block(move || hash(password))
-                .await
-                .map_err(|e| ApiError::Internal(e.into()))??,
-        ),
+        Some(password) => Some(hash(password).await?),
         None => None,
     };
     let user = users::update(&pool, &username, role, hashed.as_deref()).await?;
