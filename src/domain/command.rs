@@ -97,10 +97,12 @@ pub fn switch_set(params: &serde_json::Value) -> Result<SwitchSet, Invalid> {
             "switch_set takes channel, on and toggle_after, not {other:?}"
         )));
     }
+    // An integer, as JSON Schema counts them: 1 and 1.0 alike.
     let channel = map
         .get("channel")
-        .and_then(serde_json::Value::as_u64)
-        .filter(|c| *c <= 15)
+        .and_then(serde_json::Value::as_f64)
+        .filter(|c| c.fract() == 0.0 && (0.0..=15.0).contains(c))
+        .map(|c| c as u64)
         .ok_or_else(|| bad("switch_set needs channel, 0 to 15"))? as u8;
     let on = map
         .get("on")
@@ -148,6 +150,13 @@ mod switch_tests {
                 toggle_after: None
             }
         );
+        assert_eq!(
+            switch_set(&json!({"channel": 11.0, "on": true}))
+                .unwrap()
+                .channel,
+            11
+        );
+        assert!(switch_set(&json!({"channel": 1.5, "on": true})).is_err());
         assert_eq!(
             switch_set(&json!({"channel": 0, "on": true, "toggle_after": 30}))
                 .unwrap()

@@ -35,7 +35,7 @@ impl ConfigKey {
 }
 
 /// Keys whose values are timer intervals, with their bounds.
-const TIMERS: &[(&str, f64, f64)] = &[
+pub(crate) const TIMERS: &[(&str, f64, f64)] = &[
     ("send_interval_s", 1.0, 86_400.0),
     ("hello_interval_s", 1.0, 604_800.0),
     ("sample_interval_ms", 10.0, 3_600_000.0),

@@ -4,7 +4,7 @@
 
 mod alert;
 pub mod command;
-mod config_key;
+pub(crate) mod config_key;
 mod device;
 mod device_id;
 mod message;

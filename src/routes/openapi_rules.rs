@@ -159,6 +159,41 @@ fn at_least_one_of() -> Vec<(&'static str, Vec<(&'static str, Value)>)> {
     ]
 }
 
+/// `switch_set` takes its own parameters (`domain::command::switch_set`), `update_config` holds
+/// its timers to the configs' bounds; the other commands take any storable object.
+fn command_variants() -> Value {
+    let timers: Map<String, Value> = crate::domain::config_key::TIMERS
+        .iter()
+        .map(|(key, min, max)| {
+            (
+                (*key).to_owned(),
+                json!({"type": "number", "minimum": min, "maximum": max}),
+            )
+        })
+        .collect();
+    json!([
+        {"properties": {"cmd": {"enum": ["start_ota", "reboot", "factory_reset", "request_status"]}}},
+        {"properties": {"cmd": {"const": "update_config"},
+            "params": {"anyOf": [{"type": "null"}, {"type": "object", "properties": timers}]}}},
+        {"required": ["cmd", "params"], "properties": {
+            "cmd": {"const": "switch_set"},
+            "params": {
+                "type": "object",
+                "required": ["channel", "on"],
+                "additionalProperties": false,
+                "properties": {
+                    "channel": {"type": "integer", "minimum": 0, "maximum": 15},
+                    "on": {"type": "boolean"},
+                    "toggle_after": {"anyOf": [
+                        {"type": "null"},
+                        {"type": "number", "minimum": 0.1, "maximum": 86400},
+                    ]},
+                },
+            },
+        }},
+    ])
+}
+
 fn merge(target: &mut Value, rule: &Value) {
     let (Some(target), Some(rule)) = (target.as_object_mut(), rule.as_object()) else {
         return;
@@ -208,6 +243,9 @@ pub fn apply(doc: &mut Value) {
         {
             merge(target, &rule);
         }
+    }
+    if let Some(command) = schemas.get_mut("NewCommand").and_then(Value::as_object_mut) {
+        command.insert("anyOf".into(), command_variants());
     }
     for (schema, fields) in at_least_one_of() {
         if let Some(target) = schemas.get_mut(schema).and_then(Value::as_object_mut) {
