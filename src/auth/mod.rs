@@ -172,6 +172,11 @@ impl Auth {
                 Some(state)
             }
             Err(e) => {
+                // What is known stays for another interval: while PostgreSQL is away, one query
+                // (and one warning) per user and interval, not per request.
+                if let (Some((_, state)), Ok(mut users)) = (remembered, self.users.lock()) {
+                    users.insert(username.to_owned(), (Instant::now(), state));
+                }
                 tracing::warn!(error = %e, "cannot check a token's user; using what is known");
                 remembered.map(|(_, state)| state)
             }
