@@ -32,25 +32,13 @@ impl Dedupe {
         if !self.windows.has_forgotten() {
             return;
         }
-        let mut missing: Vec<&str> = devices
+        let missing = devices
             .filter(|d| !self.windows.contains_key(*d))
             .map(DeviceId::as_str)
             .collect();
-        if missing.is_empty() {
-            return;
-        }
-        missing.sort_unstable();
-        missing.dedup();
-        match registry::sequences::last_numbers_of(pool, &missing).await {
-            Ok(found) => {
-                for (device, last) in found {
-                    if let Ok(id) = DeviceId::parse(&device) {
-                        self.windows.insert(id, (last, 1));
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot restore devices' last seq; taking them as new")
+        for (device, last) in registry::sequences::restore(pool, missing).await {
+            if let Ok(id) = DeviceId::parse(&device) {
+                self.windows.insert(id, (last, 1));
             }
         }
     }

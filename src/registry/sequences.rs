@@ -30,3 +30,18 @@ pub async fn last_numbers_of(
         .map(|(device, seq)| (device, seq.max(0) as u64))
         .collect())
 }
+
+/// The stored last numbers of `devices` (one batch's, repeats allowed), for per-device state that
+/// was forgotten in memory: one query, none when `devices` is empty. A failure is logged and
+/// gives nothing (the devices count as new).
+pub async fn restore(pool: &PgPool, mut devices: Vec<&str>) -> Vec<(String, u64)> {
+    if devices.is_empty() {
+        return Vec::new();
+    }
+    devices.sort_unstable();
+    devices.dedup();
+    last_numbers_of(pool, &devices).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot restore devices' last seq; taking them as new");
+        Vec::new()
+    })
+}

@@ -19,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 use super::routeros::{self, Lease, Station};
 use crate::configuration::MikrotikSettings;
 use crate::inventory::snapshots;
-use crate::retry::Backoff;
 use crate::stores::objects::ObjectStore;
 
 /// The registration tables of RouterOS's `wifi` package (v7.13 on) and of the older `wireless`.
@@ -234,7 +233,7 @@ impl MikrotikPoller {
     /// Polls every interval until `shutdown`. A failing router is logged on the first failure
     /// and when it recovers, not on every poll.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut failing = Backoff::new();
+        let mut failing = false;
         let mut ticks = tokio::time::interval(self.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -244,18 +243,18 @@ impl MikrotikPoller {
             }
             match self.poll_once().await {
                 Ok(summary) => {
-                    if !failing.is_first() {
+                    if failing {
                         tracing::info!(router = %self.router, "the router answers again");
                     }
-                    failing.reset();
+                    failing = false;
                     tracing::debug!(router = %self.router, leases = summary.leases,
                         stations = ?summary.stations, "router polled");
                 }
                 Err(e) => {
-                    if failing.is_first() {
+                    if !failing {
                         tracing::warn!(error = %e, router = %self.router, "cannot poll the router; retrying every interval");
                     }
-                    failing.next_delay();
+                    failing = true;
                 }
             }
         }

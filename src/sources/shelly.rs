@@ -295,7 +295,7 @@ impl ShellyPoller {
             }
         };
         self.register(&identity).await;
-        let mut failing = Backoff::new();
+        let mut failing = false;
         let mut ticks = tokio::time::interval(self.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -305,10 +305,10 @@ impl ShellyPoller {
             }
             match self.poll(&identity).await {
                 Ok(messages) => {
-                    if !failing.is_first() {
+                    if failing {
                         tracing::info!(host = %self.host, "the Shelly answers again");
                     }
-                    failing.reset();
+                    failing = false;
                     for (topic, payload) in messages {
                         let incoming = Incoming {
                             topic,
@@ -327,10 +327,10 @@ impl ShellyPoller {
                     }
                 }
                 Err(e) => {
-                    if failing.is_first() {
+                    if !failing {
                         tracing::warn!(error = %e, "cannot poll a Shelly; retrying every interval");
                     }
-                    failing.next_delay();
+                    failing = true;
                 }
             }
         }

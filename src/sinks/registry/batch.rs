@@ -71,27 +71,13 @@ impl SequenceState {
     }
 
     /// Before `observe`: the stored last number of each of `devices` that was forgotten.
-    pub async fn restore(&mut self, pool: &PgPool, devices: &[&str]) {
+    pub async fn restore<'a>(&mut self, pool: &PgPool, devices: impl Iterator<Item = &'a str>) {
         if !self.last.has_forgotten() {
             return;
         }
-        let mut missing: Vec<&str> = devices
-            .iter()
-            .copied()
-            .filter(|d| !self.last.contains_key(*d))
-            .collect();
-        if missing.is_empty() {
-            return;
-        }
-        missing.sort_unstable();
-        missing.dedup();
-        match registry::sequences::last_numbers_of(pool, &missing).await {
-            Ok(found) => {
-                for (device, seq) in found {
-                    self.last.insert(device, seq);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot restore devices' last seq"),
+        let missing = devices.filter(|d| !self.last.contains_key(*d)).collect();
+        for (device, seq) in registry::sequences::restore(pool, missing).await {
+            self.last.insert(device, seq);
         }
     }
 

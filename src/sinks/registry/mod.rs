@@ -84,12 +84,11 @@ impl super::Sink for RegistrySink {
 
     async fn add(&mut self, batch: &mut RegistryBatch, records: &[Arc<Journaled>]) {
         let sequences = self.sequences.get_or_insert_with(SequenceState::default);
-        let sequenced: Vec<&str> = records
+        let sequenced = records
             .iter()
             .filter(|j| j.message.seq().is_some())
-            .filter_map(|j| j.message.device_id().map(|d| d.as_str()))
-            .collect();
-        sequences.restore(&self.pool, &sequenced).await;
+            .filter_map(|j| j.message.device_id().map(|d| d.as_str()));
+        sequences.restore(&self.pool, sequenced).await;
         for j in records {
             batch.add(j.record.received, &j.message, sequences);
         }
