@@ -38,6 +38,7 @@ pub struct Settings {
     pub registry: RegistrySinkSettings,
     pub mikrotik: MikrotikSettings,
     pub shelly: ShellySettings,
+    pub hikvision: HikvisionSettings,
     pub inventory: InventorySettings,
     /// How long a stop (SIGTERM, SIGINT) may take: the API finishes its requests, ingest
     /// journals and acknowledges what it holds, each sink writes its batch, the publisher sends
@@ -81,11 +82,40 @@ pub struct MikrotikSettings {
 /// The Shelly poller (role `pollers`, beside the collector).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ShellySettings {
-    /// `host[:port]` of each Shelly to poll (`DEVICEHUB__SHELLY__HOSTS`, comma-separated).
+    /// `host[:port]` of each Shelly to poll (`DEVICEHUB__SHELLY__HOSTS`, comma-separated),
+    /// beside those the inventory finds.
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// The port of the Shelly devices the inventory finds (by address).
+    pub port: u16,
+    /// Gen1 basic-auth user (Gen2 digest auth is always `admin`).
+    pub username: String,
+    /// The devices' shared password; none: no auth.
+    #[serde(default)]
+    pub password: Option<SecretString>,
     pub interval_s: u64,
     pub timeout_ms: u64,
+    /// Consecutive failed polls after which a registered Shelly is marked offline.
+    pub failures_before_offline: u32,
+}
+
+/// HikVision cameras over ISAPI (role `pollers`, beside the collector).
+#[derive(Debug, Clone, Deserialize)]
+pub struct HikvisionSettings {
+    /// `host[:port]` of each camera (`DEVICEHUB__HIKVISION__HOSTS`, comma-separated).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    /// Bound on each plain request (device info, snapshot: twice this).
+    pub timeout_ms: u64,
+    /// Seconds without a byte on the alert stream before it is opened again.
+    pub silence_s: u64,
+    /// Seconds a detection alert stays the one alert of an active detection.
+    pub alert_hold_s: u64,
+    /// Consecutive failures after which a camera is marked offline.
+    pub failures_before_offline: u32,
 }
 
 /// The inventory's inputs.
@@ -93,6 +123,8 @@ pub struct ShellySettings {
 pub struct InventorySettings {
     /// `mac_address,device_type,owner,location[,name]`.
     pub metadata_csv: std::path::PathBuf,
+    /// Days of router snapshots the inventory keeps in memory for host history.
+    pub history_days: u32,
 }
 
 /// A part of devicehub that a process runs.

@@ -54,6 +54,9 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("{0} is unavailable")]
     Unavailable(&'static str),
+    /// A device the request needed answered wrongly or not at all (502).
+    #[error("the device did not answer as expected: {0}")]
+    BadGateway(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -138,6 +141,7 @@ impl ResponseError for ApiError {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -157,6 +161,7 @@ impl ResponseError for ApiError {
                 Some(serde_json::json!({ "retry_after_secs": retry_after_secs }))
             }
             ApiError::Unavailable(what) => Some(serde_json::json!({ "dependency": what })),
+            ApiError::BadGateway(reason) => Some(serde_json::json!({ "reason": reason })),
             _ => None,
         };
         if let ApiError::Internal(e) = self {

@@ -35,6 +35,12 @@ struct SinkLabel {
     sink: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PollLabel {
+    source: &'static str,
+    outcome: &'static str,
+}
+
 /// Every counter and gauge devicehub exports, registered once.
 #[derive(Debug)]
 pub struct Metrics {
@@ -57,6 +63,7 @@ pub struct Metrics {
     devices: Family<StatusLabel, Gauge>,
     devices_online: Gauge,
     alerts_open: Gauge,
+    polls: Family<PollLabel, Counter>,
 }
 
 /// `GET /api/stats` → `ingest`.
@@ -108,6 +115,7 @@ impl Metrics {
             devices: Family::default(),
             devices_online: Gauge::default(),
             alerts_open: Gauge::default(),
+            polls: Family::default(),
         };
         let r = &mut metrics.registry;
         r.register(
@@ -181,6 +189,12 @@ impl Metrics {
             metrics.misconfigured.clone(),
         );
         r.register(
+            "polls",
+            "HTTP polls of devices (source shelly, mikrotik, hikvision) by outcome: ok, timeout, \
+             connection, status, malformed",
+            metrics.polls.clone(),
+        );
+        r.register(
             "task_restarts",
             "Background tasks restarted after a failure or panic",
             metrics.task_restarts.clone(),
@@ -221,6 +235,20 @@ impl Metrics {
     /// The sinks that cannot write for a reason of configuration, with the store's answer.
     pub fn misconfigured_sinks(&self) -> BTreeMap<&'static str, String> {
         self.failing.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// Counts one poll of `source` (`ok` or why it failed).
+    pub fn polled(&self, source: &'static str, outcome: &'static str) {
+        self.polls
+            .get_or_create(&PollLabel { source, outcome })
+            .inc();
+    }
+
+    /// Polls of `source` with `outcome` so far.
+    pub fn polls(&self, source: &'static str, outcome: &'static str) -> u64 {
+        self.polls
+            .get_or_create(&PollLabel { source, outcome })
+            .get()
     }
 
     pub fn task_restarted(&self, task: &str) {

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::command::switch_set;
 use crate::domain::{command_payload, CommandName};
 use crate::registry::commands::{self, Queued};
+use crate::sources::shelly::ShellyClient;
 use crate::stores::broker::Publisher;
 
 #[derive(Clone)]
@@ -22,14 +23,22 @@ pub struct Outbox {
     pool: PgPool,
     publisher: Publisher,
     iot_prefix: String,
+    /// Shelly devices' HTTP RPC, with `shelly.password` when set.
+    shelly: ShellyClient,
 }
 
 impl Outbox {
-    pub fn new(pool: PgPool, publisher: Publisher, iot_prefix: String) -> Self {
+    pub fn new(
+        pool: PgPool,
+        publisher: Publisher,
+        iot_prefix: String,
+        shelly: ShellyClient,
+    ) -> Self {
         Self {
             pool,
             publisher,
             iot_prefix,
+            shelly,
         }
     }
 
@@ -59,14 +68,12 @@ impl Outbox {
         let (result, detail) = match switch_set(&command.params) {
             Err(e) => ("rejected", e.message),
             Ok(set) => {
-                let mut url = format!(
-                    "http://{host}/rpc/Switch.Set?id={}&on={}",
-                    set.channel, set.on
-                );
+                let mut path = format!("/rpc/Switch.Set?id={}&on={}", set.channel, set.on);
                 if let Some(after) = set.toggle_after {
-                    url.push_str(&format!("&toggle_after={after}"));
+                    path.push_str(&format!("&toggle_after={after}"));
                 }
-                match SHELLY_HTTP.get(&url).send().await {
+                let shelly = self.shelly.host(host);
+                match shelly.send(reqwest::Method::GET, &path, None).await {
                     Ok(r) if r.status().is_success() => {
                         let answer = r.text().await.unwrap_or_default();
                         (
@@ -88,7 +95,7 @@ impl Outbox {
                             ),
                         )
                     }
-                    Err(e) => ("error", format!("cannot reach the Shelly at {host}: {e}")),
+                    Err(e) => ("error", e.to_string()),
                 }
             }
         };
@@ -122,14 +129,6 @@ impl Outbox {
         }
     }
 }
-
-/// One client for Shellys' HTTP RPC, with a short timeout (an API request waits for it).
-static SHELLY_HTTP: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|| {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .unwrap_or_default()
-});
 
 /// The `host[:port]` of a Shelly the pollers poll, from its registry metadata.
 async fn shelly_http(pool: &PgPool, device: &str) -> Result<Option<String>, sqlx::Error> {

@@ -65,6 +65,12 @@ impl Application {
             tracing::warn!(error = %e, "the archive is not writable yet; the collector will retry");
         }
         let grace = Duration::from_secs(settings.shutdown_grace_secs);
+        // The inventory answers the API and gives the Shelly poller its hosts.
+        let inventory = if settings.runs(Role::Api) || settings.runs(Role::Pollers) {
+            Some(start_inventory(&settings, &archive, &mut supervisor)?)
+        } else {
+            None
+        };
         let collector = settings.runs(Role::Collector);
         let mut handoff = None;
         if collector {
@@ -80,8 +86,8 @@ impl Application {
         if settings.runs(Role::Pollers) {
             start_pollers(
                 &settings,
-                (&pool, &archive),
-                handoff.take(),
+                (&pool, &archive, &metrics),
+                (handoff.take(), inventory.clone()),
                 &mut supervisor,
             )?;
         }
@@ -98,6 +104,7 @@ impl Application {
             pool.clone(),
             publisher.clone(),
             settings.mqtt.iot_prefix.clone(),
+            crate::sources::shelly::ShellyClient::new(&settings.shelly)?,
         );
         let resend = outbox.clone();
         supervisor.spawn("command resend", Wave::Intake, move |shutdown| {
@@ -109,6 +116,8 @@ impl Application {
             publisher,
             outbox,
             metrics,
+            inventory: inventory.expect("the api role has an inventory"),
+            cameras: crate::sources::hikvision::CameraClient::new(&settings.hikvision)?,
             collector,
         };
         let listener = TcpListener::bind(settings.http.bind)
@@ -143,54 +152,110 @@ impl Application {
     }
 }
 
-/// The pollers' part: the device metadata (a malformed file stops start-up here, naming its
-/// line; changes are reloaded) and the Mikrotik poller when `mikrotik.url` is set.
-fn start_pollers(
+/// The device metadata (a malformed file stops start-up here, naming its line; changes are
+/// reloaded) and the DuckDB inventory over the lake's router snapshots.
+fn start_inventory(
     settings: &Settings,
-    (pool, archive): (&PgPool, &ObjectStore),
-    handoff: Option<tokio::sync::mpsc::Sender<crate::pipeline::Incoming>>,
+    archive: &ObjectStore,
     supervisor: &mut Supervisor,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<crate::inventory::Inventory> {
     let metadata = crate::inventory::MetadataFile::load(&settings.inventory.metadata_csv)?;
     tracing::info!(devices = metadata.current().len(), "device metadata loaded");
+    let watched = metadata.clone();
     supervisor.spawn("device metadata", Wave::Intake, move |shutdown| {
-        metadata.clone().watch(Duration::from_secs(5), shutdown)
+        watched.clone().watch(Duration::from_secs(5), shutdown)
     });
-    if let Some(url) = settings.mikrotik.url.as_deref().filter(|u| !u.is_empty()) {
+    Ok(crate::inventory::Inventory::new(
+        archive.clone(),
+        metadata,
+        settings.inventory.history_days,
+    )?)
+}
+
+/// The pollers' part: the Mikrotik poller when `mikrotik.url` is set, the HikVision cameras, and
+/// the Shelly pollers of the configured hosts and of those the inventory finds (readings and
+/// events go to the collector's ingest).
+fn start_pollers(
+    settings: &Settings,
+    (pool, archive, metrics): (&PgPool, &ObjectStore, &Arc<Metrics>),
+    (handoff, inventory): (
+        Option<tokio::sync::mpsc::Sender<crate::pipeline::Incoming>>,
+        Option<crate::inventory::Inventory>,
+    ),
+    supervisor: &mut Supervisor,
+) -> anyhow::Result<()> {
+    let inventory = inventory.expect("the pollers role has an inventory");
+    let mikrotik = settings.mikrotik.url.as_deref().filter(|u| !u.is_empty());
+    if let Some(url) = mikrotik {
         let poller = crate::sources::mikrotik::MikrotikPoller::new(
             &settings.mikrotik,
             url,
             archive.clone(),
+            (pool.clone(), inventory.clone()),
         )?;
         supervisor.spawn("mikrotik poller", Wave::Intake, move |shutdown| {
             poller.clone().run(shutdown)
         });
         tracing::info!(url, "Mikrotik poller started");
     }
-    if !settings.shelly.hosts.is_empty() {
+    let Some(handoff) = handoff else {
         // Readings go through ingest, which the collector runs.
-        let Some(handoff) = handoff else {
-            anyhow::bail!(
-                "shelly.hosts is set, but the Shelly poller hands readings to the collector: run \
-                 the pollers role together with the collector role"
-            );
-        };
-        let pollers = crate::sources::shelly::ShellyPoller::for_hosts(
-            &settings.shelly,
-            pool.clone(),
-            handoff,
-        )?;
-        for poller in pollers {
-            let name = format!("shelly poller {}", poller.host());
-            supervisor.spawn(name, Wave::Intake, move |shutdown| {
-                poller.clone().run(shutdown)
-            });
+        for (setting, hosts) in [
+            ("shelly.hosts", &settings.shelly.hosts),
+            ("hikvision.hosts", &settings.hikvision.hosts),
+        ] {
+            if !hosts.is_empty() {
+                anyhow::bail!(
+                    "{setting} is set, but the pollers hand what they read to the collector: \
+                     run the pollers role together with the collector role"
+                );
+            }
         }
-        tracing::info!(
-            hosts = settings.shelly.hosts.len(),
-            "Shelly pollers started"
-        );
+        if mikrotik.is_some() {
+            tracing::warn!(
+                "the Shelly devices the inventory finds are not polled: the Shelly poller runs \
+                 in a process with both the pollers and the collector roles"
+            );
+        }
+        return Ok(());
+    };
+    for host in settings
+        .hikvision
+        .hosts
+        .iter()
+        .map(|h| h.trim())
+        .filter(|h| !h.is_empty())
+    {
+        let camera = crate::sources::hikvision::Camera::new(
+            &settings.hikvision,
+            host,
+            &settings.mqtt.qs_prefix,
+            (pool.clone(), handoff.clone(), metrics.clone()),
+        )?;
+        supervisor.spawn(format!("camera {host}"), Wave::Intake, move |shutdown| {
+            camera.clone().run(shutdown)
+        });
+        tracing::info!(host, "HikVision camera started");
     }
+    if settings.shelly.hosts.is_empty() && mikrotik.is_none() {
+        return Ok(());
+    }
+    let context = crate::sources::shelly::ShellyContext::new(
+        &settings.shelly,
+        pool.clone(),
+        handoff,
+        metrics.clone(),
+    )?;
+    let fleet =
+        crate::sources::shelly::ShellyFleet::new(&settings.shelly, context, Some(inventory));
+    supervisor.spawn("shelly pollers", Wave::Intake, move |shutdown| {
+        fleet.clone().run(shutdown)
+    });
+    tracing::info!(
+        configured = settings.shelly.hosts.len(),
+        from_inventory = mikrotik.is_some(),
+        "Shelly pollers started"
+    );
     Ok(())
 }
 

@@ -126,6 +126,16 @@ pub fn inventory(scenario: &Scenario) -> anyhow::Result<Inventory> {
             metadata: json!({"model": s.model.model_code(), "http": s.http.to_string(), "simulated": true}),
         });
     }
+    for c in &scenario.camera {
+        hosts.push(host(
+            &format!(
+                "HIKVISION-{}",
+                &c.serial[c.serial.len().saturating_sub(8)..]
+            ),
+            Some(crate::profiles::camera::camera_mac(&c.serial)),
+            Some(c.http.ip().to_string()),
+        ));
+    }
     if let Some(m) = &scenario.mikrotik {
         for name in &m.extra_hosts {
             hosts.push(host(name, None, None));
@@ -295,6 +305,11 @@ pub fn spawn_devices(
         let id = device.id.clone();
         let (device, brokers) = (device.clone(), mqtt.brokers.clone());
         set.spawn(async move { (id, shelly::run(device, brokers, seed).await) });
+    }
+    for device in &scenario.camera {
+        let id = format!("camera {}", device.serial);
+        let device = device.clone();
+        set.spawn(async move { (id, crate::profiles::camera::run(device).await) });
     }
     if let Some(section) = &scenario.mikrotik {
         let server = mikrotik::serve(section, hosts)?;

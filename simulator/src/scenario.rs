@@ -25,6 +25,8 @@ pub struct Scenario {
     pub esp32: Vec<Esp32Group>,
     #[serde(default)]
     pub shelly: Vec<ShellyDevice>,
+    #[serde(default)]
+    pub camera: Vec<CameraDevice>,
     pub mikrotik: Option<MikrotikSection>,
 }
 
@@ -178,6 +180,9 @@ pub enum ShellyModel {
     Pro2pm,
     /// Shelly Plus Plug S: one metered relay.
     Plug,
+    /// Shelly 2.5, a Gen1 device: two metered relays, HTTP only (`/shelly`, `/status`,
+    /// `/relay/N`); energy counted in watt-minutes.
+    Shelly25,
 }
 
 impl ShellyModel {
@@ -186,6 +191,15 @@ impl ShellyModel {
             ShellyModel::Pro4pm => 4,
             ShellyModel::Pro2pm => 2,
             ShellyModel::Plug => 1,
+            ShellyModel::Shelly25 => 2,
+        }
+    }
+
+    /// 1 for the Gen1 HTTP API, 2 for RPC.
+    pub fn generation(self) -> u8 {
+        match self {
+            ShellyModel::Shelly25 => 1,
+            _ => 2,
         }
     }
 
@@ -194,6 +208,7 @@ impl ShellyModel {
             ShellyModel::Pro4pm => "Pro4PM",
             ShellyModel::Pro2pm => "Pro2PM",
             ShellyModel::Plug => "PlusPlugS",
+            ShellyModel::Shelly25 => "Shelly25",
         }
     }
 
@@ -202,6 +217,7 @@ impl ShellyModel {
             ShellyModel::Pro4pm => "SPSW-104PE16EU",
             ShellyModel::Pro2pm => "SPSW-202PE16EU",
             ShellyModel::Plug => "SNPL-00112EU",
+            ShellyModel::Shelly25 => "SHSW-25",
         }
     }
 }
@@ -222,6 +238,62 @@ pub struct ShellyDevice {
     pub loads: Vec<String>,
     #[serde(default)]
     pub location: Option<String>,
+    /// With a password, the device asks for auth as real ones do: Gen2 digest (user `admin`,
+    /// SHA-256), Gen1 basic (user `admin`). `/shelly` stays open.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Whether a Gen2 device also pushes its status over MQTT (default true; Gen1 never does).
+    #[serde(default = "default_true")]
+    pub mqtt: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A HikVision camera: ISAPI over HTTP with digest auth.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraDevice {
+    /// Its serial number (devicehub names it `hikvision-{serial}`, lower case).
+    pub serial: String,
+    #[serde(default = "default_camera_name")]
+    pub name: String,
+    #[serde(default = "default_camera_model")]
+    pub model: String,
+    pub http: SocketAddr,
+    /// ISAPI digest credentials (user `admin`); `password_env` names a variable to read it from.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Seconds between the `videoloss`/`inactive` heartbeats of the alert stream.
+    #[serde(default = "default_heartbeat_s")]
+    pub heartbeat_s: u64,
+    /// Seconds between motion bursts (0: only on `POST /sim/motion`).
+    #[serde(default)]
+    pub motion_every_s: u64,
+}
+
+impl CameraDevice {
+    pub fn password(&self) -> Option<String> {
+        self.password_env
+            .as_ref()
+            .and_then(|v| std::env::var(v).ok())
+            .or_else(|| self.password.clone())
+    }
+}
+
+fn default_camera_name() -> String {
+    "Camera".into()
+}
+
+fn default_camera_model() -> String {
+    "DS-2CD2143G2-I".into()
+}
+
+fn default_heartbeat_s() -> u64 {
+    10
 }
 
 #[derive(Debug, Clone, Deserialize)]

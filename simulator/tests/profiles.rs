@@ -518,6 +518,8 @@ async fn a_shelly_answers_rpc_over_http_and_notifies_over_mqtt() {
         interval_s: 1,
         loads: vec!["heat pump".into(), "lights".into()],
         location: Some("utility_room".into()),
+        password: None,
+        mqtt: true,
     };
     let task = tokio::spawn(shelly::run(device, vec![broker()], 5));
     let client = reqwest::Client::new();

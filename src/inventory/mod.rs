@@ -1,9 +1,14 @@
 //! What is on the home network: the device metadata file ([`metadata`]) keyed by MAC address
-//! ([`mac`]), joined by the inventory with what the router reports (`sources/mikrotik.rs`).
+//! ([`mac`]), the router's poll snapshots as the lake keeps them ([`snapshots`]), and the DuckDB
+//! inventory that joins the two ([`store`]); new hosts are recorded and unknown ones alerted
+//! ([`hosts`]).
 
+pub mod hosts;
 pub mod mac;
 pub mod metadata;
+pub mod snapshots;
+pub mod store;
 
 pub use mac::Mac;
 pub use metadata::{DeviceMetadata, Metadata, MetadataError, MetadataFile};
-pub mod snapshots;
+pub use store::{Host, HostFilter, HostHistory, Inventory, InventoryError};

@@ -79,6 +79,16 @@ pub async fn ensure_exists(pool: &PgPool, id: &DeviceId) -> Result<(), RegistryE
         .ok_or_else(|| RegistryError::not_found("device", id.as_str()))
 }
 
+/// `(device_id, mac)` of the devices whose metadata holds a `mac` (Shelly devices, cameras),
+/// as they wrote it.
+pub async fn ids_by_mac(pool: &PgPool) -> Result<Vec<(String, String)>, RegistryError> {
+    Ok(sqlx::query_as(
+        "SELECT device_id, metadata->>'mac' FROM devices WHERE metadata->>'mac' IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
 pub async fn list(pool: &PgPool, filter: &DeviceFilter) -> Result<Vec<Device>, RegistryError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM devices \
@@ -180,6 +190,27 @@ pub async fn types(pool: &PgPool) -> Result<Vec<(String, Option<String>)>, sqlx:
     sqlx::query_as("SELECT device_id, NULLIF(device_type, '') FROM devices")
         .fetch_all(pool)
         .await
+}
+
+/// Marks a polled device that stopped answering offline, with an `offline` alert saying why;
+/// `false` when it was offline already.
+pub async fn mark_unreachable(
+    pool: &PgPool,
+    id: &DeviceId,
+    why: &str,
+) -> Result<bool, sqlx::Error> {
+    let marked: Option<String> = sqlx::query_scalar(
+        "WITH marked AS ( \
+           UPDATE devices SET connection_status = 'offline' \
+           WHERE device_id = $1 AND connection_status IS DISTINCT FROM 'offline' RETURNING device_id \
+         ) INSERT INTO alerts (device_id, alert_type, severity, message) \
+           SELECT device_id, 'offline', 'warning', $2 FROM marked RETURNING device_id",
+    )
+    .bind(id.as_str())
+    .bind(why)
+    .fetch_optional(pool)
+    .await?;
+    Ok(marked.is_some())
 }
 
 /// Marks devices silent for 2 × max(send interval, hello interval) offline and raises an

@@ -3,11 +3,13 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod cameras;
 pub mod commands;
 pub mod configs;
 pub mod devices;
 pub mod events;
 pub mod health;
+pub mod inventory;
 pub mod metrics;
 pub mod openapi;
 mod openapi_rules;
@@ -37,6 +39,9 @@ pub struct Stores {
     pub publisher: Publisher,
     pub outbox: Outbox,
     pub metrics: Arc<Metrics>,
+    pub inventory: crate::inventory::Inventory,
+    /// ISAPI to the HikVision cameras, for snapshots.
+    pub cameras: crate::sources::hikvision::CameraClient,
     /// Whether the collector runs in this process (its counters are then the ingest stats).
     pub collector: bool,
 }
@@ -64,6 +69,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .service(web::resource("/devices/{device_id}/heartbeat").post(devices::heartbeat))
                 .service(web::resource("/devices/{device_id}/status").get(devices::status))
+                .service(web::resource("/devices/{device_id}/snapshot").get(cameras::snapshot))
                 .service(web::resource("/devices/{device_id}/configs").get(configs::list))
                 .service(
                     web::resource("/devices/{device_id}/configs/{key}")
@@ -88,6 +94,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .service(web::resource("/quarantine").get(quarantine::list))
                 .service(web::resource("/quarantine/{id}").get(quarantine::read))
+                .service(web::resource("/inventory").get(inventory::list))
+                .service(web::resource("/inventory/{mac}").get(inventory::read))
                 .service(web::resource("/alerts").get(alerts::list))
                 .service(web::resource("/alerts/{id}/acknowledge").post(alerts::acknowledge))
                 .service(web::resource("/stats").get(stats::read))

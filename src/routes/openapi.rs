@@ -3,8 +3,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    alerts, auth, commands, configs, devices, events, health, metrics, prometheus, quarantine,
-    raw_data, stats, users,
+    alerts, auth, cameras, commands, configs, devices, events, health, inventory, metrics,
+    prometheus, quarantine, raw_data, stats, users,
 };
 
 #[derive(OpenApi)]
@@ -19,7 +19,7 @@ use super::{
         health::health, health::healthz, health::readyz, document, prometheus::metrics,
         auth::login,
         devices::list, devices::register, devices::read, devices::update, devices::delete,
-        devices::heartbeat, devices::status,
+        devices::heartbeat, devices::status, cameras::snapshot,
         configs::list, configs::set, configs::delete,
         alerts::list_for_device, alerts::raise, alerts::list, alerts::acknowledge,
         events::list,
@@ -28,6 +28,7 @@ use super::{
         commands::create, commands::list,
         quarantine::list, quarantine::read,
         stats::read,
+        inventory::list, inventory::read,
         users::list, users::create, users::update, users::delete,
     ),
     components(schemas(
@@ -46,6 +47,7 @@ use super::{
         (name = "commands", description = "Commands to devices over MQTT"),
         (name = "stats", description = "Fleet counters"),
         (name = "quarantine", description = "Records a store refused for good"),
+        (name = "inventory", description = "What is on the home network (DuckDB over the router's snapshots)"),
         (name = "users", description = "API users and their roles (admin)"),
     )
 )]

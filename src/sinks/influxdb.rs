@@ -1,6 +1,7 @@
 //! The InfluxDB sink: every reading becomes a point of line protocol with the measurement's own
-//! timestamp, so writing a point again (a retry, a replay) stores it once. Tags: `device_id`,
-//! `device_type` (from the registry, where known), `metric`, `unit`.
+//! timestamp, so writing a point again (a retry, a replay) stores it once. Tags: `channel` (the
+//! relay or meter channel of a Shelly metric `switchN.…`), `device_id`, `device_type` (from the
+//! registry, where known), `metric`, `unit`.
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
@@ -192,6 +193,10 @@ impl Write<Points> for InfluxWriter {
 /// One line of line protocol; tags in key order, as InfluxDB prefers them.
 pub fn push_line(out: &mut String, reading: &Reading, device_type: Option<&str>) {
     out.push_str(MEASUREMENT);
+    if let Some(channel) = channel_of(reading.metric.as_str()) {
+        out.push_str(",channel=");
+        out.push_str(channel);
+    }
     out.push_str(",device_id=");
     escape_tag(out, reading.device_id.as_str());
     if let Some(device_type) = device_type.filter(|t| !t.is_empty()) {
@@ -212,6 +217,13 @@ pub fn push_line(out: &mut String, reading: &Reading, device_type: Option<&str>)
     out.push(' ');
     out.push_str(itoa::Buffer::new().format(nanos));
     out.push('\n');
+}
+
+/// The channel number of a per-channel metric (`switch2.power` → `2`).
+fn channel_of(metric: &str) -> Option<&str> {
+    let (component, _) = metric.split_once('.')?;
+    let digits = component.strip_prefix("switch")?;
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
 }
 
 /// A tag value as line protocol needs it: `,`, `=`, space and `\\` escaped with a backslash.
@@ -242,6 +254,15 @@ mod tests {
 
     use super::*;
     use crate::domain::{DeviceId, MetricName, Unit};
+
+    #[test]
+    fn a_shelly_channel_is_a_tag() {
+        assert_eq!(channel_of("switch2.power"), Some("2"));
+        assert_eq!(channel_of("switch13.energy"), Some("13"));
+        for metric in ["switch.power", "switchx.power", "power", "switch2"] {
+            assert_eq!(channel_of(metric), None, "{metric}");
+        }
+    }
 
     #[test]
     fn readings_become_line_protocol_with_their_own_timestamp() {

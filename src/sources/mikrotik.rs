@@ -1,6 +1,8 @@
 //! The Mikrotik poller: every `mikrotik.interval_s` it reads the router's DHCP leases and its
 //! Wi-Fi registration table over RouterOS v7 REST (basic auth, HTTPS) and keeps each answer as
-//! a timestamped snapshot in the lake ([`crate::inventory::snapshots`]).
+//! a timestamped snapshot in the lake ([`crate::inventory::snapshots`]), records the hosts it
+//! saw (a new one not in the device metadata raises an `unknown_device` alert,
+//! [`crate::inventory::hosts`]) and brings the DuckDB inventory up to date.
 //!
 //! Trust: the router's certificate must verify against the system's roots or `mikrotik.ca_file`
 //! (the CA, or the router's own self-signed certificate exported as PEM); `mikrotik.insecure`
@@ -18,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::routeros::{self, Lease, Station};
 use crate::configuration::MikrotikSettings;
-use crate::inventory::snapshots;
+use crate::inventory::hosts::{self, Sighting};
+use crate::inventory::{snapshots, Inventory};
 use crate::stores::objects::ObjectStore;
 
 /// The registration tables of RouterOS's `wifi` package (v7.13 on) and of the older `wireless`.
@@ -95,7 +98,7 @@ impl MikrotikClient {
             )
             .send()
             .await
-            .map_err(|e| PollError::Request(error_chain(&e)))?;
+            .map_err(|e| PollError::Request(super::error_chain(&e)))?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
@@ -148,24 +151,14 @@ impl MikrotikClient {
     }
 }
 
-/// The causes of a request error, outermost first (reqwest's own message hides the TLS reason).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 /// What one poll stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PollSummary {
     pub leases: usize,
     /// `None`: the router has no Wi-Fi.
     pub stations: Option<usize>,
+    /// Hosts seen for the first time.
+    pub new_hosts: usize,
 }
 
 /// Polls one router and keeps its snapshots in the lake.
@@ -173,6 +166,8 @@ pub struct PollSummary {
 pub struct MikrotikPoller {
     client: MikrotikClient,
     objects: ObjectStore,
+    pool: sqlx::PgPool,
+    inventory: Inventory,
     interval: Duration,
     router: String,
 }
@@ -182,6 +177,7 @@ impl MikrotikPoller {
         settings: &MikrotikSettings,
         url: &str,
         objects: ObjectStore,
+        (pool, inventory): (sqlx::PgPool, Inventory),
     ) -> anyhow::Result<Self> {
         let router = url::Url::parse(url)
             .ok()
@@ -190,13 +186,15 @@ impl MikrotikPoller {
         Ok(Self {
             client: MikrotikClient::new(settings, url)?,
             objects,
+            pool,
+            inventory,
             interval: Duration::from_secs(settings.interval_s.max(1)),
             router,
         })
     }
 
     /// One poll: the leases (an error fails the poll), then the Wi-Fi table (an error there
-    /// is logged; the leases are kept).
+    /// is logged; the leases are kept), then the hosts it saw, then the inventory.
     pub async fn poll_once(&self) -> anyhow::Result<PollSummary> {
         let polled_at = Utc::now();
         let leases = self.client.leases().await?;
@@ -207,8 +205,25 @@ impl MikrotikPoller {
                 file,
             )
             .await?;
+        let mut seen: Vec<Sighting> = leases
+            .iter()
+            .map(|l| Sighting {
+                mac: l.mac,
+                ip: l.active_address.clone().or_else(|| l.address.clone()),
+                host_name: l.host_name.clone(),
+            })
+            .collect();
         let stations = match self.client.stations().await {
             Ok(Some(stations)) => {
+                for s in &stations {
+                    if !seen.iter().any(|h| h.mac == s.mac) {
+                        seen.push(Sighting {
+                            mac: s.mac,
+                            ip: None,
+                            host_name: None,
+                        });
+                    }
+                }
                 let file = snapshots::wifi_file(polled_at, &self.router, &stations)?;
                 self.objects
                     .put(
@@ -224,9 +239,15 @@ impl MikrotikPoller {
                 None
             }
         };
+        let metadata = self.inventory.metadata().current();
+        let new_hosts = hosts::record(&self.pool, &seen, &metadata).await?.len();
+        if let Err(e) = self.inventory.sync().await {
+            tracing::warn!(error = %e, "cannot bring the inventory up to date");
+        }
         Ok(PollSummary {
             leases: leases.len(),
             stations,
+            new_hosts,
         })
     }
 

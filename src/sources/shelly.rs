@@ -1,16 +1,29 @@
-//! The Shelly poller: a source beside MQTT. Every `shelly.interval_s` each configured host
-//! (`shelly.hosts`) is asked for its status over HTTP — Gen2/Gen3 `GET /rpc/Shelly.GetStatus`,
-//! Gen1 `GET /status` — and every relay or meter channel is handed to ingest as the message a
-//! Gen2 device pushes over MQTT (`{id}/status/switch:N`), so polled and pushed readings take the
-//! same decoder, journal and sinks. Each host is polled by its own task with its own timeout:
-//! one dead host never delays the others.
+//! The Shelly poller: a source beside MQTT. Every `shelly.interval_s` each Shelly host is asked
+//! for its status over HTTP — Gen2/Gen3 `GET /rpc/Shelly.GetStatus`, Gen1 `GET /status` — and
+//! every relay or meter channel is handed to ingest as the message a Gen2 device pushes over MQTT
+//! (`{id}/status/switch:N`), so polled and pushed readings take the same decoder, journal and
+//! sinks (InfluxDB tags each with its `channel`).
+//!
+//! The hosts ([`ShellyFleet`]): those the inventory takes for Shelly devices (metadata type
+//! `shelly`, or a DHCP host name starting `shelly`, on `shelly.port`) and those configured
+//! (`shelly.hosts`), looked up again every interval; each is polled by its own task with its own
+//! timeout, so one dead host never delays the others.
 //!
 //! A host is identified once (Gen2 `Shelly.GetDeviceInfo`, else Gen1 `/shelly`) and registered
 //! as a device of type `shelly` with its MAC, address, model, generation and firmware in its
 //! metadata (a device registered before keeps what it has). Gen1 meters count energy in
-//! watt-minutes; they are converted to Wh. Not yet: digest (Gen2) and basic (Gen1) auth, hosts
-//! found through the inventory.
+//! watt-minutes; they are converted to Wh. With `shelly.password` set, a host that answers 401
+//! gets what its challenge asks for: digest auth (Gen2: user `admin`, SHA-256) or basic auth
+//! (Gen1: `shelly.username`); the challenge is kept and reused.
+//!
+//! Every poll is counted (`devicehub_polls_total{source="shelly",outcome=...}`: ok, timeout,
+//! connection, status, malformed). A registered host that fails
+//! `shelly.failures_before_offline` polls in a row is marked offline with an alert and then
+//! polled less often (the interval doubling up to five minutes) until it answers; its next
+//! reading brings it back online.
 
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
@@ -18,11 +31,13 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::http_auth::{AuthedHost, Credentials, HttpFailure};
 use crate::configuration::ShellySettings;
 use crate::domain::{DeviceId, NewDevice};
+use crate::inventory::Inventory;
+use crate::metrics::Metrics;
 use crate::pipeline::Incoming;
 use crate::registry;
-use crate::retry::Backoff;
 
 /// What a host says it is.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,88 +163,168 @@ pub fn gen1_messages(id: &DeviceId, status: &Value) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// Why a poll failed; its `outcome` label in `devicehub_polls_total`.
 #[derive(Debug, thiserror::Error)]
 pub enum ShellyError {
+    #[error("{host} did not answer within the timeout")]
+    Timeout { host: String },
     #[error("cannot reach {host}: {error}")]
-    Request { host: String, error: String },
+    Connection { host: String, error: String },
     #[error("{host} answered {status}")]
     Status { host: String, status: u16 },
     #[error("{host}: {message}")]
-    Answer { host: String, message: String },
+    Malformed { host: String, message: String },
+}
+
+impl ShellyError {
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            ShellyError::Timeout { .. } => "timeout",
+            ShellyError::Connection { .. } => "connection",
+            ShellyError::Status { .. } => "status",
+            ShellyError::Malformed { .. } => "malformed",
+        }
+    }
+
+    fn of_failure(host: &str, failure: HttpFailure) -> Self {
+        let host = host.to_owned();
+        match failure {
+            HttpFailure::Timeout => ShellyError::Timeout { host },
+            HttpFailure::Connection(error) => ShellyError::Connection { host, error },
+            HttpFailure::Challenge(message) => ShellyError::Malformed { host, message },
+        }
+    }
+}
+
+/// An HTTP client for Shelly devices, with the shared credentials.
+#[derive(Clone)]
+pub struct ShellyClient {
+    http: reqwest::Client,
+    credentials: Arc<Credentials>,
+}
+
+impl ShellyClient {
+    pub fn new(settings: &ShellySettings) -> anyhow::Result<Self> {
+        let timeout = Duration::from_millis(settings.timeout_ms.max(1));
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout)
+                .user_agent(concat!("devicehub/", env!("CARGO_PKG_VERSION")))
+                .build()?,
+            credentials: Arc::new(Credentials {
+                digest_user: "admin".into(),
+                basic_user: settings.username.clone(),
+                password: settings.password.clone(),
+            }),
+        })
+    }
+
+    /// One host (`address[:port]`).
+    pub fn host(&self, host: &str) -> ShellyHost {
+        ShellyHost(AuthedHost::new(
+            self.http.clone(),
+            host,
+            self.credentials.clone(),
+        ))
+    }
+}
+
+/// One Shelly host.
+#[derive(Clone)]
+pub struct ShellyHost(AuthedHost);
+
+/// What every poller of a fleet shares.
+#[derive(Clone)]
+pub struct ShellyContext {
+    client: ShellyClient,
+    interval: Duration,
+    failures_before_offline: u32,
+    pool: PgPool,
+    handoff: mpsc::Sender<Incoming>,
+    metrics: Arc<Metrics>,
+}
+
+impl ShellyContext {
+    pub fn new(
+        settings: &ShellySettings,
+        pool: PgPool,
+        handoff: mpsc::Sender<Incoming>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: ShellyClient::new(settings)?,
+            interval: Duration::from_secs(settings.interval_s.max(1)),
+            failures_before_offline: settings.failures_before_offline.max(1),
+            pool,
+            handoff,
+            metrics,
+        })
+    }
+
+    /// A poller of `host` (`address[:port]`).
+    pub fn poller(&self, host: &str) -> ShellyPoller {
+        ShellyPoller {
+            context: self.clone(),
+            host: self.client.host(host),
+        }
+    }
 }
 
 /// One host's poller.
 #[derive(Clone)]
 pub struct ShellyPoller {
-    http: reqwest::Client,
-    host: String,
-    interval: Duration,
-    pool: PgPool,
-    handoff: mpsc::Sender<Incoming>,
+    context: ShellyContext,
+    host: ShellyHost,
 }
 
-impl ShellyPoller {
-    /// Pollers of every configured host, sharing one HTTP client.
-    pub fn for_hosts(
-        settings: &ShellySettings,
-        pool: PgPool,
-        handoff: mpsc::Sender<Incoming>,
-    ) -> anyhow::Result<Vec<Self>> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(settings.timeout_ms.max(1)))
-            .user_agent(concat!("devicehub/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(settings
-            .hosts
-            .iter()
-            .map(|h| h.trim())
-            .filter(|h| !h.is_empty())
-            .map(|host| Self {
-                http: http.clone(),
-                host: host.to_owned(),
-                interval: Duration::from_secs(settings.interval_s.max(1)),
-                pool: pool.clone(),
-                handoff: handoff.clone(),
-            })
-            .collect())
+impl ShellyHost {
+    pub fn name(&self) -> &str {
+        self.0.name()
     }
 
+    /// Sends `method path`, answering the host's auth challenge when a password is set.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<reqwest::Response, ShellyError> {
+        self.0
+            .send(method, path, body, None)
+            .await
+            .map_err(|e| ShellyError::of_failure(self.name(), e))
+    }
+
+    /// `GET path` as JSON.
+    pub async fn get(&self, path: &str) -> Result<Value, ShellyError> {
+        let response = self.send(reqwest::Method::GET, path, None).await?;
+        json_of(self.name(), response).await
+    }
+}
+
+/// The longest a host that is offline waits between polls.
+const LONGEST_OFFLINE_WAIT: Duration = Duration::from_secs(300);
+
+impl ShellyPoller {
     pub fn host(&self) -> &str {
-        &self.host
+        self.host.name()
     }
 
     async fn get(&self, path: &str) -> Result<Value, ShellyError> {
-        let response = self
-            .http
-            .get(format!("http://{}{path}", self.host))
-            .send()
-            .await
-            .map_err(|e| ShellyError::Request {
-                host: self.host.clone(),
-                error: e.to_string(),
-            })?;
-        if !response.status().is_success() {
-            return Err(ShellyError::Status {
-                host: self.host.clone(),
-                status: response.status().as_u16(),
-            });
-        }
-        response.json().await.map_err(|e| ShellyError::Answer {
-            host: self.host.clone(),
-            message: format!("not JSON: {e}"),
-        })
+        self.host.get(path).await
     }
 
     /// Gen2 first; a host without `/rpc` (404) is a Gen1 device.
     pub async fn identify(&self) -> Result<Identity, ShellyError> {
-        let answer = |message: String| ShellyError::Answer {
-            host: self.host.clone(),
+        let malformed = |message: String| ShellyError::Malformed {
+            host: self.host().to_owned(),
             message,
         };
         match self.get("/rpc/Shelly.GetDeviceInfo").await {
-            Ok(info) => gen2_identity(&info).map_err(answer),
+            Ok(info) => gen2_identity(&info).map_err(malformed),
             Err(ShellyError::Status { status: 404, .. }) => {
-                gen1_identity(&self.get("/shelly").await?).map_err(answer)
+                gen1_identity(&self.get("/shelly").await?).map_err(malformed)
             }
             Err(e) => Err(e),
         }
@@ -237,7 +332,7 @@ impl ShellyPoller {
 
     /// Registers the device unless it is registered already.
     async fn register(&self, identity: &Identity) {
-        let address = self.host.split(':').next().unwrap_or_default();
+        let address = self.host().split(':').next().unwrap_or_default();
         let new = NewDevice {
             device_id: identity.device_id.to_string(),
             device_name: identity
@@ -248,18 +343,18 @@ impl ShellyPoller {
             location: None,
             status: None,
             metadata: Some(json!({
-                "mac": identity.mac, "ip": address, "http": self.host, "model": identity.model,
+                "mac": identity.mac, "ip": address, "http": self.host(), "model": identity.model,
                 "generation": identity.generation, "firmware": identity.firmware,
                 "polled": true,
             })),
         };
-        match registry::devices::register(&self.pool, &identity.device_id, new).await {
+        match registry::devices::register(&self.context.pool, &identity.device_id, new).await {
             Ok(_) => {
-                tracing::info!(device_id = %identity.device_id, host = %self.host, "Shelly registered")
+                tracing::info!(device_id = %identity.device_id, host = self.host(), "Shelly registered")
             }
             Err(registry::RegistryError::Conflict(_)) => {}
             Err(e) => {
-                tracing::warn!(error = %e, host = %self.host, "cannot register the Shelly; its readings register it bare")
+                tracing::warn!(error = %e, host = self.host(), "cannot register the Shelly; its readings register it bare")
             }
         }
     }
@@ -276,39 +371,66 @@ impl ShellyPoller {
         })
     }
 
-    /// Identifies the host (retrying with backoff), then polls every interval until `shutdown`.
-    /// A failing host is logged when it starts failing and when it answers again.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut backoff = Backoff::new();
-        let identity = loop {
-            match self.identify().await {
-                Ok(identity) => break identity,
-                Err(e) => {
-                    if backoff.is_first() {
-                        tracing::warn!(error = %e, "cannot identify a Shelly host; retrying");
-                    }
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff.next_delay().max(self.interval)) => {}
-                        () = shutdown.cancelled() => return Ok(()),
-                    }
+    /// Counts a poll's outcome; logs a host when it starts failing and when it answers again.
+    fn count<T>(&self, result: &Result<T, ShellyError>, failures: &mut u32) {
+        match result {
+            Ok(_) => {
+                self.context.metrics.polled("shelly", "ok");
+                if *failures > 0 {
+                    tracing::info!(host = self.host(), "the Shelly answers again");
                 }
+                *failures = 0;
+            }
+            Err(e) => {
+                self.context.metrics.polled("shelly", e.outcome());
+                if *failures == 0 {
+                    tracing::warn!(error = %e, "cannot poll a Shelly; retrying");
+                }
+                *failures = failures.saturating_add(1);
+            }
+        }
+    }
+
+    /// How long to wait after `failures` failed polls in a row: the interval, and once the host
+    /// counts as offline twice as long each time, up to five minutes.
+    fn wait(&self, failures: u32) -> Duration {
+        let limit = self.context.failures_before_offline;
+        if failures < limit {
+            return self.context.interval;
+        }
+        let doublings = (failures - limit).min(16);
+        (self.context.interval * 2u32.pow(doublings))
+            .min(LONGEST_OFFLINE_WAIT.max(self.context.interval))
+    }
+
+    /// Identifies the host, then polls every interval until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut failures = 0u32;
+        let identity = loop {
+            let result = self.identify().await;
+            self.count(&result, &mut failures);
+            if let Ok(identity) = result {
+                break identity;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.wait(failures)) => {}
+                () = shutdown.cancelled() => return Ok(()),
             }
         };
         self.register(&identity).await;
-        let mut failing = false;
-        let mut ticks = tokio::time::interval(self.interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next = tokio::time::Instant::now();
         loop {
             tokio::select! {
-                _ = ticks.tick() => {}
+                () = tokio::time::sleep_until(next) => {}
                 () = shutdown.cancelled() => return Ok(()),
             }
-            match self.poll(&identity).await {
+            let result = self.poll(&identity).await;
+            self.count(&result, &mut failures);
+            // The next poll on the interval's cadence, however long this one took.
+            next += self.wait(failures);
+            next = next.max(tokio::time::Instant::now());
+            match result {
                 Ok(messages) => {
-                    if failing {
-                        tracing::info!(host = %self.host, "the Shelly answers again");
-                    }
-                    failing = false;
                     for (topic, payload) in messages {
                         let incoming = Incoming {
                             topic,
@@ -317,7 +439,7 @@ impl ShellyPoller {
                             ack: None,
                         };
                         tokio::select! {
-                            sent = self.handoff.send(incoming) => {
+                            sent = self.context.handoff.send(incoming) => {
                                 if sent.is_err() {
                                     return Ok(()); // ingest has stopped: shutting down
                                 }
@@ -326,15 +448,153 @@ impl ShellyPoller {
                         }
                     }
                 }
-                Err(e) => {
-                    if !failing {
-                        tracing::warn!(error = %e, "cannot poll a Shelly; retrying every interval");
+                Err(e) if failures == self.context.failures_before_offline => {
+                    let why =
+                        format!("the poller cannot reach it ({failures} polls in a row): {e}");
+                    match registry::devices::mark_unreachable(
+                        &self.context.pool,
+                        &identity.device_id,
+                        &why,
+                    )
+                    .await
+                    {
+                        Ok(true) => {
+                            tracing::warn!(device_id = %identity.device_id, host = self.host(), "Shelly marked offline")
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot mark the Shelly offline")
+                        }
                     }
-                    failing = true;
                 }
+                Err(_) => {}
             }
         }
     }
+}
+
+/// A successful answer's body as JSON.
+pub(crate) async fn json_of(host: &str, response: reqwest::Response) -> Result<Value, ShellyError> {
+    let status = response.status();
+    if !status.is_success() {
+        return Err(ShellyError::Status {
+            host: host.to_owned(),
+            status: status.as_u16(),
+        });
+    }
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| ShellyError::of_failure(host, HttpFailure::of(&e)))?;
+    serde_json::from_slice(&body).map_err(|e| ShellyError::Malformed {
+        host: host.to_owned(),
+        message: format!("not JSON: {e}"),
+    })
+}
+
+/// Every Shelly host to poll: the configured ones and those the inventory finds, looked up
+/// again every interval; a poller starts for each new host and stops for each gone one.
+#[derive(Clone)]
+pub struct ShellyFleet {
+    context: ShellyContext,
+    configured: Vec<String>,
+    port: u16,
+    inventory: Option<Inventory>,
+}
+
+impl ShellyFleet {
+    pub fn new(
+        settings: &ShellySettings,
+        context: ShellyContext,
+        inventory: Option<Inventory>,
+    ) -> Self {
+        let configured = settings
+            .hosts
+            .iter()
+            .map(|h| normal_host(h.trim()))
+            .filter(|h| !h.is_empty())
+            .collect();
+        Self {
+            context,
+            configured,
+            port: settings.port,
+            inventory,
+        }
+    }
+
+    /// The hosts to poll now, without duplicates.
+    async fn targets(&self) -> BTreeSet<String> {
+        let mut targets: BTreeSet<String> = self.configured.iter().cloned().collect();
+        if let Some(inventory) = &self.inventory {
+            if let Err(e) = inventory.sync_if_stale().await {
+                tracing::debug!(error = %e, "the inventory is not up to date");
+            }
+            match inventory.shelly_addresses().await {
+                Ok(addresses) => targets.extend(
+                    addresses
+                        .iter()
+                        .map(|a| normal_host(&format!("{a}:{}", self.port))),
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the Shelly hosts of the inventory")
+                }
+            }
+        }
+        targets
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut running: HashMap<String, CancellationToken> = HashMap::new();
+        let mut hosts_of: HashMap<tokio::task::Id, String> = HashMap::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut ticks = tokio::time::interval(self.context.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                Some(done) = tasks.join_next_with_id() => {
+                    let id = match &done { Ok((id, _)) => *id, Err(e) => e.id() };
+                    if let Some(host) = hosts_of.remove(&id) {
+                        running.remove(&host);
+                        match done {
+                            Err(e) if e.is_panic() => tracing::error!(host, "a Shelly poller panicked; restarting it at the next interval"),
+                            Ok((_, Err(e))) => tracing::error!(host, error = %e, "a Shelly poller stopped; restarting it at the next interval"),
+                            _ => {}
+                        }
+                    }
+                    continue;
+                }
+                () = shutdown.cancelled() => break,
+            }
+            let targets = self.targets().await;
+            running.retain(|host, token| {
+                let keep = targets.contains(host);
+                if !keep {
+                    tracing::info!(host, "no longer a Shelly host; its poller stops");
+                    token.cancel();
+                }
+                keep
+            });
+            for host in targets {
+                if running.contains_key(&host) {
+                    continue;
+                }
+                let token = shutdown.child_token();
+                let poller = self.context.poller(&host);
+                let task = tasks.spawn(poller.run(token.clone()));
+                hosts_of.insert(task.id(), host.clone());
+                tracing::info!(host, "polling a Shelly");
+                running.insert(host, token);
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+/// `host[:port]` without the default port 80, so that one host is one poller.
+fn normal_host(host: &str) -> String {
+    host.strip_suffix(":80").unwrap_or(host).to_owned()
 }
 
 #[cfg(test)]

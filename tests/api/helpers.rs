@@ -106,15 +106,16 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     // The tokens' users exist (a token of a user that does not is refused); nobody logs in as
-    // them, so their hash is a placeholder.
+    // them, so their hash is a placeholder. A second app on the same database finds them.
     for (name, role) in [
         ("test-admin", Role::Admin),
         ("test-operator", Role::Operator),
         ("test-viewer", Role::Viewer),
     ] {
-        users::create(&pool, name, "placeholder-never-verified", role)
-            .await
-            .expect("test user");
+        match users::create(&pool, name, "placeholder-never-verified", role).await {
+            Ok(_) | Err(devicehub::registry::RegistryError::Conflict(_)) => {}
+            Err(e) => panic!("test user {name}: {e}"),
+        }
     }
     let issuer = TokenIssuer::new(&SecretString::from(TEST_SECRET), 3600);
     TestApp {

@@ -14,6 +14,7 @@ mod faults;
 mod flood;
 mod health;
 mod helpers;
+mod inventory;
 mod mikrotik;
 mod mqtt;
 mod openapi;

@@ -178,12 +178,14 @@ async fn the_poller_keeps_every_lease_and_wifi_poll_as_a_snapshot_in_the_lake() 
     // A wrong password is the router's 401, and nothing is stored for that poll.
     let mut wrong = settings(&url);
     wrong.password = Some(SecretString::from("wrong"));
-    let poller = MikrotikPoller::new(
-        &wrong,
-        &url,
-        ObjectStore::local(std::env::temp_dir().join("unused")),
+    let unused = ObjectStore::local(std::env::temp_dir().join("unused"));
+    let inventory = devicehub::inventory::Inventory::new(
+        unused.clone(),
+        devicehub::inventory::MetadataFile::load(Path::new("config/device_metadata.csv")).unwrap(),
+        1,
     )
     .unwrap();
+    let poller = MikrotikPoller::new(&wrong, &url, unused, (_app.pool.clone(), inventory)).unwrap();
     let refused = poller.poll_once().await.unwrap_err().to_string();
     assert!(refused.contains("401"), "{refused}");
     router.stop(true).await;

@@ -39,6 +39,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/devices/{device_id}/commands"),
     ("get", "/api/quarantine"),
     ("get", "/api/quarantine/{id}"),
+    ("get", "/api/inventory"),
+    ("get", "/api/inventory/{mac}"),
+    ("get", "/api/devices/{device_id}/snapshot"),
 ];
 
 #[tokio::test]

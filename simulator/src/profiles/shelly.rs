@@ -1,7 +1,12 @@
-//! Shelly Gen2 relays/meters (Pro 4PM, Pro 2PM, Plus Plug S): MQTT status notifications
+//! Shelly relays/meters. Gen2 (Pro 4PM, Pro 2PM, Plus Plug S): MQTT status notifications
 //! (`{id}/status/switch:N`, `{id}/events/rpc` NotifyStatus, `{id}/online`) and an HTTP RPC server
 //! answering `Shelly.GetStatus`, `Shelly.GetDeviceInfo`, `Switch.GetStatus` and `Switch.Set`,
-//! over `GET /rpc/{method}` and JSON-RPC `POST /rpc`.
+//! over `GET /rpc/{method}` and JSON-RPC `POST /rpc`. Gen1 (Shelly 2.5): HTTP only — `/shelly`,
+//! `/status` (`relays`, `meters` with energy in watt-minutes, `tmp`) and `/relay/N?turn=on|off`.
+//!
+//! With a password the device asks for auth as real ones do: Gen2 answers 401 with a digest
+//! challenge (RFC 7616, SHA-256, realm = its id, user `admin`), Gen1 with a basic one; `/shelly`
+//! stays open, as on the devices.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -140,6 +145,70 @@ impl ShellyState {
         Value::Object(status)
     }
 
+    /// Gen1 `/shelly`.
+    pub fn gen1_info(&self) -> Value {
+        json!({
+            "type": self.device.model.model_code(),
+            "mac": shelly_mac(&self.device.id),
+            "auth": self.device.password.is_some(),
+            "fw": "20230913-112003/v1.14.0-gcb84623",
+            "discoverable": false,
+            "num_outputs": self.channels.len(),
+            "num_meters": self.channels.len(),
+        })
+    }
+
+    /// Gen1 `/status`: meters count energy in watt-minutes.
+    pub fn gen1_status(&self) -> Value {
+        let relays: Vec<Value> = self
+            .channels
+            .iter()
+            .map(|ch| json!({"ison": ch.output, "has_timer": false, "overpower": false, "source": "http"}))
+            .collect();
+        let meters: Vec<Value> = self
+            .channels
+            .iter()
+            .map(|ch| {
+                json!({"power": round(ch.apower, 2), "overpower": 0.0, "is_valid": true,
+                             "timestamp": Utc::now().timestamp(), "counters": [0.0, 0.0, 0.0],
+                             "total": (ch.energy.wh * 60.0).round()})
+            })
+            .collect();
+        let temperature = self
+            .channels
+            .iter()
+            .map(|ch| ch.temperature.value)
+            .fold(f64::MIN, f64::max);
+        json!({
+            "wifi_sta": {"connected": true, "ssid": "home", "ip": self.device.http.ip().to_string(), "rssi": -61},
+            "time": Utc::now().format("%H:%M").to_string(),
+            "unixtime": Utc::now().timestamp(),
+            "mac": shelly_mac(&self.device.id),
+            "relays": relays,
+            "meters": meters,
+            "temperature": round(temperature, 1),
+            "overtemperature": false,
+            "tmp": {"tC": round(temperature, 1), "tF": round(temperature * 9.0 / 5.0 + 32.0, 1), "is_valid": true},
+            "uptime": self.booted.elapsed().as_secs(),
+        })
+    }
+
+    /// Gen1 `/relay/N?turn=on|off|toggle`.
+    pub fn gen1_relay(&mut self, i: usize, turn: Option<&str>) -> Result<Value, (u16, String)> {
+        if i >= self.channels.len() {
+            return Err((404, "Not found".into()));
+        }
+        match turn {
+            None => {}
+            Some("on") => self.channels[i].output = true,
+            Some("off") => self.channels[i].output = false,
+            Some("toggle") => self.channels[i].output = !self.channels[i].output,
+            Some(_) => return Err((400, "Bad turn!".into())),
+        }
+        self.step(0.0);
+        Ok(json!({"ison": self.channels[i].output, "has_timer": false, "source": "http"}))
+    }
+
     pub fn device_info(&self) -> Value {
         json!({
             "name": self.device.location,
@@ -151,7 +220,7 @@ impl ShellyState {
             "fw_id": "20241011-114455/1.4.4-g6d2a586",
             "ver": "1.4.4",
             "app": self.device.model.app(),
-            "auth_en": false,
+            "auth_en": self.device.password.is_some(),
             "auth_domain": null,
         })
     }
@@ -204,7 +273,120 @@ fn rpc_answer(result: Result<Value, (u16, String)>) -> HttpResponse {
 
 type Shared = web::Data<Arc<Mutex<ShellyState>>>;
 
+/// A fixed nonce per emulator run: real devices rotate theirs, devicehub must cope with either.
+static NONCE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{:x}", fnv1a(Utc::now().to_rfc3339().as_bytes())));
+
+/// `None` when the request may pass; else the 401 the device answers.
+fn challenge(state: &Shared, req: &HttpRequest) -> Option<HttpResponse> {
+    let (id, password, generation) = {
+        let s = state.lock().ok()?;
+        (
+            s.device.id.clone(),
+            s.device.password.clone()?,
+            s.device.model.generation(),
+        )
+    };
+    let header = req
+        .headers()
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    if generation == 1 {
+        use base64::Engine as _;
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("admin:{password}"))
+        );
+        return (header != expected).then(|| {
+            HttpResponse::Unauthorized()
+                .insert_header(("WWW-Authenticate", "Basic realm=\"Shelly\""))
+                .body("401 Unauthorized")
+        });
+    }
+    let uri = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.path().to_owned(), |p| p.as_str().to_owned());
+    let valid = digest_auth::AuthorizationHeader::parse(header).is_ok_and(|claimed| {
+        let mut expected = claimed.clone();
+        expected.digest(&digest_auth::AuthContext::new_with_method(
+            "admin",
+            &password,
+            &claimed.uri,
+            None::<&[u8]>,
+            digest_auth::HttpMethod::from(req.method().as_str().to_owned()),
+        ));
+        claimed.username == "admin"
+            && claimed.realm == id
+            && claimed.nonce == *NONCE
+            && claimed.uri == uri
+            && expected.response == claimed.response
+    });
+    (!valid).then(|| {
+        HttpResponse::Unauthorized()
+            .insert_header((
+                "WWW-Authenticate",
+                format!(
+                    "Digest qop=\"auth\", realm=\"{id}\", nonce=\"{}\", algorithm=SHA-256",
+                    *NONCE
+                ),
+            ))
+            .json(json!({"code": 401, "message": "Unauthorized"}))
+    })
+}
+
+async fn gen1_shelly(state: Shared) -> HttpResponse {
+    match state.lock() {
+        Ok(s) => HttpResponse::Ok().json(s.gen1_info()),
+        Err(_) => HttpResponse::InternalServerError().finish(),
+    }
+}
+
+async fn gen1_status(state: Shared, req: HttpRequest) -> HttpResponse {
+    if let Some(refused) = challenge(&state, &req) {
+        return refused;
+    }
+    match state.lock() {
+        Ok(s) => HttpResponse::Ok().json(s.gen1_status()),
+        Err(_) => HttpResponse::InternalServerError().finish(),
+    }
+}
+
+async fn gen1_relay(state: Shared, channel: web::Path<usize>, req: HttpRequest) -> HttpResponse {
+    if let Some(refused) = challenge(&state, &req) {
+        return refused;
+    }
+    let turn =
+        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+            .ok()
+            .and_then(|q| q.get("turn").cloned());
+    let result = match state.lock() {
+        Ok(mut s) => s.gen1_relay(channel.into_inner(), turn.as_deref()),
+        Err(_) => Err((500, "state poisoned".into())),
+    };
+    match result {
+        Ok(v) => HttpResponse::Ok().json(v),
+        Err((code, message)) => HttpResponse::build(
+            actix_web::http::StatusCode::from_u16(code)
+                .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST),
+        )
+        .body(message),
+    }
+}
+
+/// Gen2's `/shelly` (open, as on the devices).
+async fn gen2_shelly(state: Shared) -> HttpResponse {
+    match state.lock() {
+        Ok(s) => HttpResponse::Ok().json(s.device_info()),
+        Err(_) => HttpResponse::InternalServerError().finish(),
+    }
+}
+
 async fn get_rpc(state: Shared, method: web::Path<String>, req: HttpRequest) -> HttpResponse {
+    if let Some(refused) = challenge(&state, &req) {
+        return refused;
+    }
     // Query parameters are the call's params (`/rpc/Switch.Set?id=0&on=true`).
     let params: Value =
         web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
@@ -224,7 +406,10 @@ async fn get_rpc(state: Shared, method: web::Path<String>, req: HttpRequest) -> 
     rpc_answer(result)
 }
 
-async fn post_rpc(state: Shared, body: web::Bytes) -> HttpResponse {
+async fn post_rpc(state: Shared, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    if let Some(refused) = challenge(&state, &req) {
+        return refused;
+    }
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return HttpResponse::BadRequest().json(json!({"code": -32700, "message": "Parse error"}));
     };
@@ -248,17 +433,22 @@ async fn post_rpc(state: Shared, body: web::Bytes) -> HttpResponse {
 
 /// Serves the device's HTTP RPC API until the task is dropped.
 pub fn serve_http(state: Arc<Mutex<ShellyState>>) -> anyhow::Result<actix_web::dev::Server> {
-    let addr = state
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned"))?
-        .device
-        .http;
+    let (addr, generation) = {
+        let s = state.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        (s.device.http, s.device.model.generation())
+    };
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .route("/rpc", web::post().to(post_rpc))
-            .route("/rpc/{method}", web::get().to(get_rpc))
+        let app = App::new().app_data(data.clone());
+        if generation == 1 {
+            app.route("/shelly", web::get().to(gen1_shelly))
+                .route("/status", web::get().to(gen1_status))
+                .route("/relay/{channel}", web::get().to(gen1_relay))
+        } else {
+            app.route("/shelly", web::get().to(gen2_shelly))
+                .route("/rpc", web::post().to(post_rpc))
+                .route("/rpc/{method}", web::get().to(get_rpc))
+        }
     })
     .workers(1)
     .disable_signals()
@@ -271,9 +461,21 @@ pub fn serve_http(state: Arc<Mutex<ShellyState>>) -> anyhow::Result<actix_web::d
 pub async fn run(device: ShellyDevice, brokers: Vec<String>, seed: u64) -> anyhow::Result<()> {
     let interval = Duration::from_secs(device.interval_s.max(1));
     let id = device.id.clone();
+    let pushes = device.mqtt && device.model.generation() >= 2;
     let state = Arc::new(Mutex::new(ShellyState::new(device, seed)));
     let server = serve_http(state.clone())?;
     tokio::spawn(server);
+    if !pushes {
+        // HTTP only: the physics moves on, devicehub polls.
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            tick.tick().await;
+            state
+                .lock()
+                .map_err(|_| anyhow::anyhow!("poisoned"))?
+                .step(interval.as_secs_f64());
+        }
+    }
     let link = Link::connect(
         &brokers,
         LinkOptions {

@@ -127,7 +127,7 @@ impl ObjectBackend for LocalStore {
                     if !entry
                         .path()
                         .extension()
-                        .is_some_and(|e| e == "json" || e == "parquet")
+                        .is_some_and(|e| e == "json" || e == "parquet" || e == "jpg")
                     {
                         continue;
                     }

@@ -133,6 +133,8 @@ pub fn checked_key(key: &str) -> Result<&Path, ObjectError> {
 pub fn content_type(key: &str) -> &'static str {
     if key.ends_with(".parquet") {
         "application/vnd.apache.parquet"
+    } else if key.ends_with(".jpg") {
+        "image/jpeg"
     } else {
         "application/json"
     }
@@ -190,6 +192,11 @@ impl ObjectStore {
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectError> {
         checked_key(key)?;
         self.0.get(key).await
+    }
+
+    /// Every object whose key starts with `prefix`, in no particular order.
+    pub async fn list_all(&self, prefix: &str) -> Result<Vec<ArchiveObject>, ObjectError> {
+        self.0.list_all(prefix).await
     }
 
     /// Up to `limit` objects whose key starts with `prefix`, newest (largest) key first.

@@ -1,0 +1,149 @@
+//! HTTP to devices on the LAN that may ask for credentials: a request goes out with what the
+//! host asked for last, and a 401 is answered once with what its challenge asks for — digest
+//! (RFC 7616: Shelly Gen2's SHA-256, HikVision's MD5; the challenge is kept and its nonce count
+//! advanced, so later requests need no extra round trip) or basic (Shelly Gen1).
+
+use std::sync::{Arc, Mutex};
+
+use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+/// The credentials of a kind of device.
+#[derive(Clone)]
+pub struct Credentials {
+    /// The user a digest challenge is answered as.
+    pub digest_user: String,
+    /// The user a basic challenge is answered as.
+    pub basic_user: String,
+    /// None: challenges are not answered (the 401 is the answer).
+    pub password: Option<SecretString>,
+}
+
+/// Why a request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpFailure {
+    #[error("no answer within the timeout")]
+    Timeout,
+    #[error("{0}")]
+    Connection(String),
+    #[error("a challenge devicehub cannot answer: {0}")]
+    Challenge(String),
+}
+
+impl HttpFailure {
+    pub fn of(e: &reqwest::Error) -> Self {
+        if e.is_timeout() {
+            HttpFailure::Timeout
+        } else {
+            HttpFailure::Connection(super::error_chain(e))
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum HostAuth {
+    None,
+    Basic,
+    Digest(Box<digest_auth::WwwAuthenticateHeader>),
+}
+
+/// One host (`address[:port]`), remembering how it wants to be authenticated.
+#[derive(Clone)]
+pub struct AuthedHost {
+    http: reqwest::Client,
+    host: String,
+    credentials: Arc<Credentials>,
+    auth: Arc<Mutex<HostAuth>>,
+}
+
+impl AuthedHost {
+    pub fn new(http: reqwest::Client, host: &str, credentials: Arc<Credentials>) -> Self {
+        Self {
+            http,
+            host: host.to_owned(),
+            credentials,
+            auth: Arc::new(Mutex::new(HostAuth::None)),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.host
+    }
+
+    /// The request for `path`, with the credentials the host asked for last.
+    fn request(&self, method: &reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self
+            .http
+            .request(method.clone(), format!("http://{}{path}", self.host));
+        let Some(password) = &self.credentials.password else {
+            return request;
+        };
+        let mut auth = self.auth.lock().unwrap_or_else(|p| p.into_inner());
+        match &mut *auth {
+            HostAuth::None => request,
+            HostAuth::Basic => {
+                request.basic_auth(&self.credentials.basic_user, Some(password.expose_secret()))
+            }
+            HostAuth::Digest(challenge) => {
+                let context = digest_auth::AuthContext::new_with_method(
+                    self.credentials.digest_user.as_str(),
+                    password.expose_secret(),
+                    path,
+                    None::<&[u8]>,
+                    digest_auth::HttpMethod::from(method.as_str().to_owned()),
+                );
+                match challenge.respond(&context) {
+                    Ok(header) => request.header(AUTHORIZATION, header.to_header_string()),
+                    Err(_) => request,
+                }
+            }
+        }
+    }
+
+    /// Sends `method path` (with a JSON body, if any); a 401 with a challenge is answered once
+    /// when a password is set. `timeout` replaces the client's own for this request.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<reqwest::Response, HttpFailure> {
+        let build = || {
+            let mut request = self.request(&method, path);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            if let Some(timeout) = timeout {
+                request = request.timeout(timeout);
+            }
+            request
+        };
+        let response = build().send().await.map_err(|e| HttpFailure::of(&e))?;
+        if response.status() != reqwest::StatusCode::UNAUTHORIZED
+            || self.credentials.password.is_none()
+        {
+            return Ok(response);
+        }
+        let challenge = response
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let auth = if challenge
+            .get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("digest "))
+        {
+            digest_auth::parse(&challenge)
+                .map(|c| HostAuth::Digest(Box::new(c)))
+                .map_err(|e| HttpFailure::Challenge(e.to_string()))?
+        } else {
+            HostAuth::Basic
+        };
+        *self.auth.lock().unwrap_or_else(|p| p.into_inner()) = auth;
+        build().send().await.map_err(|e| HttpFailure::of(&e))
+    }
+}
