@@ -2,9 +2,10 @@
 //! `iot/{device_id}/command` and marked `sent`. While the broker is down commands wait in the
 //! registry, and a supervised task sends them once it is back.
 //!
-//! `switch_set` to a Shelly the pollers poll (its registry metadata has `http`) goes to the
-//! device itself, as the HTTP RPC `Switch.Set`, and its answer is the command's status
-//! (`accepted`, or `error` with the reason).
+//! `switch_set` to a Shelly the pollers poll (its registry metadata has `http` and `polled`) goes
+//! to the device itself, as the HTTP RPC `Switch.Set` (Gen1: `/relay/N`), and its answer is the
+//! command's status (`accepted`, or `error` with the reason). To a Shelly that pushes over MQTT
+//! it goes as JSON-RPC on `{id}/rpc`; the device's answer on `{id}/devicehub/rpc` sets the status.
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::command::switch_set;
 use crate::domain::{command_payload, CommandName};
+use crate::pipeline::decode::SHELLY_RPC_SOURCE;
 use crate::registry::commands::{self, Queued};
 use crate::sources::shelly::ShellyClient;
 use crate::stores::broker::Publisher;
@@ -46,9 +48,13 @@ impl Outbox {
     /// (it stays queued).
     pub async fn send(&self, command: &Queued) -> Result<bool, sqlx::Error> {
         if command.cmd == CommandName::SwitchSet.as_str() {
-            if let Some(host) = shelly_http(&self.pool, &command.device_id).await? {
-                self.switch_over_http(command, &host).await?;
-                return Ok(true);
+            match shelly_route(&self.pool, &command.device_id).await? {
+                Some(ShellyRoute::Http { host, generation }) => {
+                    self.switch_over_http(command, &host, generation).await?;
+                    return Ok(true);
+                }
+                Some(ShellyRoute::Mqtt) => return self.switch_over_mqtt(command).await,
+                None => {}
             }
         }
         if !self.publisher.is_connected() {
@@ -63,15 +69,66 @@ impl Outbox {
         Ok(true)
     }
 
-    /// `Switch.Set` over the Shelly's HTTP RPC; its answer (or the failure) is the status.
-    async fn switch_over_http(&self, command: &Queued, host: &str) -> Result<(), sqlx::Error> {
+    /// `Switch.Set` as JSON-RPC on the Shelly's MQTT RPC topic `{id}/rpc`, answered on
+    /// `{id}/devicehub/rpc` (the collector turns the answer into the command's status).
+    async fn switch_over_mqtt(&self, command: &Queued) -> Result<bool, sqlx::Error> {
+        let set = match switch_set(&command.params) {
+            Ok(set) => set,
+            Err(e) => {
+                commands::answer(&self.pool, command.cmd_id, "rejected", &e.message).await?;
+                return Ok(true);
+            }
+        };
+        if !self.publisher.is_connected() {
+            return Ok(false);
+        }
+        let mut params = serde_json::json!({"id": set.channel, "on": set.on});
+        if let Some(after) = set.toggle_after {
+            params["toggle_after"] = serde_json::json!(after);
+        }
+        let request = serde_json::json!({
+            "id": command.cmd_id.to_string(),
+            "src": format!("{}/{SHELLY_RPC_SOURCE}", command.device_id),
+            "method": "Switch.Set",
+            "params": params,
+        });
+        let topic = format!("{}/rpc", command.device_id);
+        if self
+            .publisher
+            .publish(topic, request.to_string().into_bytes(), false)
+            .is_err()
+        {
+            return Ok(false);
+        }
+        commands::mark_sent(&self.pool, command.cmd_id).await?;
+        Ok(true)
+    }
+
+    /// `Switch.Set` over the Shelly's HTTP RPC (Gen1: `/relay/N?turn=`); its answer (or the
+    /// failure) is the status.
+    async fn switch_over_http(
+        &self,
+        command: &Queued,
+        host: &str,
+        generation: u8,
+    ) -> Result<(), sqlx::Error> {
         let (result, detail) = match switch_set(&command.params) {
             Err(e) => ("rejected", e.message),
             Ok(set) => {
-                let mut path = format!("/rpc/Switch.Set?id={}&on={}", set.channel, set.on);
-                if let Some(after) = set.toggle_after {
-                    path.push_str(&format!("&toggle_after={after}"));
-                }
+                let path = if generation == 1 {
+                    let turn = if set.on { "on" } else { "off" };
+                    let timer = set
+                        .toggle_after
+                        .map(|after| format!("&timer={after}"))
+                        .unwrap_or_default();
+                    format!("/relay/{}?turn={turn}{timer}", set.channel)
+                } else {
+                    let toggle = set
+                        .toggle_after
+                        .map(|after| format!("&toggle_after={after}"))
+                        .unwrap_or_default();
+                    format!("/rpc/Switch.Set?id={}&on={}{toggle}", set.channel, set.on)
+                };
                 let shelly = self.shelly.host(host);
                 match shelly.send(reqwest::Method::GET, &path, None).await {
                     Ok(r) if r.status().is_success() => {
@@ -79,7 +136,8 @@ impl Outbox {
                         (
                             "accepted",
                             format!(
-                                "Switch.Set: {}",
+                                "{}: {}",
+                                path.split('?').next().unwrap_or_default(),
                                 answer.chars().take(200).collect::<String>()
                             ),
                         )
@@ -90,7 +148,8 @@ impl Outbox {
                         (
                             "error",
                             format!(
-                                "Switch.Set answered {status}: {}",
+                                "{} answered {status}: {}",
+                                path.split('?').next().unwrap_or_default(),
                                 answer.chars().take(200).collect::<String>()
                             ),
                         )
@@ -130,14 +189,33 @@ impl Outbox {
     }
 }
 
-/// The `host[:port]` of a Shelly the pollers poll, from its registry metadata.
-async fn shelly_http(pool: &PgPool, device: &str) -> Result<Option<String>, sqlx::Error> {
-    let host: Option<Option<String>> = sqlx::query_scalar(
-        "SELECT metadata->>'http' FROM devices WHERE device_id = $1 AND device_type = 'shelly' \
-         AND (metadata->>'polled')::boolean IS TRUE",
+/// How a Shelly is reached.
+enum ShellyRoute {
+    /// Polled by the pollers: its HTTP API.
+    Http { host: String, generation: u8 },
+    /// A push device: its MQTT RPC topic.
+    Mqtt,
+}
+
+/// How to reach the device, from its registry row: `None` when it is not a Shelly (of type
+/// `shelly`, or registered bare from its MQTT status with a Shelly id, `shelly...`).
+async fn shelly_route(pool: &PgPool, device: &str) -> Result<Option<ShellyRoute>, sqlx::Error> {
+    let found: Option<(Option<String>, bool, Option<i32>)> = sqlx::query_as(
+        "SELECT metadata->>'http', COALESCE(jsonb_typeof(metadata->'polled') = 'boolean' \
+                AND (metadata->>'polled')::boolean, false), \
+                CASE WHEN jsonb_typeof(metadata->'generation') = 'number' \
+                THEN (metadata->>'generation')::float8::int END \
+         FROM devices WHERE device_id = $1 \
+           AND (device_type = 'shelly' OR (device_type IS NULL AND device_id LIKE 'shelly%'))",
     )
     .bind(device)
     .fetch_optional(pool)
     .await?;
-    Ok(host.flatten())
+    Ok(found.map(|(host, polled, generation)| match host {
+        Some(host) if polled => ShellyRoute::Http {
+            host,
+            generation: generation.map_or(2, |g| g.clamp(1, 9) as u8),
+        },
+        _ => ShellyRoute::Mqtt,
+    }))
 }

@@ -362,3 +362,359 @@ interval_s = 1
     assert_eq!(device["metadata"]["polled"], true, "{device}");
     run.abort();
 }
+
+/// Polls `GET path` until `done` accepts the body, for at most `secs`.
+async fn eventually(api: &Api, url: String, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let body = api.get_url(url.clone()).await;
+        if done(&body) {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{url} did not get there within {secs} s: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn metric_names(points: &Value) -> std::collections::BTreeSet<String> {
+    points
+        .as_array()
+        .map(|p| {
+            p.iter()
+                .filter_map(|x| x["metric"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The home network end to end, found the way a home's devices are: the router's leases name
+/// two Shelly relays that devicehub polls (a Gen2 Pro 2PM behind digest auth, a Gen1 Shelly 2.5
+/// behind basic auth), a Plus Plug S that pushes over MQTT (not polled, controlled over its MQTT
+/// RPC) and a HikVision camera (digest auth, alert stream, snapshot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_home_network_is_found_through_the_inventory_polled_and_controlled() {
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+    // Each device on its own loopback address, one port for all Shelly devices (as port 80 on
+    // a LAN).
+    let net = format!("127.{}.{}", 2 + tag.as_bytes()[0] % 200, tag.as_bytes()[1]);
+    let (shelly_port, camera_port, router_port) = (free_port(), free_port(), free_port());
+    let gen1_mac = format!("a8{tag}");
+    let (gen2, gen1, plug) = (
+        format!("shellypro2pm-{tag}"),
+        format!("shellyshsw-25-{gen1_mac}"),
+        format!("shellyplugs-{tag}"),
+    );
+    let serial = format!("DS-2CD2143G2-I{}", tag.to_uppercase());
+    let camera = format!("hikvision-{}", serial.to_lowercase());
+
+    let mut settings = settings(&tag);
+    settings.roles = vec![
+        ServiceRole::Api,
+        ServiceRole::Collector,
+        ServiceRole::Pollers,
+    ];
+    settings.mikrotik.url = Some(format!("http://127.0.0.1:{router_port}/rest"));
+    settings.mikrotik.password = Some(SecretString::from("router-test-password"));
+    settings.mikrotik.interval_s = 1;
+    settings.shelly.port = shelly_port;
+    settings.shelly.password = Some(SecretString::from("shelly-test-password"));
+    settings.shelly.interval_s = 1;
+    settings.hikvision.hosts = vec![format!("{net}.20:{camera_port}")];
+    settings.hikvision.password = Some(SecretString::from("camera-test-password"));
+    let influx_db = settings.influxdb.database.clone();
+    let app = Application::build(settings).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    users::create(
+        app.pool(),
+        "admin",
+        &hash_password(&SecretString::from(PASSWORD)).unwrap(),
+        Role::Admin,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(app.run_until_stopped());
+
+    let text = format!(
+        r#"
+seed = 4
+[mqtt]
+brokers = ["{broker}"]
+iot_prefix = "t{tag}/iot"
+qs_prefix = "t{tag}/qs/v1"
+[[shelly]]
+id = "{gen2}"
+model = "pro2pm"
+http = "{net}.10:{shelly_port}"
+interval_s = 1
+password = "shelly-test-password"
+mqtt = false
+[[shelly]]
+id = "{gen1}"
+model = "shelly25"
+http = "{net}.11:{shelly_port}"
+interval_s = 1
+password = "shelly-test-password"
+[[shelly]]
+id = "{plug}"
+model = "plug"
+http = "{net}.12:{shelly_port}"
+interval_s = 1
+[[camera]]
+serial = "{serial}"
+name = "Front door"
+http = "{net}.20:{camera_port}"
+password = "camera-test-password"
+heartbeat_s = 1
+[mikrotik]
+http = "127.0.0.1:{router_port}"
+username = "admin"
+password = "router-test-password"
+"#,
+        broker = broker(),
+    );
+    let scenario: Scenario = toml::from_str(&text).unwrap();
+    let run = tokio::spawn(run_scenario(
+        scenario,
+        tokio::time::sleep(Duration::from_secs(120)),
+    ));
+    let api = Api::login(&base).await;
+
+    // The inventory: every host of the router's leases, the Shelly devices by host name.
+    let hosts = eventually(&api, format!("{base}/api/inventory"), 20, |b| {
+        b.as_array().is_some_and(|a| a.len() >= 4)
+    })
+    .await;
+    let shelly_ips: Vec<&str> = hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| {
+            h["host_name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("shelly"))
+        })
+        .map(|h| h["ip"].as_str().unwrap())
+        .collect();
+    assert_eq!(shelly_ips.len(), 3, "{hosts}");
+
+    // Both polled relays, every channel, through the pipeline (digest and basic auth).
+    for id in [&gen2, &gen1] {
+        let expected: Vec<String> = (0..2)
+            .flat_map(|ch| ["power", "energy", "output"].map(|m| format!("switch{ch}.{m}")))
+            .collect();
+        let points = eventually(
+            &api,
+            format!("{base}/api/devices/{id}/metrics?start=-5m"),
+            30,
+            |p| {
+                let have = metric_names(p);
+                expected.iter().all(|m| have.contains(m))
+            },
+        )
+        .await;
+        assert!(!metric_names(&points).is_empty());
+    }
+    let device = api.get_url(format!("{base}/api/devices/{gen1}")).await;
+    assert_eq!(device["metadata"]["generation"], 1, "{device}");
+    assert_eq!(device["metadata"]["polled"], true, "{device}");
+    // Gen1 counts watt-minutes; devicehub stores Wh: energy never exceeds power × uptime.
+    let energy = api
+        .get_url(format!(
+            "{base}/api/devices/{gen1}/metrics?start=-5m&metric=switch0.energy"
+        ))
+        .await;
+    let wh = energy.as_array().unwrap().last().unwrap()["value"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        wh < 2500.0 * 120.0 / 3600.0,
+        "{wh} Wh in two minutes at most"
+    );
+
+    // InfluxDB tags each Shelly reading with its channel.
+    let influx = std::env::var("DEVICEHUB_TEST_INFLUXDB_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:8086".into());
+    let tags: Value = api
+        .http
+        .get(format!("{influx}/query"))
+        .query(&[
+            ("db", influx_db.as_str()),
+            (
+                "q",
+                &format!("SHOW TAG VALUES FROM iot_telemetry WITH KEY = \"channel\" WHERE device_id = '{gen2}'"),
+            ),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let channels: Vec<&str> = tags["results"][0]["series"][0]["values"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|x| x[1].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(channels, ["0", "1"], "{tags}");
+
+    // Relay control over HTTP: the Gen1 relay's channel 1 off, and its next poll shows it.
+    let send = |id: String, body: Value| {
+        let (http, token, base) = (api.http.clone(), api.token.clone(), base.clone());
+        async move {
+            http.post(format!("{base}/api/devices/{id}/commands"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let sent = send(
+        gen1.clone(),
+        json!({"cmd": "switch_set", "params": {"channel": 1, "on": false}}),
+    )
+    .await;
+    assert_eq!(sent["status"], "accepted", "{sent}");
+    eventually(
+        &api,
+        format!("{base}/api/devices/{gen1}/metrics?start=-3s&metric=switch1.output"),
+        10,
+        |p| {
+            p.as_array()
+                .and_then(|a| a.last())
+                .is_some_and(|x| x["value"] == 0.0)
+        },
+    )
+    .await;
+
+    // The plug pushes over MQTT: devicehub reads it from there, does not poll it, and reaches
+    // it by its MQTT RPC; the answer sets the command's status.
+    eventually(
+        &api,
+        format!("{base}/api/devices/{plug}/metrics?start=-1m&metric=switch0.output"),
+        20,
+        |p| {
+            p.as_array()
+                .and_then(|a| a.last())
+                .is_some_and(|x| x["value"] == 1.0)
+        },
+    )
+    .await;
+    let device = api.get_url(format!("{base}/api/devices/{plug}")).await;
+    assert_ne!(device["metadata"]["polled"], true, "{device}");
+    let sent = send(
+        plug.clone(),
+        json!({"cmd": "switch_set", "params": {"channel": 0, "on": false}}),
+    )
+    .await;
+    let cmd_id = sent["cmd_id"].as_str().unwrap().to_owned();
+    let commands = eventually(
+        &api,
+        format!("{base}/api/devices/{plug}/commands"),
+        10,
+        |c| {
+            c.as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|x| x["cmd_id"] == cmd_id.as_str() && x["status"] == "accepted")
+            })
+        },
+    )
+    .await;
+    assert!(commands.to_string().contains("was_on"), "{commands}");
+    eventually(
+        &api,
+        format!("{base}/api/devices/{plug}/metrics?start=-3s&metric=switch0.output"),
+        10,
+        |p| {
+            p.as_array()
+                .and_then(|a| a.last())
+                .is_some_and(|x| x["value"] == 0.0)
+        },
+    )
+    .await;
+
+    // The camera: registered from its device info, online by its heartbeats.
+    let device = eventually(&api, format!("{base}/api/devices/{camera}"), 20, |d| {
+        d["connection_status"] == "online"
+    })
+    .await;
+    assert_eq!(device["device_type"], "camera");
+    assert_eq!(device["metadata"]["serial"], serial.as_str());
+    assert_eq!(device["device_name"], "Front door");
+    // A motion burst: an event and one alert within 2 s.
+    let started = tokio::time::Instant::now();
+    let triggered = api
+        .http
+        .post(format!("http://{net}.20:{camera_port}/sim/motion"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(triggered.status(), 202);
+    let motion = |alerts: &Value| -> usize {
+        alerts.as_array().map_or(0, |a| {
+            a.iter().filter(|x| x["alert_type"] == "motion").count()
+        })
+    };
+    eventually(
+        &api,
+        format!("{base}/api/devices/{camera}/alerts"),
+        2,
+        |a| motion(a) == 1,
+    )
+    .await;
+    let events = eventually(
+        &api,
+        format!("{base}/api/devices/{camera}/events"),
+        2,
+        |e| e.as_array().is_some_and(|a| !a.is_empty()),
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(events[0]["event_type"], "motion", "{events}");
+    assert_eq!(events[0]["meta"]["channel"], 1, "{events}");
+    // The burst's three active parts (and its end) make one alert.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let alerts = api
+        .get_url(format!("{base}/api/devices/{camera}/alerts"))
+        .await;
+    assert_eq!(motion(&alerts), 1, "{alerts}");
+    let events = api
+        .get_url(format!("{base}/api/devices/{camera}/events"))
+        .await;
+    assert_eq!(events.as_array().unwrap().len(), 3, "{events}");
+
+    // A snapshot: the camera's JPEG, kept in the archive.
+    let snapshot = api
+        .http
+        .get(format!("{base}/api/devices/{camera}/snapshot"))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(snapshot.status(), 200);
+    assert_eq!(snapshot.headers()["content-type"], "image/jpeg");
+    let key = snapshot.headers()["x-archive-key"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        key.starts_with(&format!("snapshots/{camera}/date=")),
+        "{key}"
+    );
+    let jpeg = snapshot.bytes().await.unwrap();
+    assert_eq!(&jpeg[..3], &[0xFF, 0xD8, 0xFF]);
+    let not_a_camera = api
+        .http
+        .get(format!("{base}/api/devices/{gen2}/snapshot"))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_a_camera.status(), 404);
+    run.abort();
+}

@@ -192,6 +192,56 @@ pub async fn types(pool: &PgPool) -> Result<Vec<(String, Option<String>)>, sqlx:
         .await
 }
 
+/// Merges `metadata` into a registered device's metadata (its keys win).
+pub async fn merge_metadata(
+    pool: &PgPool,
+    id: &DeviceId,
+    metadata: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE devices SET metadata = metadata || $2, updated_at = now() \
+         WHERE device_id = $1 AND NOT (metadata @> $2)",
+    )
+    .bind(id.as_str())
+    .bind(metadata)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Whether a device is marked as polled (metadata `polled: true`).
+pub async fn is_polled(pool: &PgPool, id: &DeviceId) -> Result<bool, sqlx::Error> {
+    let polled: Option<bool> = sqlx::query_scalar(
+        "SELECT COALESCE(jsonb_typeof(metadata->'polled') = 'boolean' \
+                         AND (metadata->>'polled')::boolean, false) \
+         FROM devices WHERE device_id = $1",
+    )
+    .bind(id.as_str())
+    .fetch_optional(pool)
+    .await?;
+    Ok(polled.unwrap_or(false))
+}
+
+/// Whether a registered Shelly pushes its status over MQTT: heard from within `recent`, and
+/// not marked as polled.
+pub async fn pushes_over_mqtt(
+    pool: &PgPool,
+    id: &DeviceId,
+    recent: std::time::Duration,
+) -> Result<bool, sqlx::Error> {
+    let pushes: Option<Option<bool>> = sqlx::query_scalar(
+        "SELECT last_seen > now() - make_interval(secs => $2) \
+                AND NOT COALESCE(jsonb_typeof(metadata->'polled') = 'boolean' \
+                                 AND (metadata->>'polled')::boolean, false) \
+         FROM devices WHERE device_id = $1",
+    )
+    .bind(id.as_str())
+    .bind(recent.as_secs_f64())
+    .fetch_optional(pool)
+    .await?;
+    Ok(pushes.flatten().unwrap_or(false))
+}
+
 /// Marks a polled device that stopped answering offline, with an `offline` alert saying why;
 /// `false` when it was offline already.
 pub async fn mark_unreachable(

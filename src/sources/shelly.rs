@@ -303,6 +303,9 @@ impl ShellyHost {
     }
 }
 
+/// A Shelly not known as polled is watched this many intervals for status over MQTT first.
+const PUSH_WATCH_INTERVALS: u32 = 6;
+
 /// The longest a host that is offline waits between polls.
 const LONGEST_OFFLINE_WAIT: Duration = Duration::from_secs(300);
 
@@ -330,9 +333,14 @@ impl ShellyPoller {
         }
     }
 
-    /// Registers the device unless it is registered already.
+    /// Registers the device, or adds what the poller knows to a registered one's metadata (an
+    /// operator's own keys stay).
     async fn register(&self, identity: &Identity) {
         let address = self.host().split(':').next().unwrap_or_default();
+        let metadata = json!({
+            "mac": identity.mac, "ip": address, "http": self.host(), "model": identity.model,
+            "generation": identity.generation, "firmware": identity.firmware, "polled": true,
+        });
         let new = NewDevice {
             device_id: identity.device_id.to_string(),
             device_name: identity
@@ -342,19 +350,59 @@ impl ShellyPoller {
             device_type: Some("shelly".into()),
             location: None,
             status: None,
-            metadata: Some(json!({
-                "mac": identity.mac, "ip": address, "http": self.host(), "model": identity.model,
-                "generation": identity.generation, "firmware": identity.firmware,
-                "polled": true,
-            })),
+            metadata: Some(metadata.clone()),
         };
-        match registry::devices::register(&self.context.pool, &identity.device_id, new).await {
+        let pool = &self.context.pool;
+        match registry::devices::register(pool, &identity.device_id, new).await {
             Ok(_) => {
                 tracing::info!(device_id = %identity.device_id, host = self.host(), "Shelly registered")
             }
-            Err(registry::RegistryError::Conflict(_)) => {}
+            Err(registry::RegistryError::Conflict(_)) => {
+                let known = json!({"http": self.host(), "generation": identity.generation, "polled": true, "mac": identity.mac});
+                if let Err(e) =
+                    registry::devices::merge_metadata(pool, &identity.device_id, &known).await
+                {
+                    tracing::warn!(error = %e, host = self.host(), "cannot note the Shelly as polled");
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, host = self.host(), "cannot register the Shelly; its readings register it bare")
+            }
+        }
+    }
+
+    /// Waits while the device pushes its status over MQTT (the push alternative): polling it
+    /// too would double its readings. A device not yet known as polled is first watched for
+    /// six intervals: if its status arrives over MQTT meanwhile, it is a push device, and it is
+    /// looked at again every six intervals. `false` on shutdown.
+    async fn wait_while_pushing(&self, identity: &Identity, shutdown: &CancellationToken) -> bool {
+        let pool = &self.context.pool;
+        if registry::devices::is_polled(pool, &identity.device_id)
+            .await
+            .unwrap_or(false)
+        {
+            return true;
+        }
+        let watch = self.context.interval * PUSH_WATCH_INTERVALS;
+        let mut said = false;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(watch) => {}
+                () = shutdown.cancelled() => return false,
+            }
+            match registry::devices::pushes_over_mqtt(pool, &identity.device_id, watch).await {
+                Ok(true) => {
+                    if !said {
+                        tracing::info!(device_id = %identity.device_id, host = self.host(),
+                            "the Shelly pushes over MQTT; not polling it while it does");
+                        said = true;
+                    }
+                }
+                Ok(false) => return true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot tell whether the Shelly pushes; polling it");
+                    return true;
+                }
             }
         }
     }
@@ -417,6 +465,9 @@ impl ShellyPoller {
                 () = shutdown.cancelled() => return Ok(()),
             }
         };
+        if !self.wait_while_pushing(&identity, &shutdown).await {
+            return Ok(());
+        }
         self.register(&identity).await;
         let mut next = tokio::time::Instant::now();
         loop {

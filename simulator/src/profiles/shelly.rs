@@ -431,6 +431,21 @@ async fn post_rpc(state: Shared, req: HttpRequest, body: web::Bytes) -> HttpResp
     }
 }
 
+/// A JSON-RPC request received over MQTT: the answer and the topic it goes to (`{src}/rpc`).
+fn mqtt_rpc(state: &Arc<Mutex<ShellyState>>, payload: &[u8]) -> Option<(String, Value)> {
+    let request: Value = serde_json::from_slice(payload).ok()?;
+    let src = request["src"].as_str()?.to_owned();
+    let method = request["method"].as_str().unwrap_or_default().to_owned();
+    let mut s = state.lock().ok()?;
+    let me = s.device.id.clone();
+    let answer = match s.call(&method, &request["params"]) {
+        Ok(result) => json!({"id": request["id"], "src": me, "dst": src, "result": result}),
+        Err((code, message)) => json!({"id": request["id"], "src": me, "dst": src,
+                                       "error": {"code": -(i32::from(code)), "message": message}}),
+    };
+    Some((format!("{src}/rpc"), answer))
+}
+
 /// Serves the device's HTTP RPC API until the task is dropped.
 pub fn serve_http(state: Arc<Mutex<ShellyState>>) -> anyhow::Result<actix_web::dev::Server> {
     let (addr, generation) = {
@@ -488,13 +503,23 @@ pub async fn run(device: ShellyDevice, brokers: Vec<String>, seed: u64) -> anyho
                 true,
             )),
             on_connect: Some((format!("{id}/online"), b"true".to_vec())),
-            subscriptions: Vec::new(),
+            // RPC over MQTT: requests on `{id}/rpc`, answers on `{src}/rpc`.
+            subscriptions: vec![format!("{id}/rpc")],
         },
     )
     .await?;
+    let mut link = link;
     let mut tick = tokio::time::interval(interval);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            Some(request) = link.incoming.recv() => {
+                if let Some((topic, answer)) = mqtt_rpc(&state, &request.payload) {
+                    link.publish(&topic, false, answer.to_string()).await;
+                }
+                continue;
+            }
+        }
         let (switches, notify) = {
             let mut s = state.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
             s.step(interval.as_secs_f64());

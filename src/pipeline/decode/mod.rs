@@ -119,6 +119,7 @@ impl Decoder {
             Route::Events(id) => ctx.events(id, value),
             Route::ShellySwitch(id) => ctx.shelly_switch(id, &value),
             Route::ShellyRpc(id) => ctx.shelly_rpc(id, value),
+            Route::ShellyAnswer(id) => ctx.shelly_answer(id, value),
             Route::ShellyOther => Ok(Message::Ignored),
         }
     }
@@ -134,7 +135,8 @@ impl Decoder {
             | Route::OtaStatus(id)
             | Route::Events(id)
             | Route::ShellySwitch(id)
-            | Route::ShellyRpc(id) => Some(id),
+            | Route::ShellyRpc(id)
+            | Route::ShellyAnswer(id) => Some(id),
             Route::ShellyOther => None,
         }
     }
@@ -163,6 +165,7 @@ impl Decoder {
             format!("{}/+/events", self.qs_prefix),
             "+/status/+".into(),
             "+/events/rpc".into(),
+            format!("+/{SHELLY_RPC_SOURCE}/rpc"),
         ]
     }
 
@@ -198,6 +201,7 @@ impl Decoder {
             }
             [_, "status", _] => Ok(Route::ShellyOther),
             [id, "events", "rpc"] => Ok(Route::ShellyRpc(device(id)?)),
+            [id, SHELLY_RPC_SOURCE, "rpc"] => Ok(Route::ShellyAnswer(device(id)?)),
             _ => Err(unknown()),
         }
     }
@@ -212,8 +216,14 @@ enum Route {
     Events(DeviceId),
     ShellySwitch(DeviceId),
     ShellyRpc(DeviceId),
+    /// A Shelly's answer to devicehub's RPC over MQTT (`{id}/devicehub/rpc`).
+    ShellyAnswer(DeviceId),
     ShellyOther,
 }
+
+/// The `src` of devicehub's RPC requests to a Shelly over MQTT is `{id}/devicehub`, so that the
+/// device answers on `{id}/devicehub/rpc`: under its own id, where the broker's ACL lets it write.
+pub const SHELLY_RPC_SOURCE: &str = "devicehub";
 
 fn strip_prefix_level<'a>(topic: &'a str, prefix: &str) -> Option<&'a str> {
     topic.strip_prefix(prefix)?.strip_prefix('/')

@@ -50,6 +50,45 @@ impl Ctx<'_> {
         })
     }
 
+    /// A Shelly's JSON-RPC answer on `{id}/devicehub/rpc` to a command devicehub sent over
+    /// MQTT: `{"id": cmd_id, "result": ...}` or `{"id": cmd_id, "error": {"code", "message"}}`.
+    pub(super) fn shelly_answer(&self, id: DeviceId, value: Value) -> Result<Message, Rejection> {
+        let map = self.object(value)?;
+        let raw = map
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| reject(RejectKind::MissingField, "an RPC answer needs its id"))?;
+        let cmd_id = uuid::Uuid::parse_str(raw).map_err(|_| {
+            reject(
+                RejectKind::WrongType,
+                format!("RPC id {raw:?} is not a command id"),
+            )
+        })?;
+        let (result, detail) = match (map.get("result"), map.get("error")) {
+            (_, Some(error)) if !error.is_null() => (
+                crate::domain::CommandResult::Error,
+                format!("Shelly RPC error: {error}"),
+            ),
+            (Some(result), _) => (
+                crate::domain::CommandResult::Accepted,
+                format!("Shelly RPC: {result}"),
+            ),
+            _ => {
+                return Err(reject(
+                    RejectKind::MissingField,
+                    "an RPC answer needs a result or an error",
+                ))
+            }
+        };
+        let detail: String = detail.chars().filter(|c| !c.is_control()).collect();
+        Ok(Message::CommandAck {
+            device_id: id,
+            cmd_id,
+            result,
+            detail: Some(super::truncate(&detail, 1000)),
+        })
+    }
+
     fn shelly_readings(
         &self,
         id: &DeviceId,
