@@ -18,5 +18,6 @@ mod inventory;
 mod mikrotik;
 mod mqtt;
 mod openapi;
+mod pollers;
 mod servers;
 mod stats;

@@ -285,12 +285,15 @@ impl Camera {
         }
     }
 
-    fn wait(&self, failures: u32) -> Duration {
+    /// How long to wait before connecting again after `attempts` connections in a row that
+    /// brought nothing good: a second, and once the camera counts as offline twice as long each
+    /// time, up to five minutes.
+    fn wait(&self, attempts: u32) -> Duration {
         let base = Duration::from_secs(1).max(self.silence / 10);
-        if failures < self.failures_before_offline {
+        if attempts < self.failures_before_offline {
             return base;
         }
-        (base * 2u32.pow((failures - self.failures_before_offline).min(16)))
+        (base * 2u32.pow((attempts - self.failures_before_offline).min(16)))
             .min(LONGEST_OFFLINE_WAIT)
     }
 
@@ -310,9 +313,13 @@ impl Camera {
 
     /// Identifies the camera, then holds its alert stream open until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        // Failures in a row (attempts and malformed parts): the offline rule.
         let mut failures = 0u32;
+        // Connections in a row that brought nothing good: the reconnect delay.
+        let mut attempts = 0u32;
         let mut id: Option<DeviceId> = None;
         loop {
+            let mut heard = false;
             let attempt: Result<(), CameraError> = match &id {
                 None => match self.client.device_info(&self.host).await {
                     Ok(info) => match camera_id(&info.serial) {
@@ -326,7 +333,10 @@ impl Camera {
                     },
                     Err(e) => Err(e),
                 },
-                Some(id) => match self.stream(id, &mut failures, &shutdown).await {
+                Some(id) => match self
+                    .stream(id, (&mut failures, &mut heard), &shutdown)
+                    .await
+                {
                     Ok(Ended::Shutdown) => return Ok(()),
                     Ok(Ended::Closed(e)) | Err(e) => Err(e),
                 },
@@ -335,8 +345,9 @@ impl Camera {
                 self.count(Err(&e), &mut failures);
                 self.offline_after(id.as_ref(), failures, &e).await;
             }
+            attempts = if heard { 0 } else { attempts.saturating_add(1) };
             tokio::select! {
-                () = tokio::time::sleep(self.wait(failures)) => {}
+                () = tokio::time::sleep(self.wait(attempts)) => {}
                 () = shutdown.cancelled() => return Ok(()),
             }
         }
@@ -346,7 +357,7 @@ impl Camera {
     async fn stream(
         &self,
         id: &DeviceId,
-        failures: &mut u32,
+        (failures, good): (&mut u32, &mut bool),
         shutdown: &CancellationToken,
     ) -> Result<Ended, CameraError> {
         let mut response = tokio::select! {
@@ -423,6 +434,7 @@ impl Camera {
                     }
                 };
                 self.count(Ok(()), failures);
+                *good = true;
                 if heard.elapsed() >= HEARTBEAT_EVERY {
                     heard = Instant::now();
                     if let Err(e) = registry::devices::heartbeat(&self.pool, id).await {
