@@ -45,12 +45,20 @@ SCENARIO="${DEVICEHUB_SCENARIO:-config/simulator/home.toml}"
   python3 -c 'import sys, json; [print(json.loads(l)["device_id"]) for l in sys.stdin]' |
   ensure_devicehub_broker
 BROKER="mqtt://127.0.0.1:$DEVICEHUB_BROKER_PORT"
-# The pollers too: with the simulator, devicehub polls its Mikrotik emulator (plain HTTP, the
-# scenario's development password) and keeps lease and Wi-Fi snapshots in the lake.
+# The pollers too: with the simulator, devicehub polls its Mikrotik emulator (HTTPS with the
+# simulator's self-signed certificate as the trusted CA, the scenario's development password),
+# the Shelly devices the router's leases name (on port 8081, the scenario's development device
+# password) and its HikVision camera.
 export DEVICEHUB__ROLES="${DEVICEHUB__ROLES:-api,collector,pollers}"
 if [ "${DEVICEHUB_SIMULATOR:-1}" != 0 ]; then
-  export DEVICEHUB__MIKROTIK__URL="${DEVICEHUB__MIKROTIK__URL:-http://127.0.1.1:8081/rest}"
+  ROUTER_CERT="$("$SIM" tls-cert --scenario "$SCENARIO")"
+  export DEVICEHUB__MIKROTIK__URL="${DEVICEHUB__MIKROTIK__URL:-https://127.0.1.1:8081/rest}"
+  export DEVICEHUB__MIKROTIK__CA_FILE="${DEVICEHUB__MIKROTIK__CA_FILE:-$ROUTER_CERT}"
   export DEVICEHUB__MIKROTIK__PASSWORD="${DEVICEHUB__MIKROTIK__PASSWORD:-dev-only-router-password}"
+  export DEVICEHUB__SHELLY__PORT="${DEVICEHUB__SHELLY__PORT:-8081}"
+  export DEVICEHUB__SHELLY__PASSWORD="${DEVICEHUB__SHELLY__PASSWORD:-dev-only-shelly-password}"
+  export DEVICEHUB__HIKVISION__HOSTS="${DEVICEHUB__HIKVISION__HOSTS:-127.0.1.20:8081}"
+  export DEVICEHUB__HIKVISION__PASSWORD="${DEVICEHUB__HIKVISION__PASSWORD:-dev-only-camera-password}"
 fi
 export DEVICEHUB__MQTT__URL="${DEVICEHUB__MQTT__URL:-mqtt://devicehub:$BROKER_DEV_PASSWORD@127.0.0.1:$DEVICEHUB_BROKER_PORT}"
 

@@ -166,6 +166,21 @@ pub fn list_devices(args: DevicesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Makes the Mikrotik emulator's certificate unless it exists; prints its path.
+pub fn tls_cert(args: DevicesArgs) -> anyhow::Result<()> {
+    let scenario = Scenario::load(&args.scenario)?;
+    let section = scenario
+        .mikrotik
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("{} has no [mikrotik]", args.scenario.display()))?;
+    let cert = section.tls_cert.as_ref().ok_or_else(|| {
+        anyhow::anyhow!("{}: [mikrotik] has no tls_cert", args.scenario.display())
+    })?;
+    mikrotik::ensure_certificate(cert, &section.http.ip().to_string())?;
+    println!("{}", cert.display());
+    Ok(())
+}
+
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut scenario = Scenario::load(&args.scenario)?;
     if let Some(seed) = args.seed {
@@ -314,7 +329,12 @@ pub fn spawn_devices(
     if let Some(section) = &scenario.mikrotik {
         let server = mikrotik::serve(section, hosts)?;
         eprintln!(
-            "Mikrotik REST emulator on http://{}/rest/ip/dhcp-server/lease",
+            "Mikrotik REST emulator on {}://{}/rest/ip/dhcp-server/lease",
+            if section.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            },
             section.http
         );
         set.spawn(async move { ("mikrotik".to_owned(), server.await.map_err(Into::into)) });

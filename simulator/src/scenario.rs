@@ -309,6 +309,11 @@ pub struct MikrotikSection {
     /// Those of the extra hosts that are on the Wi-Fi now (the registration table).
     #[serde(default)]
     pub wifi_hosts: Vec<String>,
+    /// Serve HTTPS, as RouterOS's REST API does, with a self-signed certificate kept in this
+    /// PEM file (its key beside it, `.key`), made on first use. Relative to the working
+    /// directory. Give devicehub the same file as `mikrotik.ca_file`.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
 }
 
 impl MikrotikSection {

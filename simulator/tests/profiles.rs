@@ -616,6 +616,7 @@ async fn the_mikrotik_emulator_serves_leases_and_wifi_stations_with_basic_auth()
         password_env: None,
         extra_hosts: vec![],
         wifi_hosts: vec!["pixel-8".into()],
+        tls_cert: None,
     };
     let hosts = vec![
         Host {
@@ -759,5 +760,60 @@ async fn a_meter_that_dies_is_reported_offline_by_its_last_will() {
         .until(10, |m| statuses(m).last() == Some(&false))
         .await;
     assert_eq!(statuses(&seen).first(), Some(&true));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The emulator as a router out of the box: HTTPS with a self-signed certificate, which
+/// devicehub refuses until it is given the certificate as `mikrotik.ca_file`.
+#[tokio::test]
+async fn the_mikrotik_emulator_serves_https_with_a_self_signed_certificate_devicehub_must_be_told_to_trust(
+) {
+    let addr = free_loopback();
+    let dir = std::env::temp_dir().join(format!("sim-tls-{}", uuid::Uuid::new_v4().simple()));
+    let cert = dir.join("router.pem");
+    let section = MikrotikSection {
+        http: addr,
+        username: "admin".into(),
+        password: Some("secret".into()),
+        password_env: None,
+        extra_hosts: vec!["pixel-8".into()],
+        wifi_hosts: vec![],
+        tls_cert: Some(cert.clone()),
+    };
+    let hosts = vec![Host {
+        host_name: "pixel-8".into(),
+        mac: mikrotik::mac_for("pixel-8"),
+        address: "192.168.88.30".into(),
+    }];
+    let server = mikrotik::serve(&section, hosts).unwrap();
+    let handle = server.handle();
+    tokio::spawn(server);
+    assert!(cert.exists() && mikrotik::key_path(&cert).exists());
+    let pem = std::fs::read_to_string(&cert).unwrap();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    // Made once: a second start keeps it (devicehub keeps trusting it).
+    assert!(!mikrotik::ensure_certificate(&cert, &addr.ip().to_string()).unwrap());
+
+    let url = format!("https://{addr}/rest");
+    let mut settings = devicehub::configuration::Settings::load(None)
+        .unwrap()
+        .mikrotik;
+    settings.password = Some(secrecy::SecretString::from("secret"));
+    let refused = devicehub::sources::mikrotik::MikrotikClient::new(&settings, &url)
+        .unwrap()
+        .leases()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.to_lowercase().contains("certificate"), "{refused}");
+    settings.ca_file = Some(cert.clone());
+    let leases = devicehub::sources::mikrotik::MikrotikClient::new(&settings, &url)
+        .unwrap()
+        .leases()
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0].host_name.as_deref(), Some("pixel-8"));
+    handle.stop(true).await;
     let _ = std::fs::remove_dir_all(dir);
 }

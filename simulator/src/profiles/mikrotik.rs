@@ -1,6 +1,8 @@
 //! A Mikrotik RouterOS REST emulator: `GET /rest/ip/dhcp-server/lease` with basic auth, listing
 //! a DHCP lease for every simulated host in RouterOS's JSON (every value a string), and
-//! `GET /rest/interface/wifi/registration-table` listing the hosts on the Wi-Fi.
+//! `GET /rest/interface/wifi/registration-table` listing the hosts on the Wi-Fi. Over HTTPS
+//! with a self-signed certificate (as a router out of the box) when the scenario names a
+//! `tls_cert` file.
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::Engine as _;
@@ -144,7 +146,11 @@ pub fn serve(
         wifi: section.wifi_hosts.clone(),
     });
     let addr = section.http;
-    Ok(HttpServer::new(move || {
+    let tls = match &section.tls_cert {
+        Some(path) => Some(tls_config(path, &addr.ip().to_string())?),
+        None => None,
+    };
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(router.clone())
             .route("/rest/ip/dhcp-server/lease", web::get().to(lease))
@@ -155,8 +161,52 @@ pub fn serve(
             .default_service(web::to(not_found))
     })
     .workers(1)
-    .disable_signals()
-    .bind(addr)
-    .map_err(|e| anyhow::anyhow!("Mikrotik emulator cannot listen on {addr}: {e}"))?
-    .run())
+    .disable_signals();
+    let server = match tls {
+        Some(config) => server.bind_rustls_0_23(addr, config),
+        None => server.bind(addr),
+    };
+    Ok(server
+        .map_err(|e| anyhow::anyhow!("Mikrotik emulator cannot listen on {addr}: {e}"))?
+        .run())
+}
+
+/// The key file beside a certificate file.
+pub fn key_path(cert: &std::path::Path) -> std::path::PathBuf {
+    cert.with_extension("key")
+}
+
+/// Makes a self-signed certificate for `host` (and `localhost`) in `cert` and its key beside it,
+/// unless they are there already. Returns whether it made them.
+pub fn ensure_certificate(cert: &std::path::Path, host: &str) -> anyhow::Result<bool> {
+    let key = key_path(cert);
+    if cert.exists() && key.exists() {
+        return Ok(false);
+    }
+    if let Some(dir) = cert.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let made = rcgen::generate_simple_self_signed(vec![host.to_owned(), "localhost".to_owned()])?;
+    std::fs::write(&key, made.signing_key.serialize_pem())?;
+    std::fs::write(cert, made.cert.pem())?;
+    Ok(true)
+}
+
+fn tls_config(cert: &std::path::Path, host: &str) -> anyhow::Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    ensure_certificate(cert, host)?;
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key_path(cert))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", key_path(cert).display()))?;
+    Ok(
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?,
+    )
 }
