@@ -817,3 +817,28 @@ async fn the_mikrotik_emulator_serves_https_with_a_self_signed_certificate_devic
     handle.stop(true).await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `scripts/run.sh` gives devicehub `config/simulator/device_metadata.csv`: every row is a host
+/// the home scenario's router leases (a MAC that drifted would make a known device unknown).
+#[test]
+fn the_home_scenarios_metadata_file_names_hosts_of_the_home_scenario() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let scenario =
+        devicehub_sim::scenario::Scenario::load(&root.join("config/simulator/home.toml")).unwrap();
+    let hosts = devicehub_sim::run::inventory(&scenario).unwrap().hosts;
+    let metadata = devicehub::inventory::MetadataFile::load(
+        &root.join("config/simulator/device_metadata.csv"),
+    )
+    .unwrap()
+    .current();
+    assert!(metadata.len() >= 5);
+    for entry in metadata.iter() {
+        let host = hosts
+            .iter()
+            .find(|h| devicehub::inventory::Mac::parse(&h.mac) == Some(entry.mac));
+        assert!(host.is_some(), "{} is not a host of home.toml", entry.mac);
+        if entry.device_type == "shelly" {
+            assert!(host.unwrap().host_name.starts_with("shelly"), "{entry:?}");
+        }
+    }
+}

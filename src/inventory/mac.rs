@@ -26,6 +26,15 @@ impl Mac {
         (digits == 12).then_some(Self(bytes))
     }
 
+    /// As [`Mac::parse`], but only `:`, `-`, `.` and spaces besides the digits (no other
+    /// whitespace trimmed): what the API takes in a path.
+    pub fn parse_exact(raw: &str) -> Option<Self> {
+        raw.chars()
+            .all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '-' | '.' | ' '))
+            .then(|| Self::parse(raw))
+            .flatten()
+    }
+
     pub fn bytes(&self) -> [u8; 6] {
         self.0
     }

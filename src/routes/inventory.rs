@@ -16,17 +16,18 @@ use crate::error::{ApiError, ErrorBody};
 use crate::inventory::{Host, HostFilter, HostHistory, Inventory, InventoryError, Mac};
 use crate::registry::devices;
 
+/// The longest `location` or `owner` filter.
+pub const MAX_FILTER_CHARS: usize = 200;
+
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct InventoryQuery {
     /// Device type from the metadata file, or `unknown`.
     #[serde(rename = "type")]
-    #[param(rename = "type", max_length = 100)]
+    #[param(rename = "type")]
     pub device_type: Option<String>,
-    #[param(max_length = 100)]
     pub location: Option<String>,
-    #[param(max_length = 100)]
     pub owner: Option<String>,
     /// `true`: in the metadata file; `false`: unknown hosts only.
     pub known: Option<bool>,
@@ -34,12 +35,17 @@ pub struct InventoryQuery {
     pub present: Option<bool>,
 }
 
-fn text_filter(field: &'static str, value: Option<String>) -> Result<Option<String>, ApiError> {
+/// A text filter: 1 to `max` characters on one line.
+fn text_filter(
+    field: &'static str,
+    value: Option<String>,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
     match value {
-        Some(v) if v.chars().count() > 100 || v.chars().any(char::is_control) => {
+        Some(v) if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) => {
             Err(ApiError::invalid_parameter(Invalid::new(
                 field,
-                "at most 100 characters, no control characters",
+                format!("1 to {max} characters, no control characters"),
             )))
         }
         v => Ok(v),
@@ -97,9 +103,9 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let filter = HostFilter {
-        device_type: text_filter("type", q.device_type)?,
-        location: text_filter("location", q.location)?,
-        owner: text_filter("owner", q.owner)?,
+        device_type: text_filter("type", q.device_type, crate::domain::MAX_DEVICE_TYPE_CHARS)?,
+        location: text_filter("location", q.location, MAX_FILTER_CHARS)?,
+        owner: text_filter("owner", q.owner, MAX_FILTER_CHARS)?,
         known: q.known,
         present: q.present,
     };
@@ -127,7 +133,7 @@ pub async fn read(
     stores: web::Data<Stores>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let mac = Mac::parse(&path).ok_or_else(|| {
+    let mac = Mac::parse_exact(&path).ok_or_else(|| {
         ApiError::invalid_parameter(Invalid::new("mac", "must be a MAC address (12 hex digits)"))
     })?;
     fresh(&stores.inventory).await?;

@@ -19,6 +19,9 @@ pub const SINGLE_LINE: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
 /// Free text: tab and line breaks, no other control characters.
 pub const MULTI_LINE: &str = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$";
 const NO_NUL: &str = r"^[^\u0000]*$";
+/// A MAC address as `Mac::parse_exact` takes it: twelve hex digits, `:`, `-`, `.` or spaces
+/// around and between them.
+pub const MAC: &str = r"^[ :.-]*(?:[0-9A-Fa-f][ :.-]*){12}$";
 const USERNAME: &str = r"^[A-Za-z0-9._@-]{1,64}$";
 /// `now()`, `now`, or `-<n><unit>`; an RFC 3339 time is the other branch.
 const RELATIVE_TIME: &str = r"^(?:now\(\)|now|-[0-9]{1,12}[smhdw])$";
@@ -47,6 +50,8 @@ fn parameter(name: &str, path: &str) -> Option<Value> {
         ),
         "type" => string(SINGLE_LINE, 1, crate::domain::MAX_DEVICE_TYPE_CHARS),
         "event_type" => string(SINGLE_LINE, 1, 128),
+        "location" | "owner" => string(SINGLE_LINE, 1, super::inventory::MAX_FILTER_CHARS),
+        "mac" => json!({"type": "string", "pattern": MAC}),
         "start" | "stop" => json!({"anyOf": [
             {"type": "string", "pattern": RELATIVE_TIME},
             {"type": "string", "format": "date-time"},
@@ -320,6 +325,29 @@ mod tests {
         assert!(matches(DEVICE_ID, &long));
         assert!(!matches(DEVICE_ID, &format!("{long}a")));
         assert!(matches(DEVICE_ID, &format!("..{}", "a".repeat(126))));
+    }
+
+    #[test]
+    fn the_mac_pattern_is_the_parser() {
+        for s in [
+            "AA:BB:CC:DD:EE:FF",
+            "aa-bb-cc-dd-ee-ff",
+            "aabb.ccdd.eeff",
+            "AABBCCDDEEFF",
+            " AABBCCDDEEFF ",
+            "\tAABBCCDDEEFF",
+            "AABBCCDDEEF",
+            "AABBCCDDEEFF0",
+            "GGBBCCDDEEFF",
+            "0",
+            "",
+        ] {
+            assert_eq!(
+                matches(MAC, s),
+                crate::inventory::Mac::parse_exact(s).is_some(),
+                "{s:?}"
+            );
+        }
     }
 
     #[test]

@@ -20,6 +20,11 @@ pub struct Credentials {
     pub password: Option<SecretString>,
 }
 
+/// A password, unless it is empty (an unset variable in docker-compose.yml): no password.
+pub fn non_empty(password: Option<&SecretString>) -> Option<SecretString> {
+    password.filter(|p| !p.expose_secret().is_empty()).cloned()
+}
+
 /// Why a request got no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpFailure {

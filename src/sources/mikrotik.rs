@@ -57,7 +57,12 @@ impl MikrotikClient {
         let mut http = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.timeout_ms.max(1)))
             .user_agent(concat!("devicehub/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = &settings.ca_file {
+        // An empty setting (an unset variable in docker-compose.yml) is no CA file.
+        if let Some(ca) = settings
+            .ca_file
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
             let pem = std::fs::read(ca).map_err(|e| {
                 anyhow::anyhow!("cannot read mikrotik.ca_file {}: {e}", ca.display())
             })?;

@@ -16,6 +16,10 @@
 //! gets what its challenge asks for: digest auth (Gen2: user `admin`, SHA-256) or basic auth
 //! (Gen1: `shelly.username`); the challenge is kept and reused.
 //!
+//! Push or poll, per device: a Shelly not yet marked polled is watched for six intervals after
+//! it is identified; if its status arrives over MQTT meanwhile, it pushes, and its poller stands
+//! by (looking again every six intervals) instead of doubling its readings.
+//!
 //! Every poll is counted (`devicehub_polls_total{source="shelly",outcome=...}`: ok, timeout,
 //! connection, status, malformed). A registered host that fails
 //! `shelly.failures_before_offline` polls in a row is marked offline with an alert and then
@@ -215,7 +219,7 @@ impl ShellyClient {
             credentials: Arc::new(Credentials {
                 digest_user: "admin".into(),
                 basic_user: settings.username.clone(),
-                password: settings.password.clone(),
+                password: super::http_auth::non_empty(settings.password.as_ref()),
             }),
         })
     }

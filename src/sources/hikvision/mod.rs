@@ -111,7 +111,7 @@ impl CameraClient {
             credentials: Arc::new(Credentials {
                 digest_user: settings.username.clone(),
                 basic_user: settings.username.clone(),
-                password: settings.password.clone(),
+                password: super::http_auth::non_empty(settings.password.as_ref()),
             }),
             timeout,
         })
