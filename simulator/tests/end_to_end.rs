@@ -517,6 +517,18 @@ password = "router-test-password"
         .await;
         assert!(!metric_names(&points).is_empty());
     }
+    // The inventory names the registered device of each polled host.
+    let hosts = api.get_url(format!("{base}/api/inventory")).await;
+    for id in [&gen2, &gen1] {
+        assert!(
+            hosts
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h["device_id"] == id.as_str()),
+            "{id} in {hosts}"
+        );
+    }
     let device = api.get_url(format!("{base}/api/devices/{gen1}")).await;
     assert_eq!(device["metadata"]["generation"], 1, "{device}");
     assert_eq!(device["metadata"]["polled"], true, "{device}");
@@ -715,6 +727,6 @@ password = "router-test-password"
         .send()
         .await
         .unwrap();
-    assert_eq!(not_a_camera.status(), 404);
+    assert_eq!(not_a_camera.status(), 409);
     run.abort();
 }

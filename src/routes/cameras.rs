@@ -20,7 +20,8 @@ use crate::registry::devices;
          headers(("X-Archive-Key" = String, description = "Where the archive keeps it, when it could"))),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody, description = "No such device, or not a camera devicehub can reach"),
+        (status = 404, body = ErrorBody, description = "No such device"),
+        (status = 409, body = ErrorBody, description = "The device is not a camera devicehub reaches"),
         (status = 502, body = ErrorBody, description = "The camera did not answer with a picture"),
     ))]
 pub async fn snapshot(
@@ -35,9 +36,11 @@ pub async fn snapshot(
         && device.metadata["vendor"] == "hikvision")
         .then(|| device.metadata["http"].as_str())
         .flatten()
-        .ok_or_else(|| ApiError::NotFound {
-            what: "camera",
-            details: serde_json::json!({"device_id": id.as_str(), "reason": "not a HikVision camera registered by devicehub"}),
+        .ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "device {id} is not a HikVision camera devicehub reaches (type camera, vendor \
+                 hikvision, registered from its device info)"
+            ))
         })?;
     let jpeg = stores.cameras.snapshot(host).await.map_err(|e| {
         tracing::warn!(error = %e, device_id = %id, "no snapshot");
