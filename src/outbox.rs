@@ -130,6 +130,9 @@ impl Outbox {
                     format!("/rpc/Switch.Set?id={}&on={}{toggle}", set.channel, set.on)
                 };
                 let shelly = self.shelly.host(host);
+                if generation == 1 {
+                    shelly.allow_basic();
+                }
                 match shelly.send(reqwest::Method::GET, &path, None).await {
                     Ok(r) if r.status().is_success() => {
                         let answer = r.text().await.unwrap_or_default();

@@ -2,6 +2,11 @@
 //! host asked for last, and a 401 is answered once with what its challenge asks for — digest
 //! (RFC 7616: Shelly Gen2's SHA-256, HikVision's MD5; the challenge is kept and its nonce count
 //! advanced, so later requests need no extra round trip) or basic (Shelly Gen1).
+//!
+//! Basic auth puts the password on the wire, so it is only answered for a host allowed it
+//! ([`AuthedHost::allow_basic`]: a Shelly identified as Gen1, which knows no other, or a camera
+//! the operator configured); any other host asking for it gets no password. A host found
+//! through DHCP names its own host name, so "it says it is a Shelly" proves nothing.
 
 use std::sync::{Arc, Mutex};
 
@@ -60,6 +65,7 @@ pub struct AuthedHost {
     host: String,
     credentials: Arc<Credentials>,
     auth: Arc<Mutex<HostAuth>>,
+    basic: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AuthedHost {
@@ -69,7 +75,13 @@ impl AuthedHost {
             host: host.to_owned(),
             credentials,
             auth: Arc::new(Mutex::new(HostAuth::None)),
+            basic: Default::default(),
         }
+    }
+
+    /// Lets this host have the password by basic auth when it asks for it.
+    pub fn allow_basic(&self) {
+        self.basic.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn name(&self) -> &str {
@@ -145,8 +157,11 @@ impl AuthedHost {
             digest_auth::parse(&challenge)
                 .map(|c| HostAuth::Digest(Box::new(c)))
                 .map_err(|e| HttpFailure::Challenge(e.to_string()))?
-        } else {
+        } else if self.basic.load(std::sync::atomic::Ordering::Relaxed) {
             HostAuth::Basic
+        } else {
+            // Not a host devicehub gives its password in the clear: the 401 is the answer.
+            return Ok(response);
         };
         *self.auth.lock().unwrap_or_else(|p| p.into_inner()) = auth;
         build().send().await.map_err(|e| HttpFailure::of(&e))

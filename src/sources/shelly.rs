@@ -287,6 +287,11 @@ impl ShellyHost {
         self.0.name()
     }
 
+    /// For a Gen1 device (basic auth is all it knows).
+    pub fn allow_basic(&self) {
+        self.0.allow_basic();
+    }
+
     /// Sends `method path`, answering the host's auth challenge when a password is set.
     pub async fn send(
         &self,
@@ -331,7 +336,10 @@ impl ShellyPoller {
         match self.get("/rpc/Shelly.GetDeviceInfo").await {
             Ok(info) => gen2_identity(&info).map_err(malformed),
             Err(ShellyError::Status { status: 404, .. }) => {
-                gen1_identity(&self.get("/shelly").await?).map_err(malformed)
+                let identity = gen1_identity(&self.get("/shelly").await?).map_err(malformed)?;
+                // Gen1 knows only basic auth.
+                self.host.allow_basic();
+                Ok(identity)
             }
             Err(e) => Err(e),
         }

@@ -316,3 +316,63 @@ async fn readings(app: &TestApp, id: &str) -> usize {
         .unwrap();
     points.as_array().map_or(0, Vec::len)
 }
+
+/// A host that says it is a Shelly (any DHCP client can name itself `shelly...`) and asks for
+/// basic auth never gets the password in the clear: only a device identified as Gen1 does.
+#[tokio::test]
+async fn the_shelly_password_goes_by_basic_auth_only_to_a_gen1_device() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                log.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&request).into_owned());
+                let body = "401 Unauthorized";
+                let response = format!(
+                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"shelly\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    let mut settings = collector_settings().shelly;
+    settings.password = Some(secrecy::SecretString::from("the-shared-shelly-password"));
+    let host = devicehub::sources::shelly::ShellyClient::new(&settings)
+        .unwrap()
+        .host(&address);
+    let refused = host.get("/rpc/Shelly.GetDeviceInfo").await.unwrap_err();
+    assert!(refused.to_string().contains("401"), "{refused}");
+    host.allow_basic();
+    assert!(host.get("/status").await.is_err());
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(
+        requests.len(),
+        3,
+        "not answered before it was allowed; answered once after"
+    );
+    for request in &requests[..2] {
+        assert!(
+            !request.to_lowercase().contains("authorization"),
+            "{request}"
+        );
+    }
+    assert!(
+        requests[2].to_lowercase().contains("authorization: basic"),
+        "{}",
+        requests[2]
+    );
+}

@@ -117,8 +117,12 @@ impl CameraClient {
         })
     }
 
+    /// A camera the operator configured: it may have the password by basic auth, which some
+    /// ISAPI firmwares ask for.
     pub fn host(&self, host: &str) -> AuthedHost {
-        AuthedHost::new(self.http.clone(), host, self.credentials.clone())
+        let host = AuthedHost::new(self.http.clone(), host, self.credentials.clone());
+        host.allow_basic();
+        host
     }
 
     async fn get(
