@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Checks, through devicehub's API, what `scripts/run.sh` should show after a minute: every device
-# of the scenario registered and online, with metrics and raw archive objects, and at least one
-# alert. Prints a line per device; exits non-zero when something is missing.
+# Checks, through devicehub's API, what `scripts/run.sh` should show after a couple of minutes:
+# every device of the scenario registered and online, with metrics and raw archive objects, at
+# least one alert, and the inventory of the home network. Prints a line per device; exits
+# non-zero when something is missing.
 #   scripts/check-run.sh [scenario, default config/simulator/home.toml]
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -46,5 +47,18 @@ kinds = ", ".join(sorted({a["alert_type"] for a in alerts}))
 print(f"alerts: {len(alerts)} ({kinds})")
 if not alerts:
     failed += 1
+# The home network: the inventory, and the camera (registered by devicehub from its device info).
+hosts = get("/api/inventory")
+hosts = hosts if isinstance(hosts, list) else []
+known = sum(1 for h in hosts if h.get("known"))
+present = sum(1 for h in hosts if h.get("present"))
+polled = sum(1 for h in hosts if h.get("device_id"))
+print(f"inventory: {len(hosts)} hosts, {known} known, {present} on Wi-Fi, {polled} with a registered device")
+if not hosts:
+    failed += 1
+cameras = get("/api/devices?type=camera")
+cameras = cameras if isinstance(cameras, list) else []
+for camera in cameras:
+    print(f"camera {camera['device_id']}: {camera['connection_status']}")
 sys.exit(1 if failed else 0)
 ' "$API" "$TOKEN"

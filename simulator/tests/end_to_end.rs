@@ -617,6 +617,12 @@ password = "router-test-password"
         },
     )
     .await;
+    let pushed = api
+        .get_url(format!("{base}/api/devices/{plug}/metrics?start=-1m"))
+        .await;
+    for metric in ["switch0.power", "switch0.energy", "switch0.voltage"] {
+        assert!(metric_names(&pushed).contains(metric), "{metric}: {pushed}");
+    }
     let device = api.get_url(format!("{base}/api/devices/{plug}")).await;
     assert_ne!(device["metadata"]["polled"], true, "{device}");
     let sent = send(
