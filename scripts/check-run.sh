@@ -59,6 +59,6 @@ if not hosts:
 cameras = get("/api/devices?type=camera")
 cameras = cameras if isinstance(cameras, list) else []
 for camera in cameras:
-    print(f"camera {camera['device_id']}: {camera['connection_status']}")
+    print("camera {}: {}".format(camera["device_id"], camera["connection_status"]))
 sys.exit(1 if failed else 0)
 ' "$API" "$TOKEN"

@@ -344,6 +344,14 @@ impl Settings {
     /// Loads the layered settings. `check` (called before serving) refuses unsafe ones; commands
     /// like `migrate` and `user add` need no JWT secret.
     pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
+        Self::load_with(file, None)
+    }
+
+    /// [`Settings::load`], with `env` instead of the process's environment when given.
+    fn load_with(
+        file: Option<&Path>,
+        env: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<Self, SettingsError> {
         let mut builder = config::Config::builder()
             .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
         if let Some(file) = file {
@@ -356,8 +364,11 @@ impl Settings {
                     .separator("__")
                     .try_parsing(true)
                     .list_separator(",")
+                    // Every list setting: `a,b` in one variable.
                     .with_list_parse_key("roles")
-                    .with_list_parse_key("shelly.hosts"),
+                    .with_list_parse_key("shelly.hosts")
+                    .with_list_parse_key("hikvision.hosts")
+                    .source(env),
             )
             .build()?
             .try_deserialize()?;
@@ -644,5 +655,29 @@ mod tests {
         assert!(settings.check().is_ok());
         settings.s3.endpoint = Some("ftp://minio.lan".into());
         assert!(settings.check().is_err(), "not http(s)");
+    }
+
+    #[test]
+    fn list_settings_come_comma_separated_from_the_environment() {
+        let env = [
+            ("DEVICEHUB__ROLES", "api,pollers"),
+            (
+                "DEVICEHUB__SHELLY__HOSTS",
+                "192.168.88.30,192.168.88.31:8080",
+            ),
+            ("DEVICEHUB__HIKVISION__HOSTS", "192.168.88.40"),
+            ("DEVICEHUB__SHELLY__PORT", "8081"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let settings = Settings::load_with(None, Some(env)).unwrap();
+        assert_eq!(settings.roles, [Role::Api, Role::Pollers]);
+        assert_eq!(
+            settings.shelly.hosts,
+            ["192.168.88.30", "192.168.88.31:8080"]
+        );
+        assert_eq!(settings.hikvision.hosts, ["192.168.88.40"]);
+        assert_eq!(settings.shelly.port, 8081);
     }
 }

@@ -625,6 +625,12 @@ password = "router-test-password"
     }
     let device = api.get_url(format!("{base}/api/devices/{plug}")).await;
     assert_ne!(device["metadata"]["polled"], true, "{device}");
+    // Not polled, but the inventory knows it by MAC.
+    eventually(&api, format!("{base}/api/inventory"), 10, |h| {
+        h.as_array()
+            .is_some_and(|a| a.iter().any(|x| x["device_id"] == plug.as_str()))
+    })
+    .await;
     let sent = send(
         plug.clone(),
         json!({"cmd": "switch_set", "params": {"channel": 0, "on": false}}),

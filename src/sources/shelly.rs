@@ -395,6 +395,12 @@ impl ShellyPoller {
         {
             return true;
         }
+        // Polled or not, the registry learns its MAC and address (the inventory joins by MAC).
+        let address = self.host().split(':').next().unwrap_or_default();
+        let known = json!({"mac": identity.mac, "ip": address});
+        if let Err(e) = registry::devices::merge_metadata(pool, &identity.device_id, &known).await {
+            tracing::debug!(error = %e, "cannot note the Shelly's address");
+        }
         let watch = self.context.interval * PUSH_WATCH_INTERVALS;
         let mut said = false;
         loop {
