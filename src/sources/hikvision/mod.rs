@@ -251,8 +251,9 @@ impl Camera {
             device_id: id.to_string(),
             device_name: info
                 .name
-                .clone()
-                .or_else(|| info.model.clone())
+                .as_deref()
+                .or(info.model.as_deref())
+                .map(|n| n.chars().take(200).collect())
                 .unwrap_or_else(|| "HikVision camera".into()),
             device_type: Some("camera".into()),
             location: None,
