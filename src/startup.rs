@@ -83,7 +83,7 @@ impl Application {
             handoff = Some(collector::start(&settings, &stores, &mut supervisor, &metrics).await?);
             tracing::info!("collector started");
         }
-        if settings.runs(Role::Pollers) {
+        if let (true, Some(inventory)) = (settings.runs(Role::Pollers), &inventory) {
             start_pollers(
                 &settings,
                 (&pool, &archive, &metrics),
@@ -92,14 +92,14 @@ impl Application {
             )?;
         }
         drop(handoff);
-        if !settings.runs(Role::Api) {
+        let (true, Some(inventory)) = (settings.runs(Role::Api), inventory) else {
             return Ok(Self {
                 port: 0,
                 pool,
                 supervisor,
                 grace,
             });
-        }
+        };
         let outbox = Outbox::new(
             pool.clone(),
             publisher.clone(),
@@ -116,7 +116,7 @@ impl Application {
             publisher,
             outbox,
             metrics,
-            inventory: inventory.expect("the api role has an inventory"),
+            inventory,
             cameras: crate::sources::hikvision::CameraClient::new(&settings.hikvision)?,
             collector,
         };
@@ -180,11 +180,10 @@ fn start_pollers(
     (pool, archive, metrics): (&PgPool, &ObjectStore, &Arc<Metrics>),
     (handoff, inventory): (
         Option<tokio::sync::mpsc::Sender<crate::pipeline::Incoming>>,
-        Option<crate::inventory::Inventory>,
+        crate::inventory::Inventory,
     ),
     supervisor: &mut Supervisor,
 ) -> anyhow::Result<()> {
-    let inventory = inventory.expect("the pollers role has an inventory");
     let mikrotik = settings.mikrotik.url.as_deref().filter(|u| !u.is_empty());
     if let Some(url) = mikrotik {
         let poller = crate::sources::mikrotik::MikrotikPoller::new(

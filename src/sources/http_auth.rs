@@ -25,6 +25,47 @@ pub struct Credentials {
     pub password: Option<SecretString>,
 }
 
+/// Why a device poll failed; its `outcome` label in `devicehub_polls_total`.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("{host} did not answer within the timeout")]
+    Timeout { host: String },
+    #[error("cannot reach {host}: {error}")]
+    Connection { host: String, error: String },
+    #[error("{host} answered {status}")]
+    Status { host: String, status: u16 },
+    #[error("{host}: {message}")]
+    Malformed { host: String, message: String },
+}
+
+impl DeviceError {
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            DeviceError::Timeout { .. } => "timeout",
+            DeviceError::Connection { .. } => "connection",
+            DeviceError::Status { .. } => "status",
+            DeviceError::Malformed { .. } => "malformed",
+        }
+    }
+
+    /// A request of `host` that got no answer.
+    pub fn of(host: &str, failure: HttpFailure) -> Self {
+        let host = host.to_owned();
+        match failure {
+            HttpFailure::Timeout => DeviceError::Timeout { host },
+            HttpFailure::Connection(error) => DeviceError::Connection { host, error },
+            HttpFailure::Challenge(message) => DeviceError::Malformed { host, message },
+        }
+    }
+
+    pub fn malformed(host: &str, message: impl Into<String>) -> Self {
+        DeviceError::Malformed {
+            host: host.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
 /// A password, unless it is empty (an unset variable in docker-compose.yml): no password.
 pub fn non_empty(password: Option<&SecretString>) -> Option<SecretString> {
     password.filter(|p| !p.expose_secret().is_empty()).cloned()

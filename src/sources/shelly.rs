@@ -35,7 +35,7 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::http_auth::{AuthedHost, Credentials, HttpFailure};
+use super::http_auth::{AuthedHost, Credentials, DeviceError, HttpFailure};
 use crate::configuration::ShellySettings;
 use crate::domain::{DeviceId, NewDevice};
 use crate::inventory::Inventory;
@@ -167,38 +167,8 @@ pub fn gen1_messages(id: &DeviceId, status: &Value) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// Why a poll failed; its `outcome` label in `devicehub_polls_total`.
-#[derive(Debug, thiserror::Error)]
-pub enum ShellyError {
-    #[error("{host} did not answer within the timeout")]
-    Timeout { host: String },
-    #[error("cannot reach {host}: {error}")]
-    Connection { host: String, error: String },
-    #[error("{host} answered {status}")]
-    Status { host: String, status: u16 },
-    #[error("{host}: {message}")]
-    Malformed { host: String, message: String },
-}
-
-impl ShellyError {
-    pub fn outcome(&self) -> &'static str {
-        match self {
-            ShellyError::Timeout { .. } => "timeout",
-            ShellyError::Connection { .. } => "connection",
-            ShellyError::Status { .. } => "status",
-            ShellyError::Malformed { .. } => "malformed",
-        }
-    }
-
-    fn of_failure(host: &str, failure: HttpFailure) -> Self {
-        let host = host.to_owned();
-        match failure {
-            HttpFailure::Timeout => ShellyError::Timeout { host },
-            HttpFailure::Connection(error) => ShellyError::Connection { host, error },
-            HttpFailure::Challenge(message) => ShellyError::Malformed { host, message },
-        }
-    }
-}
+/// Why a Shelly poll failed.
+pub type ShellyError = DeviceError;
 
 /// An HTTP client for Shelly devices, with the shared credentials.
 #[derive(Clone)]
@@ -302,7 +272,7 @@ impl ShellyHost {
         self.0
             .send(method, path, body, None)
             .await
-            .map_err(|e| ShellyError::of_failure(self.name(), e))
+            .map_err(|e| DeviceError::of(self.name(), e))
     }
 
     /// `GET path` as JSON.
@@ -554,7 +524,7 @@ pub(crate) async fn json_of(host: &str, response: reqwest::Response) -> Result<V
     let body = response
         .bytes()
         .await
-        .map_err(|e| ShellyError::of_failure(host, HttpFailure::of(&e)))?;
+        .map_err(|e| DeviceError::of(host, HttpFailure::of(&e)))?;
     serde_json::from_slice(&body).map_err(|e| ShellyError::Malformed {
         host: host.to_owned(),
         message: format!("not JSON: {e}"),

@@ -34,7 +34,7 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::http_auth::{AuthedHost, Credentials, HttpFailure};
+use super::http_auth::{AuthedHost, Credentials, DeviceError, HttpFailure};
 use crate::configuration::HikvisionSettings;
 use crate::domain::{DeviceId, NewAlert, NewDevice, Severity};
 use crate::metrics::Metrics;
@@ -50,45 +50,8 @@ const MAX_PICTURE: usize = 16 << 20;
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 const LONGEST_OFFLINE_WAIT: Duration = Duration::from_secs(300);
 
-/// Why a camera failed; its `outcome` label in `devicehub_polls_total`.
-#[derive(Debug, thiserror::Error)]
-pub enum CameraError {
-    #[error("{host} did not answer within the timeout")]
-    Timeout { host: String },
-    #[error("cannot reach {host}: {error}")]
-    Connection { host: String, error: String },
-    #[error("{host} answered {status}")]
-    Status { host: String, status: u16 },
-    #[error("{host}: {message}")]
-    Malformed { host: String, message: String },
-}
-
-impl CameraError {
-    pub fn outcome(&self) -> &'static str {
-        match self {
-            CameraError::Timeout { .. } => "timeout",
-            CameraError::Connection { .. } => "connection",
-            CameraError::Status { .. } => "status",
-            CameraError::Malformed { .. } => "malformed",
-        }
-    }
-
-    fn of(host: &str, failure: HttpFailure) -> Self {
-        let host = host.to_owned();
-        match failure {
-            HttpFailure::Timeout => CameraError::Timeout { host },
-            HttpFailure::Connection(error) => CameraError::Connection { host, error },
-            HttpFailure::Challenge(message) => CameraError::Malformed { host, message },
-        }
-    }
-
-    fn malformed(host: &str, message: impl Into<String>) -> Self {
-        CameraError::Malformed {
-            host: host.to_owned(),
-            message: message.into(),
-        }
-    }
-}
+/// Why a camera failed.
+pub type CameraError = DeviceError;
 
 /// ISAPI requests to cameras, with the configured credentials.
 #[derive(Clone)]
