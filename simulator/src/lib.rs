@@ -6,6 +6,7 @@
 //! possible or at a target rate; `drain` counts and discards, to measure what the broker alone
 //! delivers; `probe` measures publish-to-queryable latency.
 
+pub mod digest;
 pub mod link;
 pub mod load;
 pub mod physics;

@@ -69,29 +69,7 @@ impl Camera {
     /// `None` when the request carries the right digest; else the 401 with a challenge.
     fn challenge(&self, req: &HttpRequest) -> Option<HttpResponse> {
         let password = self.password.as_ref()?;
-        let header = req
-            .headers()
-            .get("authorization")
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or_default();
-        let uri = req
-            .uri()
-            .path_and_query()
-            .map_or_else(|| req.path().to_owned(), |p| p.as_str().to_owned());
-        let valid = digest_auth::AuthorizationHeader::parse(header).is_ok_and(|claimed| {
-            let mut expected = claimed.clone();
-            expected.digest(&digest_auth::AuthContext::new_with_method(
-                "admin",
-                password,
-                &claimed.uri,
-                None::<&[u8]>,
-                digest_auth::HttpMethod::from(req.method().as_str().to_owned()),
-            ));
-            claimed.username == "admin"
-                && claimed.nonce == self.nonce
-                && claimed.uri == uri
-                && expected.response == claimed.response
-        });
+        let valid = crate::digest::valid(req, password, None, &self.nonce);
         (!valid).then(|| {
             HttpResponse::Unauthorized()
                 .insert_header((

@@ -304,25 +304,7 @@ fn challenge(state: &Shared, req: &HttpRequest) -> Option<HttpResponse> {
                 .body("401 Unauthorized")
         });
     }
-    let uri = req
-        .uri()
-        .path_and_query()
-        .map_or_else(|| req.path().to_owned(), |p| p.as_str().to_owned());
-    let valid = digest_auth::AuthorizationHeader::parse(header).is_ok_and(|claimed| {
-        let mut expected = claimed.clone();
-        expected.digest(&digest_auth::AuthContext::new_with_method(
-            "admin",
-            &password,
-            &claimed.uri,
-            None::<&[u8]>,
-            digest_auth::HttpMethod::from(req.method().as_str().to_owned()),
-        ));
-        claimed.username == "admin"
-            && claimed.realm == id
-            && claimed.nonce == *NONCE
-            && claimed.uri == uri
-            && expected.response == claimed.response
-    });
+    let valid = crate::digest::valid(req, &password, Some(&id), &NONCE);
     (!valid).then(|| {
         HttpResponse::Unauthorized()
             .insert_header((
