@@ -60,5 +60,16 @@ cameras = get("/api/devices?type=camera")
 cameras = cameras if isinstance(cameras, list) else []
 for camera in cameras:
     print("camera {}: {}".format(camera["device_id"], camera["connection_status"]))
+# The analytics (gold is built every 5 minutes: empty during the first ones).
+energy = get("/api/analytics/energy/daily?group_by=type")
+energy = energy if isinstance(energy, list) else []
+for row in energy:
+    print("energy {} {:12} {:9.3f} kWh {:7.3f} ({})".format(row["date"], row["device_type"], row["energy_kwh"], row["cost"], row["method"]))
+summary = get("/api/analytics/summary")
+for day in summary if isinstance(summary, list) else []:
+    print("summary {}: {:.3f} kWh, cost {:.3f}, {} active devices, average health {}".format(
+        day["date"], day["total_kwh"], day["total_cost"], day["active_devices"], day["avg_health"]))
+health = get("/api/analytics/health")
+print(f"health: {len(health) if isinstance(health, list) else 0} devices")
 sys.exit(1 if failed else 0)
 ' "$API" "$TOKEN"

@@ -49,7 +49,7 @@ BROKER="mqtt://127.0.0.1:$DEVICEHUB_BROKER_PORT"
 # simulator's self-signed certificate as the trusted CA, the scenario's development password),
 # the Shelly devices the router's leases name (on port 8081, the scenario's development device
 # password) and its HikVision camera.
-export DEVICEHUB__ROLES="${DEVICEHUB__ROLES:-api,collector,pollers}"
+export DEVICEHUB__ROLES="${DEVICEHUB__ROLES:-api,collector,pollers,analytics}"
 if [ "${DEVICEHUB_SIMULATOR:-1}" != 0 ]; then
   ROUTER_CERT="$("$SIM" tls-cert --scenario "$SCENARIO")"
   export DEVICEHUB__MIKROTIK__URL="${DEVICEHUB__MIKROTIK__URL:-https://127.0.1.1:8081/rest}"

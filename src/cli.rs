@@ -40,6 +40,26 @@ pub enum Command {
     /// Manage API users.
     #[command(subcommand)]
     User(UserCommand),
+    /// The bronze/silver/gold analytics models.
+    #[command(subcommand)]
+    Analytics(AnalyticsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AnalyticsCommand {
+    /// Run the models now: the lake's new bronze files into silver, and silver into gold. By
+    /// default the partitions of the last `analytics.lookback_days` whose inputs changed.
+    Run {
+        /// Rebuild every partition (of the whole lake, or of --from..--to), changed or not.
+        #[arg(long)]
+        full: bool,
+        /// First date (UTC, YYYY-MM-DD) to look at.
+        #[arg(long, value_name = "DATE")]
+        from: Option<chrono::NaiveDate>,
+        /// Last date (UTC, YYYY-MM-DD) to look at; default today (or --from's day).
+        #[arg(long, value_name = "DATE")]
+        to: Option<chrono::NaiveDate>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,9 +111,68 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             users::create(&pool, &username, &hash, role).await?;
             println!("user {username} added with role {role}");
         }
+        Command::Analytics(AnalyticsCommand::Run { full, from, to }) => {
+            let to = to.or(from);
+            if let (Some(from), Some(to)) = (from, to) {
+                anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
+            }
+            let request = crate::analytics::RunRequest {
+                full,
+                from,
+                to,
+                silver: true,
+                gold: true,
+            };
+            run_analytics(&settings, &request).await?;
+        }
         Command::Openapi => unreachable!("handled above"),
     }
     Ok(())
+}
+
+async fn run_analytics(
+    settings: &Settings,
+    request: &crate::analytics::RunRequest,
+) -> anyhow::Result<()> {
+    let pool = database::prepare(&settings.database).await?;
+    let objects = crate::stores::objects::ObjectStore::from_settings(settings)?;
+    objects.prepare().await?;
+    let metadata = crate::inventory::MetadataFile::load(&settings.inventory.metadata_csv)?;
+    let analytics = crate::analytics::Analytics::new(settings, pool, objects, metadata);
+    let bar = ProgressBar(
+        indicatif::ProgressBar::new(0).with_style(
+            indicatif::ProgressStyle::with_template("{prefix:>8} [{bar:40}] {pos}/{len} {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        ),
+    );
+    let report = analytics.run(request, &bar).await?;
+    bar.0.finish_and_clear();
+    println!(
+        "analytics: {} dates, {} new bronze files, {} silver hours ({} rows), {} gold days in {:.1} s",
+        report.dates,
+        report.new_files,
+        report.silver_hours,
+        report.silver_rows,
+        report.gold_days,
+        report.seconds
+    );
+    Ok(())
+}
+
+/// `devicehub analytics run`'s progress, on standard error when it is a terminal.
+struct ProgressBar(indicatif::ProgressBar);
+
+impl crate::analytics::Progress for ProgressBar {
+    fn stage(&self, name: &'static str, total: u64) {
+        self.0.set_prefix(name);
+        self.0.set_length(total);
+        self.0.set_position(0);
+    }
+
+    fn advance(&self, steps: u64) {
+        self.0.inc(steps);
+    }
 }
 
 fn validate_username(username: &str) -> anyhow::Result<()> {

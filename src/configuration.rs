@@ -10,6 +10,12 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
+mod analytics;
+mod network;
+
+pub use analytics::AnalyticsSettings;
+pub use network::{HikvisionSettings, InventorySettings, MikrotikSettings, ShellySettings};
+
 /// The defaults ship inside the binary, so `devicehub` runs from any directory.
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
@@ -40,6 +46,7 @@ pub struct Settings {
     pub shelly: ShellySettings,
     pub hikvision: HikvisionSettings,
     pub inventory: InventorySettings,
+    pub analytics: AnalyticsSettings,
     /// How long a stop (SIGTERM, SIGINT) may take: the API finishes its requests, ingest
     /// journals and acknowledges what it holds, each sink writes its batch, the publisher sends
     /// its queue. What is not written by then stays in the journal.
@@ -59,72 +66,6 @@ pub struct BatchSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct RegistrySinkSettings {
     pub batch: BatchSettings,
-}
-
-/// The Mikrotik poller (role `pollers`); no `url`, no poller.
-#[derive(Debug, Clone, Deserialize)]
-pub struct MikrotikSettings {
-    /// RouterOS REST base, e.g. `https://192.168.88.1/rest`.
-    #[serde(default)]
-    pub url: Option<String>,
-    pub username: String,
-    #[serde(default)]
-    pub password: Option<SecretString>,
-    /// PEM: the CA of the router's certificate, or its self-signed certificate.
-    #[serde(default)]
-    pub ca_file: Option<std::path::PathBuf>,
-    /// Skip certificate verification (logged as a warning).
-    pub insecure: bool,
-    pub interval_s: u64,
-    pub timeout_ms: u64,
-}
-
-/// The Shelly poller (role `pollers`, beside the collector).
-#[derive(Debug, Clone, Deserialize)]
-pub struct ShellySettings {
-    /// `host[:port]` of each Shelly to poll (`DEVICEHUB__SHELLY__HOSTS`, comma-separated),
-    /// beside those the inventory finds.
-    #[serde(default)]
-    pub hosts: Vec<String>,
-    /// The port of the Shelly devices the inventory finds (by address).
-    pub port: u16,
-    /// Gen1 basic-auth user (Gen2 digest auth is always `admin`).
-    pub username: String,
-    /// The devices' shared password; none: no auth.
-    #[serde(default)]
-    pub password: Option<SecretString>,
-    pub interval_s: u64,
-    pub timeout_ms: u64,
-    /// Consecutive failed polls after which a registered Shelly is marked offline.
-    pub failures_before_offline: u32,
-}
-
-/// HikVision cameras over ISAPI (role `pollers`, beside the collector).
-#[derive(Debug, Clone, Deserialize)]
-pub struct HikvisionSettings {
-    /// `host[:port]` of each camera (`DEVICEHUB__HIKVISION__HOSTS`, comma-separated).
-    #[serde(default)]
-    pub hosts: Vec<String>,
-    pub username: String,
-    #[serde(default)]
-    pub password: Option<SecretString>,
-    /// Bound on each plain request (device info, snapshot: twice this).
-    pub timeout_ms: u64,
-    /// Seconds without a byte on the alert stream before it is opened again.
-    pub silence_s: u64,
-    /// Seconds a detection alert stays the one alert of an active detection.
-    pub alert_hold_s: u64,
-    /// Consecutive failures after which a camera is marked offline.
-    pub failures_before_offline: u32,
-}
-
-/// The inventory's inputs.
-#[derive(Debug, Clone, Deserialize)]
-pub struct InventorySettings {
-    /// `mac_address,device_type,owner,location[,name]`.
-    pub metadata_csv: std::path::PathBuf,
-    /// Days of router snapshots the inventory keeps in memory for host history.
-    pub history_days: u32,
 }
 
 /// A part of devicehub that a process runs.
@@ -482,7 +423,7 @@ impl Settings {
         if self.http.max_body_bytes == 0 {
             return Err(SettingsError::Zero("http.max_body_bytes"));
         }
-        Ok(())
+        self.analytics.check()
     }
 }
 
@@ -554,130 +495,4 @@ impl Settings {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn defaults() -> Settings {
-        config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
-            .build()
-            .unwrap()
-            .try_deserialize()
-            .unwrap()
-    }
-
-    #[test]
-    fn auth_without_secret_is_refused() {
-        let settings = defaults();
-        assert!(matches!(
-            settings.check(),
-            Err(SettingsError::WeakJwtSecret)
-        ));
-    }
-
-    #[test]
-    fn short_secret_is_refused_and_long_one_accepted() {
-        let mut settings = defaults();
-        settings.auth.jwt_secret = Some(SecretString::from("too-short"));
-        assert!(matches!(
-            settings.check(),
-            Err(SettingsError::WeakJwtSecret)
-        ));
-        settings.auth.jwt_secret = Some(SecretString::from("x".repeat(32)));
-        assert!(settings.check().is_ok());
-    }
-
-    #[test]
-    fn influx_bodies_are_gzipped_unless_the_server_is_on_this_machine() {
-        let mut influx = defaults().influxdb;
-        assert_eq!(influx.compression, InfluxCompression::Auto);
-        for (url, gzip) in [
-            ("http://127.0.0.1:8086", false),
-            ("http://localhost:8086", false),
-            ("http://[::1]:8086", false),
-            ("https://influx.example.com", true),
-            ("http://10.0.0.5:8086", true),
-        ] {
-            influx.url = url.into();
-            assert_eq!(influx.gzip(), gzip, "{url}");
-        }
-        influx.compression = InfluxCompression::Gzip;
-        influx.url = "http://127.0.0.1:8086".into();
-        assert!(influx.gzip());
-        influx.compression = InfluxCompression::None;
-        influx.url = "https://influx.example.com".into();
-        assert!(!influx.gzip());
-    }
-
-    #[test]
-    fn the_development_secret_is_refused_off_loopback() {
-        let mut settings = defaults();
-        settings.auth.jwt_secret = Some(SecretString::from(DEV_JWT_SECRETS[0]));
-        settings.http.bind = "0.0.0.0:8080".parse().unwrap();
-        let refused = settings.check().unwrap_err().to_string();
-        assert!(refused.contains("development secret"), "{refused}");
-        settings.http.bind = "127.0.0.1:8080".parse().unwrap();
-        assert!(settings.check().is_ok());
-    }
-
-    #[test]
-    fn auth_off_needs_no_secret() {
-        let mut settings = defaults();
-        settings.auth.enabled = false;
-        assert!(settings.check().is_ok());
-    }
-
-    #[test]
-    fn secrets_do_not_appear_in_debug_output() {
-        let mut settings = defaults();
-        settings.auth.jwt_secret = Some(SecretString::from("s3cr3t-value-".repeat(4)));
-        settings.database.url = SecretString::from("postgres://u:hunter2@db/x");
-        let printed = format!("{settings:?}");
-        assert!(!printed.contains("s3cr3t"), "{printed}");
-        assert!(!printed.contains("hunter2"), "{printed}");
-    }
-
-    #[test]
-    fn s3_needs_keys_and_refuses_well_known_ones_off_this_machine() {
-        let mut settings = defaults();
-        settings.auth.enabled = false;
-        settings.archive.backend = ArchiveBackend::S3;
-        assert!(settings.check().is_err(), "no keys");
-        settings.s3.access_key = Some(SecretString::from("minioadmin"));
-        settings.s3.secret_key = Some(SecretString::from("minioadmin"));
-        settings.s3.endpoint = Some("http://127.0.0.1:9000".into());
-        assert!(settings.check().is_ok(), "dev keys on loopback");
-        settings.s3.endpoint = Some("http://minio.lan:9000".into());
-        let refused = settings.check().unwrap_err().to_string();
-        assert!(refused.contains("well-known"), "{refused}");
-        settings.s3.access_key = Some(SecretString::from("AKIA-real-key"));
-        settings.s3.secret_key = Some(SecretString::from("a-real-secret-of-some-length"));
-        assert!(settings.check().is_ok());
-        settings.s3.endpoint = Some("ftp://minio.lan".into());
-        assert!(settings.check().is_err(), "not http(s)");
-    }
-
-    #[test]
-    fn list_settings_come_comma_separated_from_the_environment() {
-        let env = [
-            ("DEVICEHUB__ROLES", "api,pollers"),
-            (
-                "DEVICEHUB__SHELLY__HOSTS",
-                "192.168.88.30,192.168.88.31:8080",
-            ),
-            ("DEVICEHUB__HIKVISION__HOSTS", "192.168.88.40"),
-            ("DEVICEHUB__SHELLY__PORT", "8081"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        let settings = Settings::load_with(None, Some(env)).unwrap();
-        assert_eq!(settings.roles, [Role::Api, Role::Pollers]);
-        assert_eq!(
-            settings.shelly.hosts,
-            ["192.168.88.30", "192.168.88.31:8080"]
-        );
-        assert_eq!(settings.hikvision.hosts, ["192.168.88.40"]);
-        assert_eq!(settings.shelly.port, 8081);
-    }
-}
+mod tests;

@@ -36,6 +36,17 @@ struct SinkLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabel {
+    layer: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LayerLabel {
+    layer: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PollLabel {
     source: &'static str,
     outcome: &'static str,
@@ -64,6 +75,8 @@ pub struct Metrics {
     devices_online: Gauge,
     alerts_open: Gauge,
     polls: Family<PollLabel, Counter>,
+    analytics_runs: Family<RunLabel, Counter>,
+    analytics_success: Family<LayerLabel, Gauge>,
 }
 
 /// `GET /api/stats` → `ingest`.
@@ -116,12 +129,24 @@ impl Metrics {
             devices_online: Gauge::default(),
             alerts_open: Gauge::default(),
             polls: Family::default(),
+            analytics_runs: Family::default(),
+            analytics_success: Family::default(),
         };
         let r = &mut metrics.registry;
         r.register(
             "devices",
             "Registered devices by status",
             metrics.devices.clone(),
+        );
+        r.register(
+            "analytics_runs",
+            "Scheduled analytics runs by layer (silver, gold) and outcome (ok, failed)",
+            metrics.analytics_runs.clone(),
+        );
+        r.register(
+            "analytics_last_success_timestamp_seconds",
+            "When each analytics layer last ran without error (Unix time)",
+            metrics.analytics_success.clone(),
         );
         r.register(
             "devices_online",
@@ -249,6 +274,18 @@ impl Metrics {
         self.polls
             .get_or_create(&PollLabel { source, outcome })
             .get()
+    }
+
+    /// A scheduled analytics run of `layer` (`silver`, `gold`) ended with `outcome`.
+    pub fn analytics_ran(&self, layer: &'static str, outcome: &'static str) {
+        self.analytics_runs
+            .get_or_create(&RunLabel { layer, outcome })
+            .inc();
+        if outcome == "ok" {
+            self.analytics_success
+                .get_or_create(&LayerLabel { layer })
+                .set(chrono::Utc::now().timestamp());
+        }
     }
 
     pub fn task_restarted(&self, task: &str) {

@@ -40,14 +40,6 @@ impl Application {
                  run like this only on a trusted network"
             );
         }
-        for role in [Role::Analytics] {
-            if settings.runs(role) {
-                tracing::warn!(
-                    ?role,
-                    "this role is not available in this version yet; ignoring it"
-                );
-            }
-        }
         let pool = database::prepare(&settings.database).await?;
         let metrics = Arc::new(Metrics::new());
         let mut supervisor = Supervisor::new(metrics.clone());
@@ -92,6 +84,35 @@ impl Application {
             )?;
         }
         drop(handoff);
+        if settings.runs(Role::Analytics) {
+            let metadata = match &inventory {
+                Some(inventory) => inventory.metadata().clone(),
+                None => {
+                    let metadata =
+                        crate::inventory::MetadataFile::load(&settings.inventory.metadata_csv)?;
+                    let watched = metadata.clone();
+                    supervisor.spawn("device metadata", Wave::Intake, move |shutdown| {
+                        watched.clone().watch(Duration::from_secs(5), shutdown)
+                    });
+                    metadata
+                }
+            };
+            let analytics = crate::analytics::Analytics::new(
+                &settings,
+                pool.clone(),
+                archive.clone(),
+                metadata,
+            );
+            let metrics = metrics.clone();
+            supervisor.spawn("analytics", Wave::Intake, move |shutdown| {
+                analytics.clone().run_on_schedule(metrics.clone(), shutdown)
+            });
+            tracing::info!(
+                silver_every_s = settings.analytics.silver_every_s,
+                gold_every_s = settings.analytics.gold_every_s,
+                "analytics started"
+            );
+        }
         let (true, Some(inventory)) = (settings.runs(Role::Api), inventory) else {
             return Ok(Self {
                 port: 0,

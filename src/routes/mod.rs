@@ -2,6 +2,7 @@
 //! JSON. The least role each route needs is the type of its `Viewer`/`Operator`/`Admin` argument.
 
 pub mod alerts;
+pub mod analytics;
 pub mod auth;
 pub mod cameras;
 pub mod commands;
@@ -96,6 +97,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(web::resource("/quarantine/{id}").get(quarantine::read))
                 .service(web::resource("/inventory").get(inventory::list))
                 .service(web::resource("/inventory/{mac}").get(inventory::read))
+                .service(web::resource("/analytics/energy/daily").get(analytics::energy))
+                .service(web::resource("/analytics/health").get(analytics::health))
+                .service(web::resource("/analytics/summary").get(analytics::summary))
                 .service(web::resource("/alerts").get(alerts::list))
                 .service(web::resource("/alerts/{id}/acknowledge").post(alerts::acknowledge))
                 .service(web::resource("/stats").get(stats::read))

@@ -3,8 +3,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    alerts, auth, cameras, commands, configs, devices, events, health, inventory, metrics,
-    prometheus, quarantine, raw_data, stats, users,
+    alerts, analytics, auth, cameras, commands, configs, devices, events, health, inventory,
+    metrics, prometheus, quarantine, raw_data, stats, users,
 };
 
 #[derive(OpenApi)]
@@ -29,6 +29,7 @@ use super::{
         quarantine::list, quarantine::read,
         stats::read,
         inventory::list, inventory::read,
+        analytics::energy, analytics::health, analytics::summary,
         users::list, users::create, users::update, users::delete,
     ),
     components(schemas(
@@ -48,6 +49,7 @@ use super::{
         (name = "stats", description = "Fleet counters"),
         (name = "quarantine", description = "Records a store refused for good"),
         (name = "inventory", description = "What is on the home network (DuckDB over the router's snapshots)"),
+        (name = "analytics", description = "Gold tables of the bronze/silver/gold models: energy, cost, health"),
         (name = "users", description = "API users and their roles (admin)"),
     )
 )]

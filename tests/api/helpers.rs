@@ -53,6 +53,7 @@ pub fn test_settings() -> Settings {
     settings.archive.dir = scratch.join("archive");
     settings.archive.batch.timeout_ms = 1000;
     settings.collector.journal_dir = scratch.join("journal");
+    settings.analytics.work_dir = scratch.join("analytics");
     settings
 }
 

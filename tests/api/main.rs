@@ -1,6 +1,7 @@
 //! Integration tests: the real application over HTTP against a real PostgreSQL.
 
 mod alerts;
+mod analytics;
 mod archive;
 mod auth;
 mod broker;

@@ -42,6 +42,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/inventory"),
     ("get", "/api/inventory/{mac}"),
     ("get", "/api/devices/{device_id}/snapshot"),
+    ("get", "/api/analytics/energy/daily"),
+    ("get", "/api/analytics/health"),
+    ("get", "/api/analytics/summary"),
 ];
 
 #[tokio::test]

@@ -41,6 +41,10 @@ impl ObjectBackend for LocalStore {
         self.prepare().await
     }
 
+    fn local_path(&self, key: &str) -> Option<PathBuf> {
+        self.path(key).ok()
+    }
+
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), ObjectError> {
         let path = self.path(key)?;
         blocking(move || Ok(write_file(&path, &bytes)?)).await

@@ -98,6 +98,10 @@ pub trait ObjectBackend: Send + Sync + std::fmt::Debug {
             .await
     }
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectError>;
+    /// Where the object lives on this machine's disk, for a store that is a directory.
+    fn local_path(&self, _key: &str) -> Option<PathBuf> {
+        None
+    }
     /// The sub-folders right below `prefix` (which ends with `/`), each ending with `/`.
     async fn folders(&self, prefix: &str) -> Result<Vec<String>, ObjectError>;
     /// Every object whose key starts with `prefix`, in no particular order.
@@ -197,6 +201,17 @@ impl ObjectStore {
     /// Every object whose key starts with `prefix`, in no particular order.
     pub async fn list_all(&self, prefix: &str) -> Result<Vec<ArchiveObject>, ObjectError> {
         self.0.list_all(prefix).await
+    }
+
+    /// The sub-folders right below `prefix` (which ends with `/`), each ending with `/`.
+    pub async fn folders(&self, prefix: &str) -> Result<Vec<String>, ObjectError> {
+        self.0.folders(prefix).await
+    }
+
+    /// The object's file when the store is a local directory (DuckDB reads it in place).
+    pub fn local_path(&self, key: &str) -> Option<PathBuf> {
+        checked_key(key).ok()?;
+        self.0.local_path(key)
     }
 
     /// Up to `limit` objects whose key starts with `prefix`, newest (largest) key first.

@@ -1,0 +1,356 @@
+//! DuckDB running the models: one in-memory database per run, reading lake files from local
+//! paths (the archive directory, or the local copy of an S3 lake) and writing each model's
+//! partitions as Parquet files into a staging directory, which the runner then stores in the
+//! lake. All calls block: the runner makes them from `spawn_blocking`.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use duckdb::{params, Connection};
+
+use super::inputs::Inputs;
+use super::models::{self, Model};
+use super::AnalyticsError;
+use crate::configuration::AnalyticsSettings;
+
+/// What DuckDB read from one bronze file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileStats {
+    pub rows: i64,
+    pub min_ts: Option<DateTime<Utc>>,
+    pub max_ts: Option<DateTime<Utc>>,
+}
+
+/// A partition a model wrote into the staging directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Staged {
+    pub model: &'static str,
+    pub date: NaiveDate,
+    /// Silver only.
+    pub hour: Option<u32>,
+    pub file: PathBuf,
+}
+
+/// The gold models' settings for one run.
+#[derive(Debug, Clone, Copy)]
+pub struct GoldScope {
+    pub days_from: NaiveDate,
+    pub days_to: NaiveDate,
+    /// The newest device time in the lake: today's reporting window ends there.
+    pub data_until: NaiveDateTime,
+}
+
+pub struct Engine {
+    db: Connection,
+    staging: PathBuf,
+    late_after_s: u64,
+    max_gap_s: u64,
+    tariff_per_kwh: f64,
+    batches: usize,
+}
+
+/// A string as a SQL literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn list(paths: &[PathBuf]) -> String {
+    let items: Vec<String> = paths
+        .iter()
+        .map(|p| literal(&p.to_string_lossy()))
+        .collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn timestamp(t: NaiveDateTime) -> String {
+    format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S%.6f"))
+}
+
+fn date(d: NaiveDate) -> String {
+    format!("DATE '{}'", d.format("%Y-%m-%d"))
+}
+
+impl Engine {
+    /// A fresh database with the reference tables, spilling to `work_dir/spill`.
+    pub fn open(settings: &AnalyticsSettings, staging: PathBuf) -> Result<Self, AnalyticsError> {
+        let spill = settings.work_dir.join("spill");
+        std::fs::create_dir_all(&spill)?;
+        std::fs::create_dir_all(&staging)?;
+        let db = Connection::open_in_memory()?;
+        db.execute_batch(&format!(
+            "SET threads = {}; SET memory_limit = '{}MB'; SET temp_directory = {};
+             SET preserve_insertion_order = false; SET enable_progress_bar = false;",
+            settings.threads,
+            settings.memory_limit_mb,
+            literal(&spill.to_string_lossy()),
+        ))?;
+        db.execute_batch(models::REFERENCE)?;
+        Ok(Self {
+            db,
+            staging,
+            late_after_s: settings.late_after_s,
+            max_gap_s: settings.max_gap_s,
+            tariff_per_kwh: settings.tariff_per_kwh,
+            batches: 0,
+        })
+    }
+
+    /// Rows and device-time span of each file, in order; a file DuckDB cannot read is logged
+    /// and counted as empty, so one broken file never stops the models.
+    pub fn file_stats(&self, files: &[PathBuf]) -> Result<Vec<FileStats>, AnalyticsError> {
+        match self.stats_of(files) {
+            Ok(stats) => Ok(stats),
+            Err(_) if files.len() > 1 => files
+                .iter()
+                .map(|f| {
+                    self.file_stats(std::slice::from_ref(f))
+                        .map(|mut s| s.remove(0))
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(file = %files[0].display(), error = %e, "a lake file DuckDB cannot read is left out of the analytics");
+                Ok(vec![FileStats {
+                    rows: 0,
+                    min_ts: None,
+                    max_ts: None,
+                }])
+            }
+        }
+    }
+
+    fn stats_of(&self, files: &[PathBuf]) -> Result<Vec<FileStats>, duckdb::Error> {
+        let mut statement = self.db.prepare(&format!(
+            "SELECT filename, count(*), epoch_us(min(ts)), epoch_us(max(ts))
+             FROM read_parquet({}, filename = true, union_by_name = true) GROUP BY filename",
+            list(files)
+        ))?;
+        let mut found = std::collections::HashMap::new();
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                FileStats {
+                    rows: row.get(1)?,
+                    min_ts: row
+                        .get::<_, Option<i64>>(2)?
+                        .and_then(DateTime::from_timestamp_micros),
+                    max_ts: row
+                        .get::<_, Option<i64>>(3)?
+                        .and_then(DateTime::from_timestamp_micros),
+                },
+            ))
+        })?;
+        for row in rows {
+            let (file, stats) = row?;
+            found.insert(file, stats);
+        }
+        Ok(files
+            .iter()
+            .map(|f| {
+                found
+                    .remove(f.to_string_lossy().as_ref())
+                    .unwrap_or(FileStats {
+                        rows: 0,
+                        min_ts: None,
+                        max_ts: None,
+                    })
+            })
+            .collect())
+    }
+
+    /// The registry, metadata, alert and quarantine tables the models join.
+    pub fn load_inputs(&self, inputs: &Inputs) -> Result<(), AnalyticsError> {
+        self.db.execute_batch(
+            "CREATE OR REPLACE TABLE registry_devices (device_id VARCHAR, device_type VARCHAR,
+                 location VARCHAR, owner VARCHAR, manufacturer VARCHAR, model VARCHAR,
+                 installed_on DATE, mac VARCHAR);
+             CREATE OR REPLACE TABLE device_metadata (mac VARCHAR, device_type VARCHAR,
+                 owner VARCHAR, location VARCHAR, name VARCHAR);
+             CREATE OR REPLACE TABLE registry_alerts_daily (device_id VARCHAR, date DATE,
+                 alerts BIGINT, sequence_gaps BIGINT, offline_events BIGINT);
+             CREATE OR REPLACE TABLE quarantine_daily (device_id VARCHAR, date DATE,
+                 quarantined BIGINT);",
+        )?;
+        let mut devices = self.db.appender("registry_devices")?;
+        for d in &inputs.devices {
+            devices.append_row(params![
+                d.device_id,
+                d.device_type,
+                d.location,
+                d.owner,
+                d.manufacturer,
+                d.model,
+                d.installed_on,
+                d.mac
+            ])?;
+        }
+        devices.flush()?;
+        let mut metadata = self.db.appender("device_metadata")?;
+        for m in inputs.metadata.iter() {
+            metadata.append_row(params![
+                m.mac.to_string(),
+                m.device_type,
+                m.owner,
+                m.location,
+                m.name
+            ])?;
+        }
+        metadata.flush()?;
+        let mut alerts = self.db.appender("registry_alerts_daily")?;
+        for a in &inputs.alerts {
+            alerts.append_row(params![
+                a.device_id,
+                a.date,
+                a.alerts,
+                a.sequence_gaps,
+                a.offline_events
+            ])?;
+        }
+        alerts.flush()?;
+        let mut quarantine = self.db.appender("quarantine_daily")?;
+        for q in &inputs.quarantine {
+            quarantine.append_row(params![q.device_id, q.date, q.quarantined])?;
+        }
+        quarantine.flush()?;
+        Ok(())
+    }
+
+    fn next_dir(&mut self, what: &str) -> PathBuf {
+        self.batches += 1;
+        self.staging.join(format!("{what}-{}", self.batches))
+    }
+
+    /// Silver for device times in `[from, to)` (whole hours) from `files`, the bronze files with
+    /// readings in `[from − 1 h, to)`; returns the rows written and each hour's file.
+    pub fn silver(
+        &mut self,
+        files: &[PathBuf],
+        from: NaiveDateTime,
+        to: NaiveDateTime,
+    ) -> Result<(u64, Vec<Staged>), AnalyticsError> {
+        if files.is_empty() {
+            return Ok((0, Vec::new()));
+        }
+        let out = self.next_dir("silver");
+        self.db.execute_batch(&format!(
+            "CREATE OR REPLACE TEMP VIEW bronze_readings AS
+                 SELECT ts::TIMESTAMP AS ts, device_id, device_type, metric, value, unit, seq,
+                        received_at::TIMESTAMP AS received_at, topic, journal_no
+                 FROM read_parquet({}, union_by_name = true, hive_partitioning = false);
+             SET VARIABLE from_ts = {}; SET VARIABLE to_ts = {};
+             SET VARIABLE late_after_s = {};",
+            list(files),
+            timestamp(from),
+            timestamp(to),
+            self.late_after_s,
+        ))?;
+        let rows = self.db.execute(
+            &format!(
+                "COPY ({}) TO {} (FORMAT parquet, COMPRESSION snappy, PARTITION_BY (date, hour))",
+                models::SILVER.sql,
+                literal(&out.to_string_lossy())
+            ),
+            [],
+        )?;
+        let mut staged = Vec::new();
+        for (date, hour, file) in partitions(&out)? {
+            staged.push(Staged {
+                model: models::SILVER.name,
+                date,
+                hour,
+                file,
+            });
+        }
+        Ok((rows as u64, staged))
+    }
+
+    /// Gold for the days of `scope` from `silver` (the silver files of those days and the day on
+    /// each side); each output model's file per day, empty days included.
+    pub fn gold(
+        &mut self,
+        silver: &[PathBuf],
+        scope: GoldScope,
+    ) -> Result<Vec<Staged>, AnalyticsError> {
+        if silver.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self.next_dir("gold");
+        self.db.execute_batch(&format!(
+            "CREATE OR REPLACE TEMP VIEW silver_readings AS
+                 SELECT * FROM read_parquet({}, union_by_name = true, hive_partitioning = true);
+             SET VARIABLE days_from = {}; SET VARIABLE days_to = {};
+             SET VARIABLE data_until = {}; SET VARIABLE max_gap_s = {};
+             SET VARIABLE tariff_per_kwh = {:?};",
+            list(silver),
+            date(scope.days_from),
+            date(scope.days_to),
+            timestamp(scope.data_until),
+            self.max_gap_s,
+            self.tariff_per_kwh,
+        ))?;
+        for Model { name, sql } in models::GOLD {
+            self.db
+                .execute_batch(&format!("CREATE OR REPLACE TEMP TABLE {name} AS {sql}"))?;
+        }
+        let mut staged = Vec::new();
+        for name in models::GOLD_OUTPUTS {
+            let mut day = scope.days_from;
+            while day <= scope.days_to {
+                let dir = out
+                    .join(name)
+                    .join(format!("date={}", day.format("%Y-%m-%d")));
+                std::fs::create_dir_all(&dir)?;
+                let file = dir.join("data.parquet");
+                self.db.execute(
+                    &format!(
+                        "COPY (SELECT * EXCLUDE (date) FROM {name} WHERE date = {} ORDER BY ALL)
+                         TO {} (FORMAT parquet, COMPRESSION snappy)",
+                        date(day),
+                        literal(&file.to_string_lossy())
+                    ),
+                    [],
+                )?;
+                staged.push(Staged {
+                    model: name,
+                    date: day,
+                    hour: None,
+                    file,
+                });
+                day = day.succ_opt().unwrap_or(NaiveDate::MAX);
+            }
+        }
+        Ok(staged)
+    }
+}
+
+/// The `date=…/hour=…/*.parquet` files DuckDB's partitioned COPY wrote under `dir`.
+fn partitions(dir: &Path) -> Result<Vec<(NaiveDate, Option<u32>, PathBuf)>, std::io::Error> {
+    let mut out = Vec::new();
+    if !dir.exists() {
+        return Ok(out);
+    }
+    for day in std::fs::read_dir(dir)? {
+        let day = day?;
+        let name = day.file_name().to_string_lossy().into_owned();
+        let Some(date) = name
+            .strip_prefix("date=")
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        else {
+            continue;
+        };
+        for hour in std::fs::read_dir(day.path())? {
+            let hour = hour?;
+            let name = hour.file_name().to_string_lossy().into_owned();
+            let Some(h) = name.strip_prefix("hour=").and_then(|h| h.parse().ok()) else {
+                continue;
+            };
+            for file in std::fs::read_dir(hour.path())? {
+                let file = file?.path();
+                if file.extension().is_some_and(|e| e == "parquet") {
+                    out.push((date, Some(h), file));
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,70 @@
+//! The home network's settings: the Mikrotik, Shelly and HikVision pollers and the inventory.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The Mikrotik poller (role `pollers`); no `url`, no poller.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MikrotikSettings {
+    /// RouterOS REST base, e.g. `https://192.168.88.1/rest`.
+    #[serde(default)]
+    pub url: Option<String>,
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    /// PEM: the CA of the router's certificate, or its self-signed certificate.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Skip certificate verification (logged as a warning).
+    pub insecure: bool,
+    pub interval_s: u64,
+    pub timeout_ms: u64,
+}
+
+/// The Shelly poller (role `pollers`, beside the collector).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ShellySettings {
+    /// `host[:port]` of each Shelly to poll (`DEVICEHUB__SHELLY__HOSTS`, comma-separated),
+    /// beside those the inventory finds.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// The port of the Shelly devices the inventory finds (by address).
+    pub port: u16,
+    /// Gen1 basic-auth user (Gen2 digest auth is always `admin`).
+    pub username: String,
+    /// The devices' shared password; none: no auth.
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    pub interval_s: u64,
+    pub timeout_ms: u64,
+    /// Consecutive failed polls after which a registered Shelly is marked offline.
+    pub failures_before_offline: u32,
+}
+
+/// HikVision cameras over ISAPI (role `pollers`, beside the collector).
+#[derive(Debug, Clone, Deserialize)]
+pub struct HikvisionSettings {
+    /// `host[:port]` of each camera (`DEVICEHUB__HIKVISION__HOSTS`, comma-separated).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    /// Bound on each plain request (device info, snapshot: twice this).
+    pub timeout_ms: u64,
+    /// Seconds without a byte on the alert stream before it is opened again.
+    pub silence_s: u64,
+    /// Seconds a detection alert stays the one alert of an active detection.
+    pub alert_hold_s: u64,
+    /// Consecutive failures after which a camera is marked offline.
+    pub failures_before_offline: u32,
+}
+
+/// The inventory's inputs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InventorySettings {
+    /// `mac_address,device_type,owner,location[,name]`.
+    pub metadata_csv: std::path::PathBuf,
+    /// Days of router snapshots the inventory keeps in memory for host history.
+    pub history_days: u32,
+}
