@@ -157,6 +157,14 @@ async fn run_analytics(
         report.gold_days,
         report.seconds
     );
+    for failure in &report.failed {
+        eprintln!("not built (the next run tries again): {failure}");
+    }
+    anyhow::ensure!(
+        report.failed.is_empty(),
+        "{} partitions could not be built",
+        report.failed.len()
+    );
     Ok(())
 }
 

@@ -67,7 +67,8 @@ pub async fn forget(pool: &PgPool, keys: &[String]) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// The files with readings in `[from, to)`, by key.
+/// The files with readings in `[from, to)`, by key. A file's readings are all of its date
+/// partition's day, so only those days' files are looked at.
 pub async fn overlapping(
     pool: &PgPool,
     from: DateTime<Utc>,
@@ -75,12 +76,27 @@ pub async fn overlapping(
 ) -> Result<Vec<LakeFile>, sqlx::Error> {
     sqlx::query_as(
         "SELECT key, size, rows, min_ts, max_ts FROM lake_files \
-         WHERE min_ts < $2 AND max_ts >= $1 ORDER BY key",
+         WHERE date >= $3 AND date <= $4 AND min_ts < $2 AND max_ts >= $1 ORDER BY key",
     )
     .bind(from)
     .bind(to)
+    .bind(from.date_naive())
+    .bind(to.date_naive())
     .fetch_all(pool)
     .await
+}
+
+/// The analytics lock of this database, held until the transaction ends (dropped with the run
+/// if it is cancelled): one run at a time across processes, so a `devicehub analytics run`
+/// waits for the scheduled one.
+pub async fn lock(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('devicehub analytics'))")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
 }
 
 /// The newest device time in the lake.

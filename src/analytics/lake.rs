@@ -72,6 +72,38 @@ impl LakeFiles {
     }
 }
 
+impl LakeFiles {
+    /// Drops the local copy's date partitions of `prefixes` older than `before`: the lake keeps
+    /// them, and a run over those dates fetches them again.
+    pub async fn prune(
+        &self,
+        prefixes: &[&str],
+        before: chrono::NaiveDate,
+    ) -> Result<(), std::io::Error> {
+        let Some(copy) = &self.copy else {
+            return Ok(());
+        };
+        for prefix in prefixes {
+            let mut entries = match tokio::fs::read_dir(copy.join(prefix)).await {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            while let Some(entry) = entries.next_entry().await? {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let old = name
+                    .strip_prefix("date=")
+                    .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+                    .is_some_and(|d| d < before);
+                if old {
+                    tokio::fs::remove_dir_all(entry.path()).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 async fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), std::io::Error> {
     if let Some(dir) = path.parent() {
         tokio::fs::create_dir_all(dir).await?;

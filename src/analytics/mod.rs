@@ -21,13 +21,14 @@
 
 mod catalog;
 mod engine;
-pub mod gold;
+mod gold;
 mod inputs;
 mod lake;
 pub mod models;
+pub mod results;
+mod silver;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,8 +42,7 @@ use crate::inventory::MetadataFile;
 use crate::metrics::Metrics;
 use crate::sinks::archive::lake::READINGS_PREFIX;
 use crate::stores::objects::{ObjectError, ObjectStore};
-use catalog::LakeFile;
-use engine::{Engine, GoldScope, Staged};
+use engine::Engine;
 use lake::LakeFiles;
 
 /// Where silver lives in the lake.
@@ -106,6 +106,8 @@ pub struct RunReport {
     pub silver_rows: u64,
     pub gold_days: usize,
     pub seconds: f64,
+    /// Partitions DuckDB could not build (they stay stale and are tried again by the next run).
+    pub failed: Vec<String>,
 }
 
 /// Where a run reports how far it is (the command line draws a progress bar).
@@ -222,9 +224,13 @@ impl Analytics {
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 result = self.run(&request, &Quiet) => match result {
-                    Ok(report) => {
+                    Ok(report) if report.failed.is_empty() => {
                         metrics.analytics_ran(layer, "ok");
                         tracing::info!(layer, ?report, "analytics run");
+                    }
+                    Ok(report) => {
+                        metrics.analytics_ran(layer, "failed");
+                        tracing::warn!(layer, ?report, "analytics run left partitions unbuilt; the next one tries again");
                     }
                     Err(e) => {
                         metrics.analytics_ran(layer, "failed");
@@ -242,6 +248,7 @@ impl Analytics {
         progress: &dyn Progress,
     ) -> Result<RunReport, AnalyticsError> {
         let _one_at_a_time = self.0.running.lock().await;
+        let lock = catalog::lock(&self.0.pool).await?;
         let started = Instant::now();
         let staging = self
             .0
@@ -255,6 +262,7 @@ impl Analytics {
         let engine = Arc::new(Mutex::new(engine));
         let result = self.run_with(&engine, request, progress).await;
         let _ = tokio::fs::remove_dir_all(&staging).await;
+        lock.rollback().await?;
         let mut report = result?;
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
@@ -285,13 +293,30 @@ impl Analytics {
         if request.silver {
             report.new_files = self.catalog(engine, &dates, progress).await?;
             let (hours, rows) = self
-                .silver(engine, &dates, request.full, &enrichment, progress)
+                .silver(
+                    engine,
+                    &dates,
+                    request.full,
+                    &enrichment,
+                    progress,
+                    &mut report,
+                )
                 .await?;
             report.silver_hours = hours;
             report.silver_rows = rows;
         }
         if request.gold {
-            report.gold_days = self.gold(engine, &dates, request.full, progress).await?;
+            report.gold_days = self
+                .gold(engine, &dates, request.full, progress, &mut report)
+                .await?;
+        }
+        if !request.full && request.from.is_none() && request.to.is_none() {
+            let keep = i64::from(self.0.settings.lookback_days) + 1;
+            let before = Utc::now().date_naive() - TimeDelta::days(keep);
+            self.0
+                .lake
+                .prune(&[READINGS_PREFIX, SILVER_PREFIX], before)
+                .await?;
         }
         Ok(report)
     }
@@ -333,268 +358,6 @@ impl Analytics {
         };
         Ok(dates.into_iter().collect())
     }
-
-    /// Brings the catalog up to date with the bronze files of `dates`; returns how many files
-    /// were new (or rewritten).
-    async fn catalog(
-        &self,
-        engine: &SharedEngine,
-        dates: &[NaiveDate],
-        progress: &dyn Progress,
-    ) -> Result<usize, AnalyticsError> {
-        progress.stage("catalog", dates.len() as u64);
-        let pool = &self.0.pool;
-        let mut new_files = 0;
-        for &date in dates {
-            let folder = format!("{READINGS_PREFIX}/date={}/", day_part(date));
-            let listed: BTreeMap<String, u64> = self
-                .0
-                .lake
-                .objects()
-                .list_all(&folder)
-                .await?
-                .into_iter()
-                .filter(|o| o.filename.ends_with(".parquet"))
-                .map(|o| (o.filename, o.size))
-                .collect();
-            let known = catalog::known(pool, date).await?;
-            let gone: Vec<String> = known
-                .keys()
-                .filter(|k| !listed.contains_key(*k))
-                .cloned()
-                .collect();
-            for key in &gone {
-                self.0.lake.forget(key).await;
-            }
-            catalog::forget(pool, &gone).await?;
-            let fresh: Vec<(String, u64)> = listed
-                .into_iter()
-                .filter(|(k, size)| known.get(k) != Some(&(*size as i64)))
-                .collect();
-            for chunk in fresh.chunks(FILES_PER_STATS) {
-                let mut keys = Vec::with_capacity(chunk.len());
-                let mut paths = Vec::with_capacity(chunk.len());
-                for (key, size) in chunk {
-                    if let Some(path) = self.0.lake.local(key, *size).await? {
-                        keys.push((key.clone(), *size));
-                        paths.push(path);
-                    }
-                }
-                if paths.is_empty() {
-                    continue;
-                }
-                let stats = blocking(engine, move |e| e.file_stats(&paths)).await?;
-                let files: Vec<LakeFile> = keys
-                    .into_iter()
-                    .zip(stats)
-                    .map(|((key, size), s)| LakeFile {
-                        key,
-                        size: size as i64,
-                        rows: s.rows,
-                        min_ts: s.min_ts,
-                        max_ts: s.max_ts,
-                    })
-                    .collect();
-                new_files += files.len();
-                catalog::record(pool, date, &files).await?;
-            }
-            progress.advance(1);
-        }
-        Ok(new_files)
-    }
-
-    /// Rebuilds the silver hours of `dates` whose inputs changed (all with `full`); returns the
-    /// hours and rows written.
-    async fn silver(
-        &self,
-        engine: &SharedEngine,
-        dates: &[NaiveDate],
-        full: bool,
-        enrichment: &str,
-        progress: &dyn Progress,
-    ) -> Result<(usize, u64), AnalyticsError> {
-        let pool = &self.0.pool;
-        let (Some(&first), Some(&last)) = (dates.first(), dates.last()) else {
-            return Ok((0, 0));
-        };
-        let (start, end) = (midnight(first), midnight(last + TimeDelta::days(1)));
-        let files = catalog::overlapping(
-            pool,
-            utc(start - TimeDelta::hours(1)),
-            utc(end + TimeDelta::hours(1)),
-        )
-        .await?;
-        let hours = hours_with_readings(&files, dates);
-        let version = models::version();
-        let late = self.0.settings.late_after_s.to_string();
-        let wanted: Vec<(NaiveDateTime, String, u64)> = hours
-            .iter()
-            .map(|&hour| {
-                let inputs = inputs_of(
-                    &files,
-                    hour - TimeDelta::hours(1),
-                    hour + TimeDelta::hours(1),
-                );
-                let rows = inputs.iter().map(|f| rows_in(f, hour)).sum();
-                let mut parts = vec![version.clone(), late.clone(), enrichment.to_owned()];
-                parts.extend(inputs.iter().map(|f| format!("{}:{}", f.key, f.size)));
-                (hour, fingerprint(parts), rows)
-            })
-            .collect();
-        let built = catalog::builds(
-            pool,
-            models::SILVER.name,
-            &wanted
-                .iter()
-                .map(|(h, _, _)| hour_part(*h))
-                .collect::<Vec<_>>(),
-        )
-        .await?;
-        let stale: Vec<&(NaiveDateTime, String, u64)> = wanted
-            .iter()
-            .filter(|(h, inputs, _)| full || built.get(&hour_part(*h)) != Some(inputs))
-            .collect();
-        progress.stage("silver", stale.len() as u64);
-        let mut rows_written = 0;
-        for batch in batches(&stale, self.0.settings.batch_rows) {
-            let from = batch[0].0;
-            let to = batch[batch.len() - 1].0 + TimeDelta::hours(1);
-            let mut paths = Vec::new();
-            for f in inputs_of(&files, from - TimeDelta::hours(1), to) {
-                if let Some(path) = self.0.lake.local(&f.key, f.size as u64).await? {
-                    paths.push(path);
-                }
-            }
-            let (rows, staged) = blocking(engine, move |e| e.silver(&paths, from, to)).await?;
-            for s in &staged {
-                let key = format!(
-                    "{SILVER_PREFIX}/date={}/hour={:02}/data.parquet",
-                    day_part(s.date),
-                    s.hour.unwrap_or_default()
-                );
-                self.0.lake.store(&key, &s.file).await?;
-            }
-            let done: Vec<(String, String)> = batch
-                .iter()
-                .map(|(h, inputs, _)| (hour_part(*h), inputs.clone()))
-                .collect();
-            catalog::record_builds(pool, models::SILVER.name, &done).await?;
-            rows_written += rows;
-            progress.advance(batch.len() as u64);
-        }
-        Ok((stale.len(), rows_written))
-    }
-
-    /// Rebuilds the gold days of `dates` whose silver (or alerts) changed; returns the days.
-    async fn gold(
-        &self,
-        engine: &SharedEngine,
-        dates: &[NaiveDate],
-        full: bool,
-        progress: &dyn Progress,
-    ) -> Result<usize, AnalyticsError> {
-        let pool = &self.0.pool;
-        let (Some(&first), Some(&last)) = (dates.first(), dates.last()) else {
-            return Ok(0);
-        };
-        let now = Utc::now().naive_utc();
-        let data_until = catalog::newest_reading(pool)
-            .await?
-            .map_or(now, |t| t.naive_utc().min(now));
-        let silver = catalog::builds_between(
-            pool,
-            models::SILVER.name,
-            &day_part(first - TimeDelta::days(1)),
-            &day_part(last + TimeDelta::days(2)),
-        )
-        .await?;
-        let settings = &self.0.settings;
-        let version = models::version();
-        let mut wanted = Vec::new();
-        for &day in dates {
-            let of_day = |d: NaiveDate| {
-                let p = day_part(d);
-                silver
-                    .iter()
-                    .filter(move |(part, _)| part.starts_with(&p))
-                    .map(|(part, inputs)| format!("{part}={inputs}"))
-            };
-            if of_day(day).next().is_none() {
-                continue;
-            }
-            let mut parts = vec![
-                version.clone(),
-                format!("{:?}", settings.tariff_per_kwh),
-                settings.max_gap_s.to_string(),
-                inputs::day_signals(pool, day).await?,
-                data_until
-                    .min(midnight(day + TimeDelta::days(1)))
-                    .to_string(),
-            ];
-            for d in [day - TimeDelta::days(1), day, day + TimeDelta::days(1)] {
-                parts.extend(of_day(d));
-            }
-            wanted.push((day, fingerprint(parts)));
-        }
-        let built = catalog::builds(
-            pool,
-            "gold",
-            &wanted.iter().map(|(d, _)| day_part(*d)).collect::<Vec<_>>(),
-        )
-        .await?;
-        let stale: Vec<(NaiveDate, String)> = wanted
-            .into_iter()
-            .filter(|(d, inputs)| full || built.get(&day_part(*d)) != Some(inputs))
-            .collect();
-        progress.stage("gold", stale.len() as u64);
-        for batch in consecutive_days(&stale, GOLD_DAYS_PER_BATCH) {
-            let (from, to) = (batch[0].0, batch[batch.len() - 1].0);
-            let mut paths = Vec::new();
-            for day in (from - TimeDelta::days(1))
-                .iter_days()
-                .take_while(|d| *d <= to + TimeDelta::days(1))
-            {
-                paths.extend(self.silver_files(day).await?);
-            }
-            let scope = GoldScope {
-                days_from: from,
-                days_to: to,
-                data_until,
-            };
-            let staged = blocking(engine, move |e| e.gold(&paths, scope)).await?;
-            self.store_gold(&staged).await?;
-            let done: Vec<(String, String)> = batch
-                .iter()
-                .map(|(d, inputs)| (day_part(*d), inputs.clone()))
-                .collect();
-            catalog::record_builds(pool, "gold", &done).await?;
-            progress.advance(batch.len() as u64);
-        }
-        Ok(stale.len())
-    }
-
-    /// Local paths of one day's silver files.
-    async fn silver_files(&self, day: NaiveDate) -> Result<Vec<PathBuf>, AnalyticsError> {
-        let folder = format!("{SILVER_PREFIX}/date={}/", day_part(day));
-        let mut paths = Vec::new();
-        for o in self.0.lake.objects().list_all(&folder).await? {
-            if o.filename.ends_with(".parquet") {
-                if let Some(path) = self.0.lake.local(&o.filename, o.size).await? {
-                    paths.push(path);
-                }
-            }
-        }
-        paths.sort();
-        Ok(paths)
-    }
-
-    async fn store_gold(&self, staged: &[Staged]) -> Result<(), AnalyticsError> {
-        for s in staged {
-            let key = gold::key(s.model, s.date);
-            self.0.lake.store(&key, &s.file).await?;
-        }
-        Ok(())
-    }
 }
 
 /// A fingerprint of what silver takes from the registry and the metadata file.
@@ -603,89 +366,6 @@ fn enrichment_fingerprint(inputs: &inputs::Inputs) -> String {
     parts.extend(inputs.metadata.iter().map(|m| format!("{m:?}")));
     parts.sort_unstable();
     fingerprint(parts)
-}
-
-/// The hours of `dates` that some catalogued file has readings in.
-fn hours_with_readings(files: &[LakeFile], dates: &[NaiveDate]) -> Vec<NaiveDateTime> {
-    let days: BTreeSet<NaiveDate> = dates.iter().copied().collect();
-    let mut hours = BTreeSet::new();
-    for f in files {
-        let (Some(min), Some(max)) = (f.min_ts, f.max_ts) else {
-            continue;
-        };
-        let mut hour = hour_of(min);
-        let last = hour_of(max);
-        while hour <= last {
-            if days.contains(&hour.date()) {
-                hours.insert(hour);
-            }
-            hour += TimeDelta::hours(1);
-        }
-    }
-    hours.into_iter().collect()
-}
-
-/// The files with readings in `[from, to)`.
-fn inputs_of(files: &[LakeFile], from: NaiveDateTime, to: NaiveDateTime) -> Vec<&LakeFile> {
-    files
-        .iter()
-        .filter(|f| match (f.min_ts, f.max_ts) {
-            (Some(min), Some(max)) => min < utc(to) && max >= utc(from),
-            _ => false,
-        })
-        .collect()
-}
-
-/// About how many of the file's rows fall in `hour` (its rows spread evenly over its hours).
-fn rows_in(file: &LakeFile, hour: NaiveDateTime) -> u64 {
-    let (Some(min), Some(max)) = (file.min_ts, file.max_ts) else {
-        return 0;
-    };
-    let hours = ((hour_of(max) - hour_of(min)).num_hours() + 1).max(1) as u64;
-    if hour < hour_of(min) || hour > hour_of(max) {
-        return 0;
-    }
-    file.rows.max(0) as u64 / hours
-}
-
-/// Consecutive hours, in batches of at most `max_rows` rows (an hour alone may exceed it).
-fn batches<'a>(
-    hours: &[&'a (NaiveDateTime, String, u64)],
-    max_rows: u64,
-) -> Vec<Vec<&'a (NaiveDateTime, String, u64)>> {
-    let mut out: Vec<Vec<&(NaiveDateTime, String, u64)>> = Vec::new();
-    let mut rows = 0;
-    for &hour in hours {
-        let joins = out.last().is_some_and(|batch| {
-            let previous = batch[batch.len() - 1].0;
-            previous + TimeDelta::hours(1) == hour.0 && rows + hour.2 <= max_rows
-        });
-        if joins {
-            rows += hour.2;
-            if let Some(batch) = out.last_mut() {
-                batch.push(hour);
-            }
-        } else {
-            rows = hour.2;
-            out.push(vec![hour]);
-        }
-    }
-    out
-}
-
-/// Consecutive days, at most `max` a batch.
-fn consecutive_days(days: &[(NaiveDate, String)], max: usize) -> Vec<&[(NaiveDate, String)]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    for i in 1..=days.len() {
-        let breaks =
-            i == days.len() || i - start >= max || days[i - 1].0 + TimeDelta::days(1) != days[i].0;
-        if breaks {
-            out.push(&days[start..i]);
-            start = i;
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
 use chrono::TimeZone;
 
+use super::catalog::LakeFile;
+use super::gold::consecutive_days;
+use super::silver::{batches, hours_with_readings, inputs_of, rows_in};
 use super::*;
 
 fn at(h: u32, m: u32) -> DateTime<Utc> {

@@ -7,7 +7,9 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::Stores;
-use crate::analytics::gold::{self, DailyEnergy, DailySummary, DeviceHealth, GoldError, GroupBy};
+use crate::analytics::results::{
+    self, DailyEnergy, DailySummary, DeviceHealth, GoldError, GroupBy,
+};
 use crate::auth::Viewer;
 use crate::domain::Invalid;
 use crate::error::{ApiError, ErrorBody};
@@ -94,7 +96,7 @@ pub async fn energy(
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let range = days(q.from, q.to)?;
-    let rows = gold::energy(&stores.archive, q.group_by.unwrap_or_default(), range)
+    let rows = results::energy(&stores.archive, q.group_by.unwrap_or_default(), range)
         .await
         .map_err(unavailable)?;
     Ok(HttpResponse::Ok().json(rows))
@@ -116,10 +118,10 @@ pub async fn health(
     query: web::Query<HealthQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let rows = match query.into_inner().date {
-        Some(date) => gold::health(&stores.archive, date).await,
+        Some(date) => results::health(&stores.archive, date).await,
         None => {
             let today = Utc::now().date_naive();
-            gold::latest_health(&stores.archive, today, HEALTH_LOOKBACK_DAYS).await
+            results::latest_health(&stores.archive, today, HEALTH_LOOKBACK_DAYS).await
         }
     }
     .map_err(unavailable)?;
@@ -143,7 +145,7 @@ pub async fn summary(
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let range = days(q.from, q.to)?;
-    let rows = gold::summary(&stores.archive, range)
+    let rows = results::summary(&stores.archive, range)
         .await
         .map_err(unavailable)?;
     Ok(HttpResponse::Ok().json(rows))
