@@ -10,14 +10,15 @@
 //!
 //! Runs are incremental and idempotent. The catalog ([`catalog`]) knows every bronze file and
 //! the span of device times it holds; a silver hour is rebuilt when the fingerprint of its inputs
-//! (the bronze files with readings in it or in the hour before, the registry's enrichment, the
-//! models) differs from the one it was built from, and a gold day when the silver of it or of
-//! the day on either side, or its alerts, changed. A partition is always rebuilt whole from its
-//! inputs, so replays, late readings and re-runs never count anything twice.
+//! (the bronze files with readings in it or in the hour before, the models) differs from the one
+//! it was built from, and a gold day when the silver of it or of the day on either side, or its
+//! alerts, changed. A partition is always rebuilt whole from its inputs, so replays, late readings
+//! and re-runs never count anything twice. The registry and the metadata file enrich an hour as
+//! they are when it is built (`--full` applies later changes to past hours).
 //!
 //! [`Analytics::run`] is `devicehub analytics run`; [`Analytics::run_on_schedule`] runs silver
 //! every `analytics.silver_every_s` and gold every `analytics.gold_every_s` under the `analytics`
-//! role. One run at a time per process.
+//! role. One run at a time (a PostgreSQL advisory lock, across processes).
 
 mod catalog;
 mod engine;
@@ -288,19 +289,11 @@ impl Analytics {
             (first - TimeDelta::days(1), last + TimeDelta::days(2)),
         )
         .await?;
-        let enrichment = enrichment_fingerprint(&inputs);
         blocking(engine, move |e| e.load_inputs(&inputs)).await?;
         if request.silver {
             report.new_files = self.catalog(engine, &dates, progress).await?;
             let (hours, rows) = self
-                .silver(
-                    engine,
-                    &dates,
-                    request.full,
-                    &enrichment,
-                    progress,
-                    &mut report,
-                )
+                .silver(engine, &dates, request.full, progress, &mut report)
                 .await?;
             report.silver_hours = hours;
             report.silver_rows = rows;
@@ -358,14 +351,6 @@ impl Analytics {
         };
         Ok(dates.into_iter().collect())
     }
-}
-
-/// A fingerprint of what silver takes from the registry and the metadata file.
-fn enrichment_fingerprint(inputs: &inputs::Inputs) -> String {
-    let mut parts: Vec<String> = inputs.devices.iter().map(|d| format!("{d:?}")).collect();
-    parts.extend(inputs.metadata.iter().map(|m| format!("{m:?}")));
-    parts.sort_unstable();
-    fingerprint(parts)
 }
 
 #[cfg(test)]

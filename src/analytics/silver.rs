@@ -89,7 +89,6 @@ impl Analytics {
         engine: &SharedEngine,
         dates: &[NaiveDate],
         full: bool,
-        enrichment: &str,
         progress: &dyn Progress,
         report: &mut RunReport,
     ) -> Result<(usize, u64), AnalyticsError> {
@@ -116,7 +115,9 @@ impl Analytics {
                     hour + TimeDelta::hours(1),
                 );
                 let rows = inputs.iter().map(|f| rows_in(f, hour)).sum();
-                let mut parts = vec![version.clone(), late.clone(), enrichment.to_owned()];
+                // The registry and the metadata file are taken as they are when the hour is
+                // built: a change reaches past hours with `devicehub analytics run --full`.
+                let mut parts = vec![version.clone(), late.clone()];
                 parts.extend(inputs.iter().map(|f| format!("{}:{}", f.key, f.size)));
                 (hour, fingerprint(parts), rows)
             })

@@ -34,6 +34,7 @@ use super::{
     ),
     components(schemas(
         crate::error::ErrorBody, crate::domain::Role, super::Message,
+        crate::analytics::results::GroupBy,
     )),
     modifiers(&BearerAuth),
     tags(
