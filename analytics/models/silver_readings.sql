@@ -65,8 +65,9 @@ validated AS (
            coalesce(d.location, 'unknown') AS location,
            d.owner,
            date_diff('day', d.installed_on, CAST(u.ts AS DATE)) AS device_age_days,
-           greatest(0.0, 1.0 - coalesce(d.missing_info_penalty, 0.3)
-                    - 0.2 * r.odd_temperature::INTEGER - 0.2 * r.high_power::INTEGER) AS quality_score,
+           -- Rounded: 1 − 0.3 − 0.2 is 0.49999999999999994 in binary, and seed 002 says 0.5 is valid.
+           round(greatest(0.0, 1.0 - coalesce(d.missing_info_penalty, 0.3)
+                          - 0.2 * r.odd_temperature::INTEGER - 0.2 * r.high_power::INTEGER), 6) AS quality_score,
            isfinite(u.value)
                AND (v.min_value IS NULL OR u.value >= v.min_value)
                AND (v.max_value IS NULL OR u.value <= v.max_value) AS in_range

@@ -93,7 +93,12 @@ pub fn inventory(scenario: &Scenario) -> anyhow::Result<Inventory> {
             device_name: format!("{} {}", entry.manufacturer, entry.model),
             device_type: entry.device_type.clone(),
             location: Some(entry.location.clone()),
-            metadata: json!({"user_id": entry.user_id, "rated_power_w": entry.rated_power_w, "simulated": true}),
+            metadata: json!({
+                "user_id": entry.user_id, "owner": entry.user_id,
+                "manufacturer": entry.manufacturer, "model": entry.model,
+                "installed_on": installed_on(&entry.device_id),
+                "rated_power_w": entry.rated_power_w, "simulated": true,
+            }),
         });
     }
     for group in &scenario.esp32 {
@@ -340,4 +345,13 @@ pub fn spawn_devices(
         set.spawn(async move { ("mikrotik".to_owned(), server.await.map_err(Into::into)) });
     }
     Ok(set)
+}
+
+/// A made-up installation date for a catalog device, the same on every run: a day of 2025 picked
+/// by its id (the analytics' `device_age_days`).
+fn installed_on(device_id: &str) -> String {
+    let day = device_id.bytes().map(u32::from).sum::<u32>() % 365;
+    let date = chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap_or_default()
+        + chrono::Days::new(u64::from(day));
+    date.format("%Y-%m-%d").to_string()
 }

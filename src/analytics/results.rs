@@ -6,7 +6,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
 use bytes::Bytes;
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::StreamExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
@@ -258,14 +258,34 @@ async fn read<T>(
     Ok(out)
 }
 
-/// The rows of `model` for every day of `[from, to]`, oldest day first.
-async fn read_days<T: Send>(
+/// The days of `[from, to]` that `model` has a file for, oldest first: one listing, so a wide
+/// range costs only the days the lake has.
+async fn days_with(
     objects: &ObjectStore,
     model: &str,
     (from, to): (NaiveDate, NaiveDate),
+) -> Result<Vec<NaiveDate>, GoldError> {
+    let folders = objects.folders(&format!("{GOLD_PREFIX}/{model}/")).await?;
+    let mut days: Vec<NaiveDate> = folders
+        .iter()
+        .filter_map(|f| {
+            let name = f.trim_end_matches('/').rsplit('/').next()?;
+            NaiveDate::parse_from_str(name.strip_prefix("date=")?, "%Y-%m-%d").ok()
+        })
+        .filter(|d| (from..=to).contains(d))
+        .collect();
+    days.sort_unstable();
+    Ok(days)
+}
+
+/// The rows of `model` for the days of `[from, to]`, oldest day first.
+async fn read_days<T: Send>(
+    objects: &ObjectStore,
+    model: &str,
+    range: (NaiveDate, NaiveDate),
     row: impl Fn(&Row<'_>, NaiveDate) -> Result<T, GoldError> + Copy,
 ) -> Result<Vec<T>, GoldError> {
-    let days: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
+    let days = days_with(objects, model, range).await?;
     let per_day: Vec<Result<Vec<T>, GoldError>> = futures_util::stream::iter(days)
         .map(|day| read(objects, model, day, row))
         .buffered(FETCHES)
@@ -347,19 +367,16 @@ pub async fn health(
     .await
 }
 
-/// The newest day of the `days` up to `to` that has device health, with its rows.
+/// Device health of the newest day up to `to` that has it.
 pub async fn latest_health(
     objects: &ObjectStore,
     to: NaiveDate,
-    days: u32,
 ) -> Result<Vec<DeviceHealth>, GoldError> {
-    for back in 0..days {
-        let day = to - TimeDelta::days(i64::from(back));
-        if objects.get(&key("device_health", day)).await?.is_some() {
-            return health(objects, day).await;
-        }
+    let days = days_with(objects, "device_health", (NaiveDate::MIN, to)).await?;
+    match days.last() {
+        Some(&day) => health(objects, day).await,
+        None => Ok(Vec::new()),
     }
-    Ok(Vec::new())
 }
 
 /// The daily summaries over `[from, to]`.

@@ -11,15 +11,10 @@ use crate::analytics::results::{
     self, DailyEnergy, DailySummary, DeviceHealth, GoldError, GroupBy,
 };
 use crate::auth::Viewer;
-use crate::domain::Invalid;
 use crate::error::{ApiError, ErrorBody};
 
-/// The longest range one request reads, in days.
-pub const MAX_DAYS: i64 = 366;
 /// Days a range covers when `from` is left out.
 const DEFAULT_DAYS: i64 = 30;
-/// Days `GET /api/analytics/health` looks back for the newest health without a `date`.
-const HEALTH_LOOKBACK_DAYS: u32 = 7;
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -27,7 +22,7 @@ const HEALTH_LOOKBACK_DAYS: u32 = 7;
 pub struct EnergyQuery {
     /// First day (UTC), `YYYY-MM-DD`; default 29 days before `to`.
     pub from: Option<NaiveDate>,
-    /// Last day (UTC), `YYYY-MM-DD`; default today. At most 366 days after `from`.
+    /// Last day (UTC), `YYYY-MM-DD`; default today. Before `from`: no rows.
     pub to: Option<NaiveDate>,
     /// One row per day and device (default), location (room) or device type.
     pub group_by: Option<GroupBy>,
@@ -39,7 +34,7 @@ pub struct EnergyQuery {
 pub struct DaysQuery {
     /// First day (UTC), `YYYY-MM-DD`; default 29 days before `to`.
     pub from: Option<NaiveDate>,
-    /// Last day (UTC), `YYYY-MM-DD`; default today. At most 366 days after `from`.
+    /// Last day (UTC), `YYYY-MM-DD`; default today. Before `from`: no rows.
     pub to: Option<NaiveDate>,
 }
 
@@ -47,30 +42,15 @@ pub struct DaysQuery {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct HealthQuery {
-    /// The day (UTC), `YYYY-MM-DD`; default the newest day of the last week with health.
+    /// The day (UTC), `YYYY-MM-DD`; default the newest day with health up to today.
     pub date: Option<NaiveDate>,
 }
 
-/// `[from, to]` from the query, checked.
-fn days(
-    from: Option<NaiveDate>,
-    to: Option<NaiveDate>,
-) -> Result<(NaiveDate, NaiveDate), ApiError> {
+/// `[from, to]` from the query; `from` after `to` is an empty range (answered with no rows).
+fn days(from: Option<NaiveDate>, to: Option<NaiveDate>) -> (NaiveDate, NaiveDate) {
     let to = to.unwrap_or_else(|| Utc::now().date_naive());
     let from = from.unwrap_or(to - TimeDelta::days(DEFAULT_DAYS - 1));
-    if from > to {
-        return Err(ApiError::invalid_parameter(Invalid::new(
-            "from",
-            "must not be after to",
-        )));
-    }
-    if (to - from).num_days() >= MAX_DAYS {
-        return Err(ApiError::invalid_parameter(Invalid::new(
-            "to",
-            format!("at most {MAX_DAYS} days from `from`"),
-        )));
-    }
-    Ok((from, to))
+    (from, to)
 }
 
 fn unavailable(e: GoldError) -> ApiError {
@@ -95,7 +75,7 @@ pub async fn energy(
     query: web::Query<EnergyQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
-    let range = days(q.from, q.to)?;
+    let range = days(q.from, q.to);
     let rows = results::energy(&stores.archive, q.group_by.unwrap_or_default(), range)
         .await
         .map_err(unavailable)?;
@@ -121,7 +101,7 @@ pub async fn health(
         Some(date) => results::health(&stores.archive, date).await,
         None => {
             let today = Utc::now().date_naive();
-            results::latest_health(&stores.archive, today, HEALTH_LOOKBACK_DAYS).await
+            results::latest_health(&stores.archive, today).await
         }
     }
     .map_err(unavailable)?;
@@ -144,7 +124,7 @@ pub async fn summary(
     query: web::Query<DaysQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
-    let range = days(q.from, q.to)?;
+    let range = days(q.from, q.to);
     let rows = results::summary(&stores.archive, range)
         .await
         .map_err(unavailable)?;

@@ -454,12 +454,11 @@ async fn the_models_run_with_the_lake_on_s3() {
 }
 
 #[tokio::test]
-async fn ranges_are_checked_and_an_empty_lake_answers_empty() {
+async fn bad_parameters_are_400_and_an_empty_lake_answers_empty() {
     let lake = Lake::local().await;
     for path in [
-        "/api/analytics/energy/daily?from=2026-11-05&to=2026-11-01",
-        "/api/analytics/energy/daily?from=2024-01-01&to=2026-01-01",
         "/api/analytics/energy/daily?group_by=room",
+        "/api/analytics/energy/daily?to=2026-11-31",
         "/api/analytics/summary?from=yesterday",
         "/api/analytics/health?date=2026-13-01",
     ] {
@@ -469,6 +468,21 @@ async fn ranges_are_checked_and_an_empty_lake_answers_empty() {
     assert_eq!(lake.get("/api/analytics/energy/daily").await, json!([]));
     assert_eq!(lake.get("/api/analytics/health").await, json!([]));
     assert_eq!(lake.get("/api/analytics/summary").await, json!([]));
+    // A wide range costs only the days the lake has; `from` after `to` is no days.
+    write_bronze(&lake.objects, 1, &steady_load()).await;
+    lake.run(false).await;
+    let all = lake
+        .get("/api/analytics/summary?from=0001-01-01&to=9999-12-31")
+        .await;
+    assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
+    let d = day();
+    let none = lake
+        .get(&format!(
+            "/api/analytics/summary?from={d}&to={}",
+            d - TimeDelta::days(1)
+        ))
+        .await;
+    assert_eq!(none, json!([]));
     let response = lake.app.get("/api/analytics/summary", "not-a-token").await;
     crate::helpers::assert_error(response, 401).await;
 }
@@ -628,4 +642,33 @@ async fn the_analytics_command_builds_the_lake_and_says_what_it_did() {
     let output = run(&["--from", &to, "--to", &from]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("is after"));
+}
+
+#[tokio::test]
+async fn rolling_averages_are_over_a_true_hour_not_a_number_of_rows() {
+    let lake = Lake::local().await;
+    // A reading every 30 s for two hours; the value is the minute of the day.
+    let samples: Vec<Sample> = (0..240)
+        .map(|i| Sample {
+            ts: at(0) + TimeDelta::seconds(30 * i),
+            ..sample("hall-sensor", "temperature", "°C", 0, i as f64 / 2.0)
+        })
+        .collect();
+    write_bronze(&lake.objects, 1, &samples).await;
+    lake.run(false).await;
+    let silver = lake.app.settings.archive.dir.join(format!(
+        "lake/silver/readings/date={}/hour=01/data.parquet",
+        day()
+    ));
+    let db = duckdb::Connection::open_in_memory().unwrap();
+    // At 01:30 the hour back to 00:30 holds 121 readings, 30.0 to 90.0: their mean is 60 (seed
+    // 002's 60 rows would give 75.25).
+    let avg: f64 = db
+        .query_row(
+            "SELECT avg_1h FROM read_parquet(?) WHERE epoch_us(ts) = ?",
+            duckdb::params![silver.to_string_lossy(), at(90).timestamp_micros()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(close(avg, 60.0), "{avg}");
 }
