@@ -115,7 +115,8 @@ fn main() -> anyhow::Result<()> {
         for device in 0..DEVICES {
             let offset = (device as i64 * EVERY_S * 1000 / DEVICES as i64) / 1000;
             let since = (from - start).num_seconds();
-            let step = (since - offset).div_euclid(EVERY_S);
+            // The device's latest report before the window ends: in it, or in an earlier one.
+            let step = (since + WINDOW_S - 1 - offset).div_euclid(EVERY_S);
             let at = step * EVERY_S + offset;
             if at < since || at >= since + WINDOW_S || step < 0 || step >= steps {
                 continue;

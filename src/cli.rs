@@ -149,13 +149,17 @@ async fn run_analytics(
     let report = analytics.run(request, &bar).await?;
     bar.0.finish_and_clear();
     println!(
-        "analytics: {} dates, {} new bronze files, {} silver hours ({} rows), {} gold days in {:.1} s",
+        "analytics: {} dates, {} new bronze files, {} silver hours ({} rows), {} gold days in {:.1} s \
+         (catalog {:.1} s, silver {:.1} s, gold {:.1} s)",
         report.dates,
         report.new_files,
         report.silver_hours,
         report.silver_rows,
         report.gold_days,
-        report.seconds
+        report.seconds,
+        report.stage_seconds[0],
+        report.stage_seconds[1],
+        report.stage_seconds[2],
     );
     for failure in &report.failed {
         eprintln!("not built (the next run tries again): {failure}");

@@ -26,10 +26,10 @@ impl Analytics {
         let (Some(&first), Some(&last)) = (dates.first(), dates.last()) else {
             return Ok(0);
         };
-        let now = Utc::now().naive_utc();
+        // The newest device time, not the clock: the same data gives the same answer.
         let data_until = catalog::newest_reading(pool)
             .await?
-            .map_or(now, |t| t.naive_utc().min(now));
+            .map_or_else(|| Utc::now().naive_utc(), |t| t.naive_utc());
         let silver = catalog::builds_between(
             pool,
             models::SILVER.name,

@@ -107,6 +107,8 @@ pub struct RunReport {
     pub silver_rows: u64,
     pub gold_days: usize,
     pub seconds: f64,
+    /// Seconds of each stage: the catalog, silver, gold.
+    pub stage_seconds: [f64; 3],
     /// Partitions DuckDB could not build (they stay stale and are tried again by the next run).
     pub failed: Vec<String>,
 }
@@ -291,17 +293,23 @@ impl Analytics {
         .await?;
         blocking(engine, move |e| e.load_inputs(&inputs)).await?;
         if request.silver {
+            let started = Instant::now();
             report.new_files = self.catalog(engine, &dates, progress).await?;
+            report.stage_seconds[0] = started.elapsed().as_secs_f64();
+            let started = Instant::now();
             let (hours, rows) = self
                 .silver(engine, &dates, request.full, progress, &mut report)
                 .await?;
             report.silver_hours = hours;
             report.silver_rows = rows;
+            report.stage_seconds[1] = started.elapsed().as_secs_f64();
         }
         if request.gold {
+            let started = Instant::now();
             report.gold_days = self
                 .gold(engine, &dates, request.full, progress, &mut report)
                 .await?;
+            report.stage_seconds[2] = started.elapsed().as_secs_f64();
         }
         if !request.full && request.from.is_none() && request.to.is_none() {
             let keep = i64::from(self.0.settings.lookback_days) + 1;
