@@ -177,6 +177,12 @@ fn hour_of(t: DateTime<Utc>) -> NaiveDateTime {
     t.date().and_hms_opt(t.hour(), 0, 0).unwrap_or_default()
 }
 
+/// The date of a Hive partition folder (`…/date=YYYY-MM-DD/`).
+pub(crate) fn partition_date(folder: &str) -> Option<NaiveDate> {
+    let name = folder.trim_end_matches('/').rsplit('/').next()?;
+    NaiveDate::parse_from_str(name.strip_prefix("date=")?, "%Y-%m-%d").ok()
+}
+
 fn fingerprint(parts: impl IntoIterator<Item = impl AsRef<[u8]>>) -> String {
     let mut hash = Sha256::new();
     for part in parts {
@@ -335,10 +341,7 @@ impl Analytics {
             Ok::<_, AnalyticsError>(
                 folders
                     .iter()
-                    .filter_map(|f| {
-                        let name = f.trim_end_matches('/').rsplit('/').next()?;
-                        NaiveDate::parse_from_str(name.strip_prefix("date=")?, "%Y-%m-%d").ok()
-                    })
+                    .filter_map(|f| partition_date(f))
                     .collect::<BTreeSet<NaiveDate>>(),
             )
         };

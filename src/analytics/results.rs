@@ -268,10 +268,7 @@ async fn days_with(
     let folders = objects.folders(&format!("{GOLD_PREFIX}/{model}/")).await?;
     let mut days: Vec<NaiveDate> = folders
         .iter()
-        .filter_map(|f| {
-            let name = f.trim_end_matches('/').rsplit('/').next()?;
-            NaiveDate::parse_from_str(name.strip_prefix("date=")?, "%Y-%m-%d").ok()
-        })
+        .filter_map(|f| super::partition_date(f))
         .filter(|d| (from..=to).contains(d))
         .collect();
     days.sort_unstable();
