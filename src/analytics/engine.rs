@@ -13,8 +13,8 @@ use super::models::{self, Model};
 use super::AnalyticsError;
 use crate::configuration::AnalyticsSettings;
 
-/// What DuckDB read from one bronze file.
-#[derive(Debug, Clone, PartialEq)]
+/// What one bronze file holds: its rows and their span of device times.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct FileStats {
     pub rows: i64,
     pub min_ts: Option<DateTime<Utc>>,
@@ -109,11 +109,7 @@ impl Engine {
                 .collect(),
             Err(e) => {
                 tracing::warn!(file = %files[0].display(), error = %e, "a lake file DuckDB cannot read is left out of the analytics");
-                Ok(vec![FileStats {
-                    rows: 0,
-                    min_ts: None,
-                    max_ts: None,
-                }])
+                Ok(vec![FileStats::default()])
             }
         }
     }
@@ -148,11 +144,7 @@ impl Engine {
             .map(|f| {
                 found
                     .remove(f.to_string_lossy().as_ref())
-                    .unwrap_or(FileStats {
-                        rows: 0,
-                        min_ts: None,
-                        max_ts: None,
-                    })
+                    .unwrap_or_default()
             })
             .collect())
     }

@@ -22,6 +22,7 @@
 
 mod catalog;
 mod engine;
+mod footer;
 mod gold;
 mod inputs;
 mod lake;

@@ -2,10 +2,13 @@
 //! each hour whose inputs changed is rebuilt whole, in batches of consecutive hours.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 use chrono::{NaiveDate, NaiveDateTime, TimeDelta};
 
 use super::catalog::{self, LakeFile};
+use super::engine::FileStats;
+use super::footer;
 use super::{
     blocking, day_part, fingerprint, hour_of, hour_part, midnight, models, utc, Analytics,
     AnalyticsError, Progress, RunReport, SharedEngine, FILES_PER_STATS, SILVER_PREFIX,
@@ -62,7 +65,7 @@ impl Analytics {
                 if paths.is_empty() {
                     continue;
                 }
-                let stats = blocking(engine, move |e| e.file_stats(&paths)).await?;
+                let stats = file_stats(engine, paths).await?;
                 let files: Vec<LakeFile> = keys
                     .into_iter()
                     .zip(stats)
@@ -215,6 +218,34 @@ impl Analytics {
 
 /// A silver hour to build: its hour, the fingerprint of its inputs, its estimated rows.
 pub(super) type Stale = (NaiveDateTime, String, u64);
+
+/// Rows and span of device times of each file: from its footer, or where the footer cannot
+/// say, from DuckDB reading it.
+async fn file_stats(
+    engine: &SharedEngine,
+    paths: Vec<PathBuf>,
+) -> Result<Vec<FileStats>, AnalyticsError> {
+    let (paths, mut stats) = tokio::task::spawn_blocking(move || {
+        let stats: Vec<Option<FileStats>> = paths.iter().map(|p| footer::stats(p)).collect();
+        (paths, stats)
+    })
+    .await?;
+    let unread: Vec<PathBuf> = paths
+        .iter()
+        .zip(&stats)
+        .filter(|(_, s)| s.is_none())
+        .map(|(p, _)| p.clone())
+        .collect();
+    if !unread.is_empty() {
+        let mut read = blocking(engine, move |e| e.file_stats(&unread))
+            .await?
+            .into_iter();
+        for s in stats.iter_mut().filter(|s| s.is_none()) {
+            *s = read.next();
+        }
+    }
+    Ok(stats.into_iter().map(Option::unwrap_or_default).collect())
+}
 
 /// The hours of `dates` that some catalogued file has readings in.
 pub(super) fn hours_with_readings(files: &[LakeFile], dates: &[NaiveDate]) -> Vec<NaiveDateTime> {
