@@ -176,17 +176,7 @@ impl Engine {
             ])?;
         }
         devices.flush()?;
-        let mut metadata = self.db.appender("device_metadata")?;
-        for m in inputs.metadata.iter() {
-            metadata.append_row(params![
-                m.mac.to_string(),
-                m.device_type,
-                m.owner,
-                m.location,
-                m.name
-            ])?;
-        }
-        metadata.flush()?;
+        inputs.metadata.append_to(&self.db, "device_metadata")?;
         let mut alerts = self.db.appender("registry_alerts_daily")?;
         for a in &inputs.alerts {
             alerts.append_row(params![

@@ -31,6 +31,22 @@ pub struct Metadata {
 }
 
 impl Metadata {
+    /// Appends every entry to the DuckDB table `table`, whose columns are
+    /// `mac, device_type, owner, location, name` (the inventory's and the analytics' own).
+    pub fn append_to(&self, db: &duckdb::Connection, table: &str) -> Result<(), duckdb::Error> {
+        let mut appender = db.appender(table)?;
+        for m in self.iter() {
+            appender.append_row(duckdb::params![
+                m.mac.to_string(),
+                m.device_type,
+                m.owner,
+                m.location,
+                m.name
+            ])?;
+        }
+        appender.flush()
+    }
+
     pub fn get(&self, mac: &Mac) -> Option<&DeviceMetadata> {
         self.by_mac.get(mac)
     }

@@ -350,17 +350,7 @@ impl Inventory {
     async fn load_metadata(&self, metadata: Arc<Metadata>) -> Result<(), InventoryError> {
         self.with_db(move |db| {
             db.execute("DELETE FROM metadata", [])?;
-            let mut appender = db.appender("metadata")?;
-            for m in metadata.iter() {
-                appender.append_row(duckdb::params![
-                    m.mac.to_string(),
-                    m.device_type,
-                    m.owner,
-                    m.location,
-                    m.name
-                ])?;
-            }
-            appender.flush()
+            metadata.append_to(db, "metadata")
         })
         .await
     }

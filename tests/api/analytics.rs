@@ -556,8 +556,8 @@ async fn seed_002_records_over_mqtt_come_out_as_their_unique_energy() {
         "{total} kWh against {expected_kwh}: {rows}"
     );
     for row in rows.as_array().unwrap() {
-        assert_eq!(row["device_id"], "kitchen-plug");
-        assert_eq!(row["method"], "interval");
+        assert_eq!(row["device_id"], "kitchen-plug", "{rows}");
+        assert_eq!(row["method"], "interval", "{rows}");
         let cost = row["cost"].as_f64().unwrap();
         assert!((cost - kwh(row) * 0.12).abs() < 1e-6, "{row}");
     }
