@@ -4,18 +4,13 @@
 
 use std::time::Duration;
 
-use devicehub::auth::hash_password;
 use devicehub::configuration::Role as ServiceRole;
-use devicehub::domain::Role;
-use devicehub::registry::users;
-use devicehub::startup::Application;
 use devicehub_sim::run::run_scenario;
-use secrecy::SecretString;
 use serde_json::Value;
 
 mod common;
 
-use common::{eventually, scenario, settings, Api, PASSWORD};
+use common::{eventually, scenario, serve, settings, Api};
 
 fn rows(body: &Value) -> &[Value] {
     body.as_array().map(Vec::as_slice).unwrap_or_default()
@@ -32,17 +27,7 @@ async fn the_simulated_home_comes_out_of_the_analytics_with_energy_cost_and_heal
     ];
     settings.analytics.silver_every_s = 3;
     settings.analytics.gold_every_s = 3;
-    let app = Application::build(settings).await.unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    users::create(
-        app.pool(),
-        "admin",
-        &hash_password(&SecretString::from(PASSWORD)).unwrap(),
-        Role::Admin,
-    )
-    .await
-    .unwrap();
-    tokio::spawn(app.run_until_stopped());
+    let base = serve(settings).await;
     let run = tokio::spawn(run_scenario(
         scenario(&tag, &base),
         tokio::time::sleep(Duration::from_secs(300)),

@@ -5,11 +5,7 @@
 
 use std::time::Duration;
 
-use devicehub::auth::hash_password;
 use devicehub::configuration::Role as ServiceRole;
-use devicehub::domain::Role;
-use devicehub::registry::users;
-use devicehub::startup::Application;
 use devicehub_sim::run::{inventory, run_scenario};
 use devicehub_sim::scenario::Scenario;
 use secrecy::SecretString;
@@ -17,22 +13,12 @@ use serde_json::{json, Value};
 
 mod common;
 
-use common::{broker, eventually, free_port, metric_names, scenario, settings, Api, PASSWORD};
+use common::{broker, eventually, free_port, metric_names, scenario, serve, settings, Api};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_simulated_home_and_fleet_show_up_in_devicehub_registered_online_with_data_and_alerts() {
     let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
-    let app = Application::build(settings(&tag)).await.unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    users::create(
-        app.pool(),
-        "admin",
-        &hash_password(&SecretString::from(PASSWORD)).unwrap(),
-        Role::Admin,
-    )
-    .await
-    .unwrap();
-    tokio::spawn(app.run_until_stopped());
+    let base = serve(settings(&tag)).await;
 
     let scenario = scenario(&tag, &base);
     let devices = inventory(&scenario).unwrap().devices;
@@ -118,17 +104,7 @@ async fn a_polled_shelly_reports_every_channel_through_the_pipeline() {
         format!("127.0.0.1:{http_port}"),
     ];
     settings.shelly.interval_s = 1;
-    let app = Application::build(settings).await.unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    users::create(
-        app.pool(),
-        "admin",
-        &hash_password(&SecretString::from(PASSWORD)).unwrap(),
-        Role::Admin,
-    )
-    .await
-    .unwrap();
-    tokio::spawn(app.run_until_stopped());
+    let base = serve(settings).await;
 
     let text = format!(
         r#"
@@ -262,17 +238,7 @@ async fn the_home_network_is_found_through_the_inventory_polled_and_controlled()
     settings.hikvision.hosts = vec![format!("{net}.20:{camera_port}")];
     settings.hikvision.password = Some(SecretString::from("camera-test-password"));
     let influx_db = settings.influxdb.database.clone();
-    let app = Application::build(settings).await.unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    users::create(
-        app.pool(),
-        "admin",
-        &hash_password(&SecretString::from(PASSWORD)).unwrap(),
-        Role::Admin,
-    )
-    .await
-    .unwrap();
-    tokio::spawn(app.run_until_stopped());
+    let base = serve(settings).await;
 
     let text = format!(
         r#"

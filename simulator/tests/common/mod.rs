@@ -4,7 +4,11 @@
 
 use std::time::Duration;
 
+use devicehub::auth::hash_password;
 use devicehub::configuration::{InfluxApi, Role as ServiceRole, Settings};
+use devicehub::domain::Role;
+use devicehub::registry::users;
+use devicehub::startup::Application;
 use devicehub_sim::scenario::Scenario;
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -47,6 +51,22 @@ pub fn settings(tag: &str) -> Settings {
     s.collector.journal_dir = scratch.join("journal");
     s.analytics.work_dir = scratch.join("analytics");
     s
+}
+
+/// Starts devicehub with `settings` and an `admin` user (password [`PASSWORD`]); its base URL.
+pub async fn serve(settings: Settings) -> String {
+    let app = Application::build(settings).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    users::create(
+        app.pool(),
+        "admin",
+        &hash_password(&SecretString::from(PASSWORD)).unwrap(),
+        Role::Admin,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(app.run_until_stopped());
+    base
 }
 
 pub fn broker() -> String {
