@@ -140,6 +140,84 @@ async fn a_burst_of_100000_messages_from_500_devices_arrives_whole() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Two collectors in one shared-subscription group (as deploy/k8s runs them) split the stream
+/// through the shipped broker and its ACLs: every message is stored once, both take a share, and
+/// neither mistakes the other's share for missing messages.
+#[tokio::test]
+async fn two_collectors_in_a_shared_group_split_the_stream_and_store_each_message_once() {
+    let (tag, dir) = scratch();
+    let devices = fleet("shared", 20);
+    let users: Vec<&str> = devices.iter().map(String::as_str).collect();
+    let broker = servers::mosquitto(&dir, &users);
+    let mut services = Vec::new();
+    for replica in 0..2 {
+        let replica_dir = dir.join(format!("replica-{replica}"));
+        let mut service = Service::new(&tag, broker.port, &replica_dir);
+        service.set("DEVICEHUB__MQTT__SHARED_GROUP", "devicehub");
+        service.set(
+            "DEVICEHUB__MQTT__CLIENT_ID",
+            format!("devicehub-{tag}-{replica}"),
+        );
+        // One after the other: the first creates and migrates the shared database.
+        service.start().await;
+        services.push(service);
+    }
+    publish_fleet(broker.port, &devices, 100).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let accepted = loop {
+        let points = all_points(&services[0]).await;
+        let mut accepted = Vec::new();
+        for service in &services {
+            let stats = service.ingest_stats().await;
+            accepted.push(stats["messages_accepted"].as_u64().unwrap_or(0));
+        }
+        let total: u64 = accepted.iter().sum();
+        assert!(total <= 2_000 && points <= 2_000, "{accepted:?} {points}");
+        if total == 2_000 && points == 2_000 {
+            break accepted;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "journaled {accepted:?}, {points} points of 2,000"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        accepted.iter().all(|&a| a > 0),
+        "a share each: {accepted:?}"
+    );
+    // The registry sinks (a second's batches) have written everything too.
+    for service in &services {
+        let lag = r#"devicehub_sink_lag_records{sink="registry"} 0"#;
+        let url = format!("http://127.0.0.1:{}/metrics", service.http);
+        for attempt in 0.. {
+            let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+            if text.lines().any(|l| l == lag) {
+                break;
+            }
+            assert!(attempt < 100, "the registry sink never caught up:\n{text}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let pool = sqlx::PgPool::connect(&services[0].database_url())
+        .await
+        .unwrap();
+    let gaps: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM alerts WHERE alert_type = 'sequence_gap'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(gaps, 0);
+    let registered: i64 = sqlx::query_scalar("SELECT count(*) FROM devices")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(registered, 20);
+    drop(services);
+    drop(broker);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Connects and returns the broker's verdict: `Ok` once connected, the error otherwise.
 async fn connect(
     options: rumqttc::MqttOptions,

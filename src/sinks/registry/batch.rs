@@ -100,6 +100,11 @@ impl SequenceState {
 }
 
 impl RegistryBatch {
+    /// Drops the sequence gaps seen so far (a collector in a shared subscription raises none).
+    pub fn forget_gaps(&mut self) {
+        self.gaps.clear();
+    }
+
     pub fn add(
         &mut self,
         received: DateTime<Utc>,

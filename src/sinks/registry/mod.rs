@@ -29,6 +29,10 @@ pub struct RegistrySink {
     pool: PgPool,
     /// Loaded by `prepare`, from PostgreSQL.
     sequences: Option<SequenceState>,
+    /// Whether missing sequence numbers raise `sequence_gap` alerts: not in a shared
+    /// subscription (`mqtt.shared_group`), where each collector sees only its share of a
+    /// device's messages and the rest are not missing.
+    gap_alerts: bool,
     writer: RegistryWriter,
 }
 
@@ -61,6 +65,7 @@ impl RegistrySink {
         Self {
             pool,
             sequences: None,
+            gap_alerts: settings.mqtt.shared_group.trim().is_empty(),
             writer,
         }
     }
@@ -91,6 +96,9 @@ impl super::Sink for RegistrySink {
         sequences.restore(&self.pool, sequenced).await;
         for j in records {
             batch.add(j.record.received, &j.message, sequences);
+        }
+        if !self.gap_alerts {
+            batch.forget_gaps();
         }
     }
 
