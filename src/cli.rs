@@ -37,6 +37,13 @@ pub enum Command {
     Migrate,
     /// Print the OpenAPI document.
     Openapi,
+    /// Ask the devicehub on this machine (`http.bind`'s port on 127.0.0.1) whether it is alive
+    /// (`/healthz`), or with --ready ready (`/readyz`): exit 0 if so, 1 if not. For container
+    /// health checks, which have no curl in devicehub's image.
+    Healthcheck {
+        #[arg(long)]
+        ready: bool,
+    },
     /// Manage API users.
     #[command(subcommand)]
     User(UserCommand),
@@ -125,8 +132,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             run_analytics(&settings, &request).await?;
         }
+        Command::Healthcheck { ready } => healthcheck(&settings, ready).await?,
         Command::Openapi => unreachable!("handled above"),
     }
+    Ok(())
+}
+
+async fn healthcheck(settings: &Settings, ready: bool) -> anyhow::Result<()> {
+    let path = if ready { "readyz" } else { "healthz" };
+    let url = format!("http://127.0.0.1:{}/{path}", settings.http.bind.port());
+    let answer = reqwest::Client::new()
+        .get(&url)
+        .timeout(std::time::Duration::from_secs(3))
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    let status = answer.status();
+    let body = answer.text().await.unwrap_or_default();
+    anyhow::ensure!(status.is_success(), "{url}: {status} {body}");
+    println!("{body}");
     Ok(())
 }
 

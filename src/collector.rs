@@ -136,9 +136,10 @@ pub async fn start(
     let source = MqttSource::new(
         &settings.mqtt,
         decoder.subscriptions(),
-        acks.clone(),
+        (acks.clone(), metrics.clone()),
         handoff.clone(),
     )?;
+    metrics.journal_limit(settings.collector.max_journal_bytes);
     let ingest = Ingest {
         pool: stores.pool.clone(),
         fsync: settings.collector.fsync,

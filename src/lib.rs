@@ -5,6 +5,7 @@
 //! `collector.rs`. Both use the clients in `stores/`, and every background task runs under the
 //! `supervisor`.
 
+pub mod access;
 pub mod analytics;
 pub mod auth;
 pub mod cli;

@@ -4,16 +4,33 @@
 //! never share counters.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::RejectKind;
+use crate::journal::{Feed, SinkPosition};
+
+/// The sinks every collector runs, exported from the start (a sink's series exist at 0 before
+/// its first failure, so rules and dashboards never see them missing).
+pub const SINKS: [&str; 3] = ["influxdb", "archive", "registry"];
+
+/// Request latency buckets, in seconds.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// HTTP methods kept as a label value; anything else is `other` (labels stay bounded whatever
+/// clients send).
+const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
@@ -33,6 +50,28 @@ struct TaskLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SinkLabel {
     sink: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClientLabel {
+    client: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SeverityLabel {
+    severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabel {
+    method: &'static str,
+    route: String,
+    status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -73,10 +112,30 @@ pub struct Metrics {
     failing: std::sync::Mutex<BTreeMap<&'static str, String>>,
     devices: Family<StatusLabel, Gauge>,
     devices_online: Gauge,
+    connections: Family<StatusLabel, Gauge>,
     alerts_open: Gauge,
+    alerts_by_severity: Family<SeverityLabel, Gauge>,
     polls: Family<PollLabel, Counter>,
     analytics_runs: Family<RunLabel, Counter>,
     analytics_success: Family<LayerLabel, Gauge>,
+    mqtt_connected: Family<ClientLabel, Gauge>,
+    journal_max_bytes: Gauge,
+    journal_fill: Gauge<f64, AtomicU64>,
+    sink_lag_records: Family<SinkLabel, Gauge>,
+    sink_lag_seconds: Family<SinkLabel, Gauge<f64, AtomicU64>>,
+    /// The feed positions the sink lag is read from at each scrape.
+    sinks: Mutex<Vec<WatchedSink>>,
+    http_requests: Family<RequestLabel, Counter>,
+    http_latency: Family<RequestLabel, Histogram>,
+}
+
+/// A sink whose lag `/metrics` reports: its name, the journal's feed and its position in it.
+struct WatchedSink(&'static str, Feed, Arc<SinkPosition>);
+
+impl std::fmt::Debug for WatchedSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("WatchedSink").field(&self.0).finish()
+    }
 }
 
 /// `GET /api/stats` → `ingest`.
@@ -100,6 +159,10 @@ pub struct Fleet<'a> {
     pub by_status: &'a [(String, i64)],
     pub online: i64,
     pub open_alerts: i64,
+    /// Devices by connection status (`online`, `offline`, `unknown`).
+    pub by_connection: &'a [(String, i64)],
+    /// Unacknowledged alerts by severity.
+    pub open_by_severity: &'a [(String, i64)],
 }
 
 impl Default for Metrics {
@@ -131,8 +194,85 @@ impl Metrics {
             polls: Family::default(),
             analytics_runs: Family::default(),
             analytics_success: Family::default(),
+            connections: Family::default(),
+            alerts_by_severity: Family::default(),
+            mqtt_connected: Family::default(),
+            journal_max_bytes: Gauge::default(),
+            journal_fill: Gauge::default(),
+            sink_lag_records: Family::default(),
+            sink_lag_seconds: Family::default(),
+            sinks: Mutex::default(),
+            http_requests: Family::default(),
+            http_latency: Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS)),
         };
+        for sink in SINKS {
+            let label = SinkLabel { sink };
+            let _ = metrics.quarantined.get_or_create(&label);
+            let _ = metrics.misconfigured.get_or_create(&label);
+        }
+        for kind in RejectKind::ALL {
+            let _ = metrics.dead_letters.get_or_create(&ReasonLabel {
+                reason: kind.as_str(),
+            });
+        }
+        for source in ["shelly", "hikvision"] {
+            for outcome in ["ok", "timeout", "connection", "status", "malformed"] {
+                let _ = metrics.polls.get_or_create(&PollLabel { source, outcome });
+            }
+        }
+        let build = Family::<VersionLabel, Gauge>::default();
+        build
+            .get_or_create(&VersionLabel {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
         let r = &mut metrics.registry;
+        r.register("build_info", "devicehub's version (always 1)", build);
+        r.register(
+            "devices_connection",
+            "Devices by connection status: online, offline, unknown",
+            metrics.connections.clone(),
+        );
+        r.register(
+            "alerts_open_by_severity",
+            "Alerts not yet acknowledged, by severity",
+            metrics.alerts_by_severity.clone(),
+        );
+        r.register(
+            "mqtt_connected",
+            "1 while the MQTT client (collector, publisher) is connected to the broker",
+            metrics.mqtt_connected.clone(),
+        );
+        r.register(
+            "journal_max_bytes",
+            "collector.max_journal_bytes: the journal size at which broker acks are held",
+            metrics.journal_max_bytes.clone(),
+        );
+        r.register(
+            "journal_fill_ratio",
+            "journal_bytes / journal_max_bytes (1 holds the broker's acks)",
+            metrics.journal_fill.clone(),
+        );
+        r.register(
+            "sink_lag_records",
+            "Journal records a sink has not written yet",
+            metrics.sink_lag_records.clone(),
+        );
+        r.register(
+            "sink_lag_seconds",
+            "Age of the oldest record a sink has read but not written (0 when caught up)",
+            metrics.sink_lag_seconds.clone(),
+        );
+        r.register(
+            "http_requests",
+            "API requests by method, route (the matched pattern) and status",
+            metrics.http_requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "API request latency by method, route and status",
+            metrics.http_latency.clone(),
+        );
         r.register(
             "devices",
             "Registered devices by status",
@@ -145,7 +285,8 @@ impl Metrics {
         );
         r.register(
             "analytics_last_success_timestamp_seconds",
-            "When each analytics layer last ran without error (Unix time)",
+            "When each analytics layer last ran without error (Unix time; the schedule's start \
+             until the first success)",
             metrics.analytics_success.clone(),
         );
         r.register(
@@ -227,6 +368,43 @@ impl Metrics {
         metrics
     }
 
+    /// The MQTT client `client` (`collector`, `publisher`) connected (`true`) or lost the broker.
+    pub fn mqtt_connected(&self, client: &'static str, connected: bool) {
+        self.mqtt_connected
+            .get_or_create(&ClientLabel { client })
+            .set(i64::from(connected));
+    }
+
+    /// The journal size at which the collector holds the broker's acks.
+    pub fn journal_limit(&self, max_bytes: u64) {
+        self.journal_max_bytes
+            .set(i64::try_from(max_bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Exports `sink`'s lag behind the journal from now on.
+    pub fn watch_sink(&self, sink: &'static str, feed: Feed, position: Arc<SinkPosition>) {
+        if let Ok(mut sinks) = self.sinks.lock() {
+            sinks.retain(|s| s.0 != sink);
+            sinks.push(WatchedSink(sink, feed, position));
+        }
+    }
+
+    /// Counts one answered API request. `route` is the matched pattern (`None`: no route
+    /// matched), so that label values stay bounded.
+    pub fn http_request(&self, method: &str, route: Option<String>, status: u16, seconds: f64) {
+        let method = METHODS
+            .into_iter()
+            .find(|m| *m == method)
+            .unwrap_or("other");
+        let label = RequestLabel {
+            method,
+            route: route.unwrap_or_else(|| "unmatched".to_owned()),
+            status,
+        };
+        self.http_latency.get_or_create(&label).observe(seconds);
+        self.http_requests.get_or_create(&label).inc();
+    }
+
     /// Counts a dead letter.
     pub fn dead_lettered(&self, kind: RejectKind) {
         self.dead_letters
@@ -282,9 +460,34 @@ impl Metrics {
             .get_or_create(&RunLabel { layer, outcome })
             .inc();
         if outcome == "ok" {
-            self.analytics_success
-                .get_or_create(&LayerLabel { layer })
-                .set(chrono::Utc::now().timestamp());
+            let success = self.analytics_success.get_or_create(&LayerLabel { layer });
+            if success.get() == 0 {
+                success.set(chrono::Utc::now().timestamp());
+            }
+        }
+    }
+
+    /// Exports the restarts of `task` (0 until it first fails).
+    pub fn task_started(&self, task: &str) {
+        let _ = self.task_restarts.get_or_create(&TaskLabel {
+            task: task.to_owned(),
+        });
+    }
+
+    /// The analytics schedules start: their runs are exported, and the last success is the first
+    /// start until there is one (a process just started is not an hour behind; one restarting
+    /// its schedule over and over does not look fresh).
+    pub fn analytics_scheduled(&self) {
+        for layer in ["silver", "gold"] {
+            for outcome in ["ok", "failed"] {
+                let _ = self
+                    .analytics_runs
+                    .get_or_create(&RunLabel { layer, outcome });
+            }
+            let success = self.analytics_success.get_or_create(&LayerLabel { layer });
+            if success.get() == 0 {
+                success.set(chrono::Utc::now().timestamp());
+            }
         }
     }
 
@@ -337,10 +540,64 @@ impl Metrics {
             }
             self.devices_online.set(fleet.online);
             self.alerts_open.set(fleet.open_alerts);
+            set_all(
+                &self.connections,
+                &["online", "offline", "unknown"],
+                fleet.by_connection,
+                |status| StatusLabel { status },
+            );
+            set_all(
+                &self.alerts_by_severity,
+                &["info", "warning", "error", "critical"],
+                fleet.open_by_severity,
+                |severity| SeverityLabel { severity },
+            );
         }
+        let max = self.journal_max_bytes.get();
+        if max > 0 {
+            self.journal_fill
+                .set(self.journal_bytes.get().max(0) as f64 / max as f64);
+        }
+        self.read_sink_lag();
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+
+    fn read_sink_lag(&self) {
+        let Ok(sinks) = self.sinks.lock() else {
+            return;
+        };
+        let now = chrono::Utc::now();
+        for WatchedSink(sink, feed, position) in sinks.iter() {
+            let label = SinkLabel { sink };
+            let behind = feed.newest().saturating_sub(position.written());
+            self.sink_lag_records
+                .get_or_create(&label)
+                .set(i64::try_from(behind).unwrap_or(i64::MAX));
+            let seconds = position
+                .oldest_pending()
+                .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
+            self.sink_lag_seconds.get_or_create(&label).set(seconds);
+        }
+    }
+}
+
+/// Sets a labelled gauge from counts, with every `known` value present (0 when absent).
+fn set_all<L>(
+    family: &Family<L, Gauge>,
+    known: &[&str],
+    counts: &[(String, i64)],
+    label: impl Fn(String) -> L,
+) where
+    L: Clone + std::hash::Hash + Eq,
+{
+    family.clear();
+    for value in known {
+        let _ = family.get_or_create(&label((*value).to_owned()));
+    }
+    for (value, count) in counts {
+        family.get_or_create(&label(value.clone())).set(*count);
     }
 }
 
@@ -358,6 +615,8 @@ mod tests {
             by_status: &[("active".into(), 2)],
             online: 1,
             open_alerts: 4,
+            by_connection: &[("online".into(), 1), ("offline".into(), 1)],
+            open_by_severity: &[("critical".into(), 3), ("info".into(), 1)],
         };
         let text = metrics.encode(Some(fleet)).unwrap();
         for line in [
@@ -367,6 +626,13 @@ mod tests {
             "devicehub_devices_online 1",
             "devicehub_alerts_open 4",
             "devicehub_journal_bytes 0",
+            "devicehub_devices_connection{status=\"unknown\"} 0",
+            "devicehub_devices_connection{status=\"offline\"} 1",
+            "devicehub_alerts_open_by_severity{severity=\"critical\"} 3",
+            "devicehub_alerts_open_by_severity{severity=\"warning\"} 0",
+            "devicehub_quarantined_total{sink=\"influxdb\"} 0",
+            "devicehub_mqtt_dead_letters_total{reason=\"too_large\"} 0",
+            "devicehub_polls_total{source=\"shelly\",outcome=\"timeout\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

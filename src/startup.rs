@@ -17,7 +17,7 @@ use crate::configuration::{Role, Settings};
 use crate::error::{json_error, json_error_page, path_error, query_error};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
-use crate::routes::Stores;
+use crate::routes::{Probes, Stores};
 use crate::stores::broker::Publisher;
 use crate::stores::influxdb::InfluxClient;
 use crate::stores::objects::ObjectStore;
@@ -113,40 +113,48 @@ impl Application {
                 "analytics started"
             );
         }
-        let (true, Some(inventory)) = (settings.runs(Role::Api), inventory) else {
-            return Ok(Self {
-                port: 0,
-                pool,
-                supervisor,
-                grace,
-            });
-        };
-        let outbox = Outbox::new(
-            pool.clone(),
-            publisher.clone(),
-            settings.mqtt.iot_prefix.clone(),
-            crate::sources::shelly::ShellyClient::new(&settings.shelly)?,
-        );
-        let resend = outbox.clone();
-        supervisor.spawn("command resend", Wave::Intake, move |shutdown| {
-            resend.clone().resend_until(shutdown)
-        });
-        let stores = Stores {
-            influx,
-            archive,
-            publisher,
-            outbox,
-            metrics,
-            inventory,
-            cameras: crate::sources::hikvision::CameraClient::new(&settings.hikvision)?,
-            collector,
+        let probes = Probes {
+            influx: influx.clone(),
+            archive: archive.clone(),
+            publisher: publisher.clone(),
+            metrics: metrics.clone(),
         };
         let listener = TcpListener::bind(settings.http.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.http.bind))?;
         let port = listener.local_addr()?.port();
-        let server = serve(listener, pool.clone(), stores, &settings)?;
+        let stores = match (settings.runs(Role::Api), inventory) {
+            (true, Some(inventory)) => {
+                let outbox = Outbox::new(
+                    pool.clone(),
+                    publisher.clone(),
+                    settings.mqtt.iot_prefix.clone(),
+                    crate::sources::shelly::ShellyClient::new(&settings.shelly)?,
+                );
+                let resend = outbox.clone();
+                supervisor.spawn("command resend", Wave::Intake, move |shutdown| {
+                    resend.clone().resend_until(shutdown)
+                });
+                Some(Stores {
+                    influx,
+                    archive,
+                    publisher,
+                    outbox,
+                    metrics,
+                    inventory,
+                    cameras: crate::sources::hikvision::CameraClient::new(&settings.hikvision)?,
+                    collector,
+                })
+            }
+            _ => None,
+        };
+        let what = if stores.is_some() {
+            "devicehub API listening"
+        } else {
+            "health and metrics listening (no api role)"
+        };
+        let server = serve(listener, pool.clone(), (probes, stores), &settings)?;
         supervisor.spawn_once("api", Wave::Intake, |shutdown| run_server(server, shutdown));
-        tracing::info!(address = %listener_address(&settings, port), "devicehub API listening");
+        tracing::info!(address = %listener_address(&settings, port), "{what}");
         Ok(Self {
             port,
             pool,
@@ -297,19 +305,22 @@ fn listener_address(settings: &Settings, port: u16) -> String {
     format!("{}:{port}", settings.http.bind.ip())
 }
 
+/// The HTTP server: the whole API with `stores`, else only the probes and `/metrics`.
 fn serve(
     listener: TcpListener,
     pool: PgPool,
-    stores: Stores,
+    (probes, stores): (Probes, Option<Stores>),
     settings: &Settings,
 ) -> anyhow::Result<Server> {
     let pool = web::Data::new(pool);
-    let stores = web::Data::new(stores);
+    let probes = web::Data::new(probes);
+    let stores = stores.map(web::Data::new);
     let auth = web::Data::new(Arc::new(Auth::from_settings(&settings.auth)));
     let limit = settings.http.max_body_bytes;
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(ErrorHandlers::new().default_handler(json_error_page))
+            .wrap(actix_web::middleware::from_fn(crate::access::observe))
             .wrap(TracingLogger::default())
             .app_data(
                 web::JsonConfig::default()
@@ -321,8 +332,14 @@ fn serve(
             .app_data(web::PayloadConfig::new(limit))
             .app_data(pool.clone())
             .app_data(auth.clone())
-            .app_data(stores.clone())
-            .configure(routes::configure)
+            .app_data(probes.clone())
+            .configure(|cfg| match &stores {
+                Some(stores) => {
+                    cfg.app_data(stores.clone());
+                    routes::configure(cfg);
+                }
+                None => routes::configure_probes(cfg),
+            })
     })
     .listen(listener)?
     // devicehub's supervisor handles the signals, and stops the server in its turn.

@@ -76,6 +76,7 @@ impl Supervisor {
         let name = name.into();
         let token = self.tokens[wave as usize].clone();
         let metrics = self.metrics.clone();
+        metrics.task_started(&name);
         self.waves[wave as usize].spawn(async move {
             let mut backoff = Backoff::new();
             let mut failures = VecDeque::new();

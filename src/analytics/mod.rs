@@ -224,6 +224,7 @@ impl Analytics {
         };
         let mut silver = every(self.0.settings.silver_every_s);
         let mut gold = every(self.0.settings.gold_every_s);
+        metrics.analytics_scheduled();
         loop {
             let (layer, request) = tokio::select! {
                 biased;

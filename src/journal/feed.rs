@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
+
 use super::{JournalEnd, JournalReader, Record};
 use crate::domain::Message;
 
@@ -31,11 +33,15 @@ pub struct Journaled {
 }
 
 /// Where one sink stands: how far it has written (its cursor, for journal clean-up and
-/// backpressure) and read (the cache may drop what every sink has read).
+/// backpressure) and read (the cache may drop what every sink has read), and when the batches it
+/// has read but not written were received (its lag in seconds, for `/metrics`).
 #[derive(Debug, Default)]
 pub struct SinkPosition {
     written: AtomicU64,
     read: AtomicU64,
+    /// The first record and its receive time of each batch read and not yet written, oldest
+    /// first (one being written and one gathering, at most a few).
+    pending: Mutex<VecDeque<(u64, DateTime<Utc>)>>,
 }
 
 impl SinkPosition {
@@ -47,6 +53,23 @@ impl SinkPosition {
     /// Records that everything through `last` is written (once the sink's cursor says so).
     pub fn mark_written(&self, last: u64) {
         self.written.fetch_max(last, Ordering::AcqRel);
+        if let Ok(mut pending) = self.pending.lock() {
+            while pending.front().is_some_and(|(first, _)| *first <= last) {
+                pending.pop_front();
+            }
+        }
+    }
+
+    /// A batch starting at record `first`, received at `received`, is being gathered.
+    pub fn batch_started(&self, first: u64, received: DateTime<Utc>) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.push_back((first, received));
+        }
+    }
+
+    /// When the oldest record read but not yet written was received (`None`: caught up).
+    pub fn oldest_pending(&self) -> Option<DateTime<Utc>> {
+        self.pending.lock().ok()?.front().map(|(_, t)| *t)
     }
 }
 
@@ -84,6 +107,7 @@ impl Feed {
         let position = Arc::new(SinkPosition {
             written: AtomicU64::new(written),
             read: AtomicU64::new(written),
+            pending: Mutex::default(),
         });
         if let Ok(mut positions) = self.positions.lock() {
             positions.push(position.clone());
@@ -96,6 +120,9 @@ impl Feed {
     pub fn reader(&self, position: Arc<SinkPosition>) -> FeedReader {
         let written = position.written();
         position.read.store(written, Ordering::Release);
+        if let Ok(mut pending) = position.pending.lock() {
+            pending.clear();
+        }
         FeedReader {
             reader: JournalReader::new(&self.dir, written),
             feed: self.clone(),

@@ -45,3 +45,29 @@ pub async fn read(pool: &PgPool) -> Result<Fleet, RegistryError> {
         total_events,
     })
 }
+
+/// Devices by connection status and unacknowledged alerts by severity, for `GET /metrics`.
+#[derive(Debug, Default)]
+pub struct Breakdown {
+    pub by_connection: Vec<(String, i64)>,
+    pub open_by_severity: Vec<(String, i64)>,
+}
+
+pub async fn breakdown(pool: &PgPool) -> Result<Breakdown, RegistryError> {
+    let rows: Vec<(bool, String, i64)> = sqlx::query_as(
+        "SELECT true, connection_status, count(*) FROM devices GROUP BY connection_status \
+         UNION ALL \
+         SELECT false, severity, count(*) FROM alerts WHERE NOT acknowledged GROUP BY severity",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut breakdown = Breakdown::default();
+    for (device, key, count) in rows {
+        if device {
+            breakdown.by_connection.push((key, count));
+        } else {
+            breakdown.open_by_severity.push((key, count));
+        }
+    }
+    Ok(breakdown)
+}

@@ -57,7 +57,7 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(
     caller: Option<Viewer>,
     pool: web::Data<PgPool>,
-    stores: web::Data<super::Stores>,
+    stores: web::Data<super::Probes>,
 ) -> HttpResponse {
     let database = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool.get_ref());
     let (database, influx, archive) = tokio::join!(

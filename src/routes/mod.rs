@@ -47,13 +47,28 @@ pub struct Stores {
     pub collector: bool,
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    // Explicit resources, so that a known path with the wrong method answers 405, not 404.
+/// What the health and metrics endpoints read: every process has them, whatever its roles.
+#[derive(Clone)]
+pub struct Probes {
+    pub influx: InfluxClient,
+    pub archive: ObjectStore,
+    pub publisher: Publisher,
+    pub metrics: Arc<Metrics>,
+}
+
+/// `/health`, `/healthz`, `/readyz` and `/metrics`: all a process without the `api` role serves
+/// (orchestrators probe it, Prometheus scrapes it).
+pub fn configure_probes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/health").get(health::health))
         .service(web::resource("/healthz").get(health::healthz))
         .service(web::resource("/readyz").get(health::readyz))
-        .service(web::resource("/api-docs/openapi.json").get(openapi::document))
-        .service(web::resource("/metrics").get(prometheus::metrics))
+        .service(web::resource("/metrics").get(prometheus::metrics));
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    // Explicit resources, so that a known path with the wrong method answers 405, not 404.
+    configure_probes(cfg);
+    cfg.service(web::resource("/api-docs/openapi.json").get(openapi::document))
         .service(
             web::scope("/api")
                 .service(web::resource("/auth/login").post(auth::login))

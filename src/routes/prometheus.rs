@@ -1,16 +1,18 @@
 use actix_web::{web, HttpResponse};
 use sqlx::PgPool;
 
-use super::Stores;
+use super::Probes;
 use crate::metrics::Fleet;
+use crate::registry::stats;
 
-/// Devices, alerts and the collector's counters in the Prometheus/OpenMetrics text format
-/// (unauthenticated, like every exporter; it carries no device data beyond counts).
+/// Devices, alerts, the collector's, sinks' and the API's counters in the Prometheus/OpenMetrics text
+/// format, served by every process whatever its roles (unauthenticated, like every exporter; it carries no device data beyond counts).
 #[utoipa::path(get, operation_id = "prometheus_metrics", path = "/metrics", tag = "health",
     responses((status = 200, description = "OpenMetrics text exposition format", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
-pub async fn metrics(pool: web::Data<PgPool>, stores: web::Data<Stores>) -> HttpResponse {
+pub async fn metrics(pool: web::Data<PgPool>, stores: web::Data<Probes>) -> HttpResponse {
     // Without the registry the fleet gauges keep their last values; the counters still answer.
-    let fleet = crate::registry::stats::read(&pool).await.ok();
+    let (fleet, breakdown) = tokio::join!(stats::read(&pool), stats::breakdown(&pool));
+    let (fleet, breakdown) = (fleet.ok(), breakdown.unwrap_or_default());
     let by_status: Vec<(String, i64)> = fleet
         .iter()
         .flat_map(|f| &f.device_by_status)
@@ -20,7 +22,12 @@ pub async fn metrics(pool: web::Data<PgPool>, stores: web::Data<Stores>) -> Http
         by_status: &by_status,
         online: f.online_devices,
         open_alerts: f.unacknowledged_alerts,
+        by_connection: &breakdown.by_connection,
+        open_by_severity: &breakdown.open_by_severity,
     });
+    stores
+        .metrics
+        .mqtt_connected("publisher", stores.publisher.is_connected());
     match stores.metrics.encode(fleet) {
         Ok(text) => HttpResponse::Ok()
             .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")

@@ -86,6 +86,9 @@ pub async fn spawn<S: Sink>(
         );
     }
     let position = feed.register(start);
+    oversight
+        .metrics
+        .watch_sink(S::NAME, feed.clone(), position.clone());
     let (feed, oversight) = (feed.clone(), oversight.clone());
     supervisor.spawn(format!("{} sink", S::NAME), Wave::Sinks, move |shutdown| {
         Driver {
@@ -168,6 +171,9 @@ impl<S: Sink> Driver<S> {
             if let (Some(oldest), Some(newest)) = (records.first(), records.last()) {
                 let b = batch.get_or_insert_with(|| {
                     first = oldest.record.no;
+                    self.reader
+                        .position()
+                        .batch_started(first, oldest.record.received);
                     self.sink.batch(oldest)
                 });
                 self.sink.add(b, &records).await;

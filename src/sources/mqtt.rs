@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::configuration::MqttSettings;
+use crate::metrics::Metrics;
 use crate::pipeline::{Ack, AckQueue, Incoming};
 use crate::retry::Backoff;
 use crate::stores::broker;
@@ -28,6 +29,7 @@ pub struct MqttSource {
     filters: Vec<SubscribeFilter>,
     handoff: mpsc::Sender<Incoming>,
     acks: Arc<AckQueue>,
+    metrics: Arc<Metrics>,
 }
 
 impl MqttSource {
@@ -37,7 +39,7 @@ impl MqttSource {
     pub fn new(
         settings: &MqttSettings,
         topics: Vec<String>,
-        acks: Arc<AckQueue>,
+        (acks, metrics): (Arc<AckQueue>, Arc<Metrics>),
         handoff: mpsc::Sender<Incoming>,
     ) -> Result<Self, broker::BrokerUrlError> {
         let mut options = broker::options(settings, &settings.client_id, true)?;
@@ -55,12 +57,14 @@ impl MqttSource {
                 SubscribeFilter::new(filter, QoS::AtLeastOnce)
             })
             .collect();
+        metrics.mqtt_connected("collector", false);
         let source = Self {
             client,
             eventloop,
             filters,
             handoff,
             acks,
+            metrics,
         };
         Ok(source)
     }
@@ -86,6 +90,7 @@ impl MqttSource {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     tracing::info!("collector connected to the broker");
                     connected = true;
+                    self.metrics.mqtt_connected("collector", true);
                     connection += 1;
                     backoff.reset();
                     if let Err(e) = self.client.subscribe_many(self.filters.clone()).await {
@@ -126,6 +131,7 @@ impl MqttSource {
                     if connected {
                         tracing::warn!(error = %e, "collector lost the broker; reconnecting");
                         connected = false;
+                        self.metrics.mqtt_connected("collector", false);
                     } else if backoff.is_first() {
                         tracing::warn!(error = %e, "collector cannot reach the broker; retrying");
                     }
@@ -136,6 +142,7 @@ impl MqttSource {
                 }
             }
         }
+        self.metrics.mqtt_connected("collector", false);
         self.stop(connection).await;
         Ok(())
     }
