@@ -18,6 +18,7 @@ mod helpers;
 mod inventory;
 mod mikrotik;
 mod mqtt;
+mod observe;
 mod openapi;
 mod pollers;
 mod servers;
