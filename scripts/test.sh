@@ -38,6 +38,9 @@ if [ ! -x "$VENV/bin/openapi-spec-validator" ]; then
 fi
 "$VENV/bin/openapi-spec-validator" openapi/openapi.json
 
+log "the operator's kit: Prometheus rules, Kubernetes manifests"
+bash scripts/check-ops.sh
+
 log "running tests"
 cargo test --workspace --locked
 
