@@ -332,6 +332,7 @@ async fn every_influxql_query_of_the_grafana_dashboards_returns_rows_from_device
             .replace("$device_id", "plug-1")
             .replace("$metric", metric)
     };
+    let unknown_variable = Regex::new(r"\$[A-Za-z_]").unwrap();
     let mut ran = 0;
     for (name, board) in dashboards() {
         // The template variables first: the device dashboard's metric comes from them.
@@ -358,7 +359,7 @@ async fn every_influxql_query_of_the_grafana_dashboards_returns_rows_from_device
             }
             let query = substitute(target["query"].as_str().unwrap(), &metric);
             assert!(
-                !Regex::new(r"\$[A-Za-z_]").unwrap().is_match(&query),
+                !unknown_variable.is_match(&query),
                 "{name}: {title}: unknown variable in {query}"
             );
             let body = influxql(&app, &query).await;
