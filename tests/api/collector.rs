@@ -366,15 +366,7 @@ async fn malformed_payloads_are_dead_lettered_with_a_reason_while_valid_traffic_
         .unwrap();
     assert_eq!(stats["ingest"]["dead_lettered"], cases.len());
     assert_eq!(stats["ingest"]["rejected"]["not_json"], 1);
-    let prometheus = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let prometheus = app.scrape().await;
     assert!(
         prometheus.contains("devicehub_mqtt_dead_letters_total{reason=\"too_large\"} 1"),
         "{prometheus}"

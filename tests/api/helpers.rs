@@ -238,6 +238,18 @@ impl TestApp {
         }
     }
 
+    /// The text of `GET /metrics`.
+    pub async fn scrape(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn database_url(&self) -> String {
         self.settings.database.url.expose_secret().to_owned()
     }

@@ -92,17 +92,6 @@ fn exported(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-async fn scrape(app: &TestApp) -> String {
-    app.client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// The value of the sample `line` (`name{labels}`) in an exposition.
 fn sample(text: &str, line: &str) -> Option<f64> {
     text.lines()
@@ -139,7 +128,7 @@ async fn every_series_the_rules_and_dashboards_use_is_exported() {
     assert_eq!(missing.status(), 404);
     assert!(missing.headers().contains_key("x-request-id"));
 
-    let text = scrape(&app).await;
+    let text = app.scrape().await;
     let names = exported(&text);
     let series = Regex::new(r"devicehub_[a-z0-9_]+").unwrap();
     let mut used = BTreeSet::new();
@@ -178,7 +167,7 @@ async fn every_series_the_rules_and_dashboards_use_is_exported() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        text = scrape(&app).await;
+        text = app.scrape().await;
     }
     panic!("the collector never showed as connected:\n{text}");
 }
@@ -199,7 +188,7 @@ async fn fleet_gauges_count_devices_by_connection_and_open_alerts_by_severity() 
     app.raise_alert("on-1", "critical").await;
     app.raise_alert("off-1", "critical").await;
     app.raise_alert("off-1", "info").await;
-    let text = scrape(&app).await;
+    let text = app.scrape().await;
     for (line, value) in [
         (r#"devicehub_devices_connection{status="online"}"#, 1.0),
         (r#"devicehub_devices_connection{status="offline"}"#, 1.0),
@@ -241,7 +230,7 @@ async fn a_sink_whose_store_is_down_shows_its_lag_in_records_and_seconds() {
     let archive_records = r#"devicehub_sink_lag_records{sink="archive"}"#;
     let mut text = String::new();
     for _ in 0..100 {
-        text = scrape(&app).await;
+        text = app.scrape().await;
         let lagging = sample(&text, influx_records) == Some(3.0)
             && sample(&text, influx_seconds).is_some_and(|s| s >= 1.0)
             && sample(&text, archive_records) == Some(0.0);

@@ -187,15 +187,7 @@ async fn device_json(app: &TestApp, id: &str) -> Value {
 }
 
 async fn polls(app: &TestApp, source: &str, outcome: &str) -> f64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.scrape().await;
     let series = format!("devicehub_polls_total{{source=\"{source}\",outcome=\"{outcome}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&series))
