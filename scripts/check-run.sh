@@ -71,5 +71,15 @@ for day in summary if isinstance(summary, list) else []:
         day["date"], day["total_kwh"], day["total_cost"], day["active_devices"], day["avg_health"]))
 health = get("/api/analytics/health")
 print(f"health: {len(health) if isinstance(health, list) else 0} devices")
+# Prometheus (scripts/run.sh starts it): devicehub scraped, and the alert rules that fire.
+try:
+    with urllib.request.urlopen("http://127.0.0.1:9090/api/v1/query?query=up%7Bjob%3D%22devicehub%22%7D", timeout=5) as r:
+        up = json.load(r)["data"]["result"]
+    with urllib.request.urlopen("http://127.0.0.1:9090/api/v1/alerts", timeout=5) as r:
+        alerts = json.load(r)["data"]["alerts"]
+    print("prometheus: devicehub up = {}, alerts: {}".format(
+        [u["value"][1] for u in up], sorted({(a["labels"]["alertname"], a["state"]) for a in alerts}) or "none"))
+except OSError as e:
+    print(f"prometheus: not reachable ({e})")
 sys.exit(1 if failed else 0)
 ' "$API" "$TOKEN"

@@ -4,7 +4,8 @@
 # (s3s-fs) when missing, builds the release binaries, starts Mosquitto with the shipped broker
 # configuration (config/mosquitto/, on 127.0.0.1:1884: passwords and ACLs, each simulated device
 # logging in as itself), runs devicehub (API on :8080 and the collector), creates a first admin,
-# and runs `devicehub-sim run` with
+# starts Prometheus (Debian's) on 127.0.0.1:9090 scraping it with the shipped alert rules
+# (DEVICEHUB_PROMETHEUS=0: not), and runs `devicehub-sim run` with
 # config/simulator/home.toml, which registers its devices and publishes as a home and a
 # metering fleet. Ctrl-C stops both. Data goes to ./data.
 #
@@ -71,13 +72,31 @@ fi
 "$BIN" serve &
 SERVER=$!
 SIMULATOR=""
+PROMETHEUS=""
 stop() {
   trap - INT TERM EXIT
   [ -n "$SIMULATOR" ] && kill "$SIMULATOR" 2>/dev/null
+  [ -n "$PROMETHEUS" ] && kill "$PROMETHEUS" 2>/dev/null
   kill "$SERVER" 2>/dev/null
   wait 2>/dev/null
 }
 trap stop INT TERM EXIT
+
+# Prometheus with the shipped configuration and alert rules, scraping this devicehub.
+if [ "${DEVICEHUB_PROMETHEUS:-1}" != 0 ]; then
+  command -v prometheus >/dev/null || apt_install prometheus
+  mkdir -p data/prometheus
+  sed -e "s#devicehub:8080#127.0.0.1:${HTTP##*:}#" -e "s#^  - alerts.yml#  - $ROOT/config/prometheus/alerts.yml#" \
+    config/prometheus/prometheus.yml > data/prometheus/prometheus.yml
+  if port_open 127.0.0.1 9090; then
+    log "something already listens on 127.0.0.1:9090; not starting Prometheus"
+  else
+    prometheus --config.file=data/prometheus/prometheus.yml --storage.tsdb.path=data/prometheus/tsdb \
+      --web.listen-address=127.0.0.1:9090 --log.level=warn 2>data/prometheus/prometheus.log &
+    PROMETHEUS=$!
+    log "Prometheus on http://127.0.0.1:9090 (alerts: /alerts; log in data/prometheus)"
+  fi
+fi
 
 for _ in $(seq 1 120); do
   curl -fs "$API/readyz" >/dev/null 2>&1 && break
