@@ -232,6 +232,10 @@ pub struct HttpSettings {
     pub bind: SocketAddr,
     pub max_body_bytes: usize,
     pub workers: usize,
+    /// Origins (`https://console.example`) whose browser pages may call the API, with
+    /// credentials; none by default.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -247,6 +251,7 @@ pub struct AuthSettings {
     pub enabled: bool,
     pub jwt_secret: Option<SecretString>,
     pub token_ttl_secs: u64,
+    pub refresh_ttl_secs: u64,
     pub login_attempts_per_minute: u32,
 }
 
@@ -307,6 +312,7 @@ impl Settings {
                     .list_separator(",")
                     // Every list setting: `a,b` in one variable.
                     .with_list_parse_key("roles")
+                    .with_list_parse_key("http.cors_origins")
                     .with_list_parse_key("shelly.hosts")
                     .with_list_parse_key("hikvision.hosts")
                     .source(env),
@@ -319,6 +325,19 @@ impl Settings {
 
     pub fn check(&self) -> Result<(), SettingsError> {
         self.database.connect_options()?;
+        for origin in &self.http.cors_origins {
+            let valid = url::Url::parse(origin).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.origin().ascii_serialization() == origin.trim_end_matches('/')
+            });
+            if !valid {
+                return Err(SettingsError::Invalid(format!(
+                    "http.cors_origins: {origin:?} is not an origin (scheme://host[:port], no \
+                     path; `*` is refused, since browsers send credentials)"
+                )));
+            }
+        }
         if self.auth.enabled {
             let long_enough = self
                 .auth

@@ -316,11 +316,14 @@ fn serve(
     let probes = web::Data::new(probes);
     let stores = stores.map(web::Data::new);
     let auth = web::Data::new(Arc::new(Auth::from_settings(&settings.auth)));
+    let lifetimes = web::Data::new(routes::auth::TokenLifetimes::from_settings(settings));
+    let cors_origins = settings.http.cors_origins.clone();
     let limit = settings.http.max_body_bytes;
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(ErrorHandlers::new().default_handler(json_error_page))
             .wrap(actix_web::middleware::from_fn(crate::access::observe))
+            .wrap(cors(&cors_origins))
             .wrap(TracingLogger::default())
             .app_data(
                 web::JsonConfig::default()
@@ -332,6 +335,7 @@ fn serve(
             .app_data(web::PayloadConfig::new(limit))
             .app_data(pool.clone())
             .app_data(auth.clone())
+            .app_data(lifetimes.clone())
             .app_data(probes.clone())
             .configure(|cfg| match &stores {
                 Some(stores) => {
@@ -349,6 +353,35 @@ fn serve(
         server = server.workers(settings.http.workers);
     }
     Ok(server.run())
+}
+
+/// CORS for the configured origins (none: browsers on other origins get no CORS headers and
+/// their preflights are refused): credentials allowed (the refresh cookie), the API's methods and
+/// headers, and the response headers a front end reads (request ids, totals for paging).
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers([
+            actix_web::http::header::AUTHORIZATION,
+            actix_web::http::header::CONTENT_TYPE,
+            actix_web::http::header::ACCEPT,
+            actix_web::http::header::HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([
+            crate::access::REQUEST_ID,
+            actix_web::http::header::HeaderName::from_static("x-total-count"),
+            actix_web::http::header::LINK,
+        ])
+        .supports_credentials()
+        // Another origin's request passes without CORS headers (the browser then keeps the
+        // answer from its page), so that same-origin pages, which send `Origin` too, and
+        // clients that are not browsers are served as ever.
+        .block_on_origin_mismatch(false)
+        .max_age(3600);
+    for origin in origins {
+        cors = cors.allowed_origin(origin.trim_end_matches('/'));
+    }
+    cors
 }
 
 /// The publisher's client id. Its session is persistent (commands, ACKs and dead letters queued

@@ -8,6 +8,7 @@ pub mod configs;
 pub mod devices;
 pub mod events;
 pub mod quarantine;
+pub mod refresh;
 pub mod sequences;
 pub mod stats;
 pub mod users;

@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::{web, HttpRequest, HttpResponse};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -7,9 +8,15 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use validator::Validate;
 
-use crate::auth::{verify_password, Auth};
+use crate::auth::{verify_password, Auth, Viewer};
+use crate::configuration::Settings;
+use crate::domain::Role;
 use crate::error::{ApiError, ErrorBody};
+use crate::registry::refresh::{self, Issued, Rotation};
 use crate::registry::users;
+
+/// The HttpOnly cookie that carries the refresh token for browsers (sent only to /api/auth).
+pub const REFRESH_COOKIE: &str = "devicehub_refresh";
 
 #[derive(Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -30,11 +37,94 @@ pub struct TokenResponse {
     pub access_token: String,
     /// Always `Bearer`.
     pub token_type: &'static str,
-    /// Seconds until the token expires.
+    /// Seconds until the access token expires.
     pub expires_in: u64,
+    /// Exchanged for the next access token at `POST /api/auth/refresh`, once: each refresh
+    /// returns a new one. Browsers get it as the HttpOnly cookie `devicehub_refresh` too.
+    pub refresh_token: String,
+    /// Seconds until the refresh token expires.
+    pub refresh_expires_in: u64,
+}
+
+/// `POST /api/auth/refresh` and `/api/auth/logout` body; without it, the `devicehub_refresh`
+/// cookie is used.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: Option<String>,
+}
+
+/// `GET /api/auth/me`.
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    pub username: String,
+    pub role: Role,
+}
+
+/// Tokens settings the handlers need.
+#[derive(Clone, Copy)]
+pub struct TokenLifetimes {
+    pub refresh_ttl_secs: u64,
+}
+
+impl TokenLifetimes {
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            refresh_ttl_secs: settings.auth.refresh_ttl_secs,
+        }
+    }
+}
+
+/// The answer to a login or refresh: both tokens in the body, the refresh token in the cookie.
+fn tokens(
+    req: &HttpRequest,
+    access_token: String,
+    expires_in: u64,
+    refresh: Issued,
+) -> HttpResponse {
+    // Rounded up: a token issued a moment ago still has its whole lifetime.
+    let left_ms = (refresh.expires_at - chrono::Utc::now()).num_milliseconds();
+    let refresh_expires_in = (left_ms.max(0) as u64).div_ceil(1000);
+    HttpResponse::Ok()
+        .cookie(refresh_cookie(
+            req,
+            refresh.token.clone(),
+            CookieDuration::seconds(refresh_expires_in as i64),
+        ))
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in,
+            refresh_token: refresh.token,
+            refresh_expires_in,
+        })
+}
+
+/// HttpOnly, SameSite=Strict, only for /api/auth; Secure when the request came over HTTPS
+/// (directly or, per `X-Forwarded-Proto`, through a proxy).
+fn refresh_cookie(req: &HttpRequest, value: String, max_age: CookieDuration) -> Cookie<'static> {
+    let https = req.connection_info().scheme() == "https";
+    Cookie::build(REFRESH_COOKIE, value)
+        .path("/api/auth")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(https)
+        .max_age(max_age)
+        .finish()
+}
+
+/// The refresh token of a request: the body's, else the cookie's.
+fn presented(req: &HttpRequest, body: Option<web::Json<RefreshRequest>>) -> Option<String> {
+    body.and_then(|b| b.into_inner().refresh_token)
+        .or_else(|| req.cookie(REFRESH_COOKIE).map(|c| c.value().to_owned()))
+        .filter(|t| !t.is_empty() && t.len() <= 256)
 }
 
 /// Exchanges a username and password for a bearer token. Rate limited per client address.
+///
+/// Returns a short-lived access token and a refresh token (also set as the HttpOnly cookie
+/// `devicehub_refresh`).
 #[utoipa::path(post, operation_id = "login", path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, body = TokenResponse),
@@ -46,6 +136,7 @@ pub struct TokenResponse {
 pub async fn login(
     req: HttpRequest,
     auth: web::Data<Arc<Auth>>,
+    lifetimes: web::Data<TokenLifetimes>,
     pool: web::Data<PgPool>,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -77,10 +168,93 @@ pub async fn login(
         }
     };
     let token = issuer.issue(&user.username, user.role)?;
+    let refresh = refresh::start(&pool, &user.username, lifetimes.refresh_ttl_secs).await?;
     tracing::info!(username = %user.username, role = %user.role, "login");
-    Ok(HttpResponse::Ok().json(TokenResponse {
-        access_token: token,
-        token_type: "Bearer",
-        expires_in: issuer.ttl_secs(),
-    }))
+    Ok(tokens(&req, token, issuer.ttl_secs(), refresh))
+}
+
+/// Exchanges a refresh token (the body's, else the `devicehub_refresh` cookie's) for a new
+/// access token and a new refresh token. A refresh token works once: presented again, it
+/// revokes every token of its login (401), as does a change of the user's role or password.
+#[utoipa::path(post, operation_id = "refresh", path = "/api/auth/refresh", tag = "auth",
+    request_body(content = Option<RefreshRequest>, description = "Optional: the cookie serves browsers"),
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 400, description = "Malformed JSON, or auth is disabled", body = ErrorBody),
+        (status = 401, description = "No, an unknown, expired, revoked or reused refresh token", body = ErrorBody),
+    ))]
+pub async fn refresh(
+    req: HttpRequest,
+    auth: web::Data<Arc<Auth>>,
+    lifetimes: web::Data<TokenLifetimes>,
+    pool: web::Data<PgPool>,
+    body: Option<web::Json<RefreshRequest>>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(issuer) = auth.issuer() else {
+        return Err(ApiError::BadRequest(
+            "authentication is disabled on this server; no token is needed".into(),
+        ));
+    };
+    let token = presented(&req, body).ok_or(ApiError::Unauthorized(
+        "no refresh token (body refresh_token or the devicehub_refresh cookie)",
+    ))?;
+    match refresh::rotate(&pool, &token, lifetimes.refresh_ttl_secs).await? {
+        Rotation::Rotated {
+            username,
+            role,
+            next,
+        } => {
+            let access = issuer.issue(&username, role)?;
+            Ok(tokens(&req, access, issuer.ttl_secs(), next))
+        }
+        Rotation::Reused => {
+            tracing::warn!(
+                client = %req.peer_addr().map(|p| p.ip().to_string()).unwrap_or_default(),
+                "a used refresh token was presented again; its login is revoked"
+            );
+            Err(ApiError::Unauthorized(
+                "this refresh token was already used; every token of its login is revoked, log in again",
+            ))
+        }
+        Rotation::Refused => Err(ApiError::Unauthorized(
+            "the refresh token is unknown, expired or revoked; log in again",
+        )),
+    }
+}
+
+/// Revokes the refresh token's login (the body's token, else the cookie's) and clears the
+/// cookie. Access tokens already issued run out on their own (`expires_in`).
+#[utoipa::path(post, operation_id = "logout", path = "/api/auth/logout", tag = "auth",
+    request_body(content = Option<RefreshRequest>, description = "Optional: the cookie serves browsers"),
+    responses(
+        (status = 200, body = super::Message),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+    ))]
+pub async fn logout(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    body: Option<web::Json<RefreshRequest>>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(token) = presented(&req, body) {
+        refresh::revoke_family_of(&pool, &token).await?;
+    }
+    Ok(HttpResponse::Ok()
+        .cookie(refresh_cookie(&req, String::new(), CookieDuration::ZERO))
+        .json(super::Message {
+            message: "logged out".into(),
+        }))
+}
+
+/// The caller: user name and role.
+#[utoipa::path(get, operation_id = "me", path = "/api/auth/me", tag = "auth",
+    responses(
+        (status = 200, body = Me, example = json!({"username": "admin", "role": "admin"})),
+        (status = 401, body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn me(caller: Viewer) -> HttpResponse {
+    HttpResponse::Ok().json(Me {
+        username: caller.caller.username,
+        role: caller.caller.role,
+    })
 }

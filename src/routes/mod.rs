@@ -72,6 +72,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/api")
                 .service(web::resource("/auth/login").post(auth::login))
+                .service(web::resource("/auth/refresh").post(auth::refresh))
+                .service(web::resource("/auth/logout").post(auth::logout))
+                .service(web::resource("/auth/me").get(auth::me))
                 .service(
                     web::resource("/devices")
                         .get(devices::list)

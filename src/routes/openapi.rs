@@ -12,12 +12,12 @@ use super::{
     info(
         title = "devicehub",
         description = "Device registry, telemetry and analytics API. Every `/api` route except \
-                       login needs `Authorization: Bearer <token>`; errors are \
-                       `{\"error\": ..., \"details\": ...}`.",
+                       login, refresh and logout needs `Authorization: Bearer <token>`; errors \
+                       are `{\"error\": ..., \"details\": ...}`.",
     ),
     paths(
         health::health, health::healthz, health::readyz, document, prometheus::metrics,
-        auth::login,
+        auth::login, auth::refresh, auth::logout, auth::me,
         devices::list, devices::register, devices::read, devices::update, devices::delete,
         devices::heartbeat, devices::status, cameras::snapshot,
         configs::list, configs::set, configs::delete,

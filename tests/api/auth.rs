@@ -154,7 +154,7 @@ async fn login_returns_a_bearer_token_that_opens_the_api() {
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["token_type"], "Bearer");
-    assert_eq!(body["expires_in"], 3600);
+    assert_eq!(body["expires_in"], 900);
     let token = body["access_token"].as_str().unwrap();
     assert_eq!(app.get("/api/devices", token).await.status(), 200);
     // The token carries the user's role: a viewer cannot register devices.

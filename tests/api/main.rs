@@ -13,6 +13,7 @@ mod errors;
 mod events;
 mod faults;
 mod flood;
+mod frontends;
 mod health;
 mod helpers;
 mod inventory;

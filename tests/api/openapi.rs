@@ -11,6 +11,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/readyz"),
     ("get", "/api-docs/openapi.json"),
     ("post", "/api/auth/login"),
+    ("post", "/api/auth/refresh"),
+    ("post", "/api/auth/logout"),
+    ("get", "/api/auth/me"),
     ("get", "/api/devices"),
     ("post", "/api/devices"),
     ("get", "/api/devices/{device_id}"),
@@ -79,10 +82,12 @@ async fn served_document_describes_every_route_and_the_bearer_scheme() {
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
     );
-    // Every /api route but login declares the bearer requirement.
+    // Every /api route but those that exchange credentials (login, refresh, logout) declares
+    // the bearer requirement.
+    let open = ["/api/auth/login", "/api/auth/refresh", "/api/auth/logout"];
     for (method, path) in ROUTES
         .iter()
-        .filter(|(_, p)| p.starts_with("/api/") && *p != "/api/auth/login")
+        .filter(|(_, p)| p.starts_with("/api/") && !open.contains(p))
     {
         let security = &doc["paths"][path][method]["security"];
         assert!(security.is_array(), "{method} {path} has no security");

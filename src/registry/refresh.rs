@@ -1,0 +1,153 @@
+//! Refresh tokens: opaque random strings, kept only as their SHA-256, in families that start at
+//! a login. A refresh uses its token up and issues the next of the family; a used (or revoked)
+//! token presented again revokes the whole family, so a stolen token works once at most and
+//! then logs out the thief and the user alike.
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::domain::Role;
+
+/// A refresh token as handed out: the secret itself (never stored) and when it expires.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What presenting a refresh token came to.
+#[derive(Debug)]
+pub enum Rotation {
+    /// The token was good: the family's user and role now, and the token that replaces it.
+    Rotated {
+        username: String,
+        role: Role,
+        next: Issued,
+    },
+    /// Unknown, expired, revoked, or predating a change of the user's role or password.
+    Refused,
+    /// Used before: the family is now revoked.
+    Reused,
+}
+
+fn hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// 244 random bits (two v4 UUIDs, from the OS's generator), as 64 hex digits.
+fn new_secret() -> String {
+    format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())
+}
+
+/// Starts a family for `username` (a login) and returns its first token. Expired tokens of
+/// every user older than a day are deleted on the way.
+pub async fn start(pool: &PgPool, username: &str, ttl_secs: u64) -> Result<Issued, sqlx::Error> {
+    sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < now() - interval '1 day'")
+        .execute(pool)
+        .await?;
+    let mut tx = pool.begin().await?;
+    let issued = insert(&mut tx, username, (Uuid::new_v4(), None), ttl_secs).await?;
+    tx.commit().await?;
+    Ok(issued)
+}
+
+async fn insert(
+    tx: &mut sqlx::PgConnection,
+    username: &str,
+    (family, started): (Uuid, Option<DateTime<Utc>>),
+    ttl_secs: u64,
+) -> Result<Issued, sqlx::Error> {
+    let token = new_secret();
+    let expires_at: DateTime<Utc> = sqlx::query_scalar(
+        "INSERT INTO refresh_tokens (token_hash, family, username, family_started_at, expires_at) \
+         VALUES ($1, $2, $3, COALESCE($4, now()), now() + make_interval(secs => $5)) \
+         RETURNING expires_at",
+    )
+    .bind(hash(&token))
+    .bind(family)
+    .bind(username)
+    .bind(started)
+    .bind(ttl_secs as f64)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(Issued { token, expires_at })
+}
+
+/// A presented token's family, user, family start, whether it was used, revoked or has
+/// expired, the user's role now (none: deleted) and whether the family is as recent as the
+/// user's last change of role or password.
+type Presented = (
+    Uuid,
+    String,
+    DateTime<Utc>,
+    bool,
+    bool,
+    bool,
+    Option<Role>,
+    bool,
+);
+
+/// Uses `token` up and issues the next of its family (see [`Rotation`]).
+pub async fn rotate(pool: &PgPool, token: &str, ttl_secs: u64) -> Result<Rotation, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    // Locked: of two refreshes racing with one token, the second sees it used.
+    let row: Option<Presented> = sqlx::query_as(
+        "SELECT t.family, t.username, t.family_started_at, \
+                    t.used_at IS NOT NULL, t.revoked_at IS NOT NULL, t.expires_at <= now(), \
+                    u.role, t.family_started_at >= u.tokens_valid_since \
+             FROM refresh_tokens t LEFT JOIN users u ON u.username = t.username \
+             WHERE t.token_hash = $1 FOR UPDATE OF t",
+    )
+    .bind(hash(token))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((family, username, started, used, revoked, expired, role, current)) = row else {
+        return Ok(Rotation::Refused);
+    };
+    if used {
+        revoke(&mut tx, family).await?;
+        tx.commit().await?;
+        return Ok(Rotation::Reused);
+    }
+    let Some(role) = role.filter(|_| !revoked && !expired && current) else {
+        return Ok(Rotation::Refused);
+    };
+    sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1")
+        .bind(hash(token))
+        .execute(&mut *tx)
+        .await?;
+    let next = insert(&mut tx, &username, (family, Some(started)), ttl_secs).await?;
+    tx.commit().await?;
+    Ok(Rotation::Rotated {
+        username,
+        role,
+        next,
+    })
+}
+
+async fn revoke(tx: &mut sqlx::PgConnection, family: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE family = $1 AND revoked_at IS NULL",
+    )
+    .bind(family)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Revokes the family of `token` (a logout); an unknown token is no error.
+pub async fn revoke_family_of(pool: &PgPool, token: &str) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let family: Option<Uuid> =
+        sqlx::query_scalar("SELECT family FROM refresh_tokens WHERE token_hash = $1")
+            .bind(hash(token))
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some(family) = family {
+        revoke(&mut tx, family).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
