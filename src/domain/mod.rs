@@ -25,7 +25,7 @@ pub use device::{
 pub use device_id::DeviceId;
 pub use message::{CommandResult, EventRejection, Message, QsEvent, Reading};
 pub use metric::{MetricName, Unit};
-pub use page::Page;
+pub use page::{Listing, Page};
 pub use rejection::{RejectKind, Rejection};
 pub use role::Role;
 pub use text::{

@@ -26,3 +26,10 @@ impl Page {
         Ok(Self { limit, offset })
     }
 }
+
+/// One page of a listing and how many items match in all (`X-Total-Count`).
+#[derive(Debug)]
+pub struct Listing<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+}

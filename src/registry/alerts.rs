@@ -4,7 +4,7 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 
 use super::{devices, missing_device, RegistryError};
-use crate::domain::{DeviceId, NewAlert, Page, Severity};
+use crate::domain::{DeviceId, Listing, NewAlert, Page, Severity};
 
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Alert {
@@ -70,25 +70,31 @@ pub async fn list(
     pool: &PgPool,
     device: Option<&DeviceId>,
     filter: AlertFilter,
-) -> Result<Vec<Alert>, RegistryError> {
+) -> Result<Listing<Alert>, RegistryError> {
     if let Some(id) = device {
         devices::ensure_exists(pool, id).await?;
     }
-    let sql = format!(
-        "SELECT {COLUMNS} FROM alerts \
-         WHERE ($1::text IS NULL OR device_id = $1) \
+    const WHERE: &str = "WHERE ($1::text IS NULL OR device_id = $1) \
            AND ($2::bool IS NULL OR acknowledged = $2) \
-           AND ($3::text IS NULL OR severity = $3) \
-         ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
+           AND ($3::text IS NULL OR severity = $3)";
+    let sql = format!(
+        "SELECT {COLUMNS} FROM alerts {WHERE} ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
     );
-    Ok(sqlx::query_as::<_, Alert>(&sql)
+    let items = sqlx::query_as::<_, Alert>(&sql)
         .bind(device.map(DeviceId::as_str))
         .bind(filter.acknowledged)
         .bind(filter.severity)
         .bind(filter.page.limit)
         .bind(filter.page.offset)
         .fetch_all(pool)
-        .await?)
+        .await?;
+    let total = sqlx::query_scalar(&format!("SELECT count(*) FROM alerts {WHERE}"))
+        .bind(device.map(DeviceId::as_str))
+        .bind(filter.acknowledged)
+        .bind(filter.severity)
+        .fetch_one(pool)
+        .await?;
+    Ok(Listing { items, total })
 }
 
 /// Marks the alert acknowledged by `who`; acknowledging again keeps the first acknowledgement.

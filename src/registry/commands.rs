@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{devices, missing_device, RegistryError};
-use crate::domain::{CommandRequest, DeviceId, Page};
+use crate::domain::{CommandRequest, DeviceId, Listing, Page};
 
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Command {
@@ -105,16 +105,21 @@ pub async fn list(
     pool: &PgPool,
     device: &DeviceId,
     page: Page,
-) -> Result<Vec<Command>, RegistryError> {
+) -> Result<Listing<Command>, RegistryError> {
     devices::ensure_exists(pool, device).await?;
-    Ok(sqlx::query_as::<_, Command>(&format!(
+    let items = sqlx::query_as::<_, Command>(&format!(
         "SELECT {COLUMNS} FROM commands WHERE device_id = $1 ORDER BY created_at DESC LIMIT $2 OFFSET $3"
     ))
     .bind(device.as_str())
     .bind(page.limit)
     .bind(page.offset)
     .fetch_all(pool)
-    .await?)
+    .await?;
+    let total = sqlx::query_scalar("SELECT count(*) FROM commands WHERE device_id = $1")
+        .bind(device.as_str())
+        .fetch_one(pool)
+        .await?;
+    Ok(Listing { items, total })
 }
 
 /// The oldest commands still queued, up to `limit`.

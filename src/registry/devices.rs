@@ -4,7 +4,7 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 
 use super::RegistryError;
-use crate::domain::{DeviceFilter, DeviceId, DevicePatch, DeviceStatus, NewDevice};
+use crate::domain::{DeviceFilter, DeviceId, DevicePatch, DeviceStatus, Listing, NewDevice};
 
 /// A registered device as the API shows it (seed 004 field names).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
@@ -89,19 +89,25 @@ pub async fn ids_by_mac(pool: &PgPool) -> Result<Vec<(String, String)>, Registry
     .await?)
 }
 
-pub async fn list(pool: &PgPool, filter: &DeviceFilter) -> Result<Vec<Device>, RegistryError> {
+pub async fn list(pool: &PgPool, filter: &DeviceFilter) -> Result<Listing<Device>, RegistryError> {
+    const WHERE: &str =
+        "WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR device_type = $2)";
     let sql = format!(
-        "SELECT {COLUMNS} FROM devices \
-         WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR device_type = $2) \
-         ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+        "SELECT {COLUMNS} FROM devices {WHERE} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
     );
-    Ok(sqlx::query_as::<_, Device>(&sql)
+    let items = sqlx::query_as::<_, Device>(&sql)
         .bind(filter.status)
         .bind(filter.device_type.as_deref())
         .bind(filter.page.limit)
         .bind(filter.page.offset)
         .fetch_all(pool)
-        .await?)
+        .await?;
+    let total = sqlx::query_scalar(&format!("SELECT count(*) FROM devices {WHERE}"))
+        .bind(filter.status)
+        .bind(filter.device_type.as_deref())
+        .fetch_one(pool)
+        .await?;
+    Ok(Listing { items, total })
 }
 
 pub async fn update(

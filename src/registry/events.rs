@@ -4,7 +4,7 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 
 use super::{devices, RegistryError};
-use crate::domain::{DeviceId, Page};
+use crate::domain::{DeviceId, Listing, Page};
 
 /// A stored seed 003 (`qs/v1`) event.
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
@@ -30,18 +30,24 @@ pub async fn list(
     id: &DeviceId,
     event_type: Option<&str>,
     page: Page,
-) -> Result<Vec<Event>, RegistryError> {
+) -> Result<Listing<Event>, RegistryError> {
     devices::ensure_exists(pool, id).await?;
-    Ok(sqlx::query_as::<_, Event>(
+    const WHERE: &str = "WHERE device_id = $1 AND ($2::text IS NULL OR event_type = $2)";
+    let items = sqlx::query_as::<_, Event>(&format!(
         "SELECT event_id, device_id, schema, event_type, value_num, value_text, unit, \
                 ts_device, ts_server, meta \
-         FROM events WHERE device_id = $1 AND ($2::text IS NULL OR event_type = $2) \
-         ORDER BY ts_server DESC, event_id LIMIT $3 OFFSET $4",
-    )
+         FROM events {WHERE} ORDER BY ts_server DESC, event_id LIMIT $3 OFFSET $4"
+    ))
     .bind(id.as_str())
     .bind(event_type)
     .bind(page.limit)
     .bind(page.offset)
     .fetch_all(pool)
-    .await?)
+    .await?;
+    let total = sqlx::query_scalar(&format!("SELECT count(*) FROM events {WHERE}"))
+        .bind(id.as_str())
+        .bind(event_type)
+        .fetch_one(pool)
+        .await?;
+    Ok(Listing { items, total })
 }

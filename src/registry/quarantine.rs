@@ -6,7 +6,7 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 
 use super::RegistryError;
-use crate::domain::Page;
+use crate::domain::{Listing, Page};
 
 /// A record to quarantine.
 #[derive(Debug)]
@@ -141,11 +141,11 @@ const COLUMNS: &str =
 pub async fn list(
     pool: &PgPool,
     filter: &QuarantineFilter,
-) -> Result<Vec<Quarantined>, RegistryError> {
+) -> Result<Listing<Quarantined>, RegistryError> {
+    const WHERE: &str =
+        "WHERE ($1::text IS NULL OR sink = $1) AND ($2::text IS NULL OR device_id = $2)";
     let rows = sqlx::query_as::<_, Row>(&format!(
-        "SELECT {COLUMNS} FROM quarantine \
-         WHERE ($1::text IS NULL OR sink = $1) AND ($2::text IS NULL OR device_id = $2) \
-         ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+        "SELECT {COLUMNS} FROM quarantine {WHERE} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
     ))
     .bind(filter.sink.as_deref())
     .bind(filter.device_id.as_deref())
@@ -153,7 +153,15 @@ pub async fn list(
     .bind(filter.page.offset)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(Quarantined::from).collect())
+    let total = sqlx::query_scalar(&format!("SELECT count(*) FROM quarantine {WHERE}"))
+        .bind(filter.sink.as_deref())
+        .bind(filter.device_id.as_deref())
+        .fetch_one(pool)
+        .await?;
+    Ok(Listing {
+        items: rows.into_iter().map(Quarantined::from).collect(),
+        total,
+    })
 }
 
 pub async fn find(pool: &PgPool, id: i64) -> Result<Quarantined, RegistryError> {

@@ -1,8 +1,8 @@
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use sqlx::PgPool;
 use validator::Validate;
 
-use super::device_id;
+use super::{device_id, paged};
 use crate::auth::{Operator, Viewer};
 use crate::domain::{AlertQuery, NewAlert, Page};
 use crate::error::{ApiError, ErrorBody};
@@ -20,12 +20,15 @@ fn filter(query: AlertQuery) -> Result<AlertFilter, ApiError> {
 #[utoipa::path(get, operation_id = "list_device_alerts", path = "/api/devices/{device_id}/alerts", tag = "alerts",
     params(("device_id" = String, Path), AlertQuery), security(("bearer" = [])),
     responses(
-        (status = 200, body = Vec<Alert>),
+        (status = 200, body = Vec<Alert>, headers(
+            ("X-Total-Count" = i64, description = "How many match in all"),
+            ("Link" = String, description = "The first, prev, next and last pages (RFC 8288)"))),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
     ))]
 pub async fn list_for_device(
+    req: HttpRequest,
     _: Viewer,
     pool: web::Data<PgPool>,
     path: web::Path<String>,
@@ -33,7 +36,12 @@ pub async fn list_for_device(
 ) -> Result<HttpResponse, ApiError> {
     let id = device_id(&path)?;
     let filter = filter(query.into_inner())?;
-    Ok(HttpResponse::Ok().json(alerts::list(&pool, Some(&id), filter).await?))
+    let page = filter.page;
+    Ok(paged(
+        &req,
+        page,
+        alerts::list(&pool, Some(&id), filter).await?,
+    ))
 }
 
 /// Raises an alert on a device (operator).
@@ -64,17 +72,21 @@ pub async fn raise(
 #[utoipa::path(get, operation_id = "list_alerts", path = "/api/alerts", tag = "alerts", params(AlertQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, body = Vec<Alert>),
+        (status = 200, body = Vec<Alert>, headers(
+            ("X-Total-Count" = i64, description = "How many match in all"),
+            ("Link" = String, description = "The first, prev, next and last pages (RFC 8288)"))),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
     ))]
 pub async fn list(
+    req: HttpRequest,
     _: Viewer,
     pool: web::Data<PgPool>,
     query: web::Query<AlertQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let filter = filter(query.into_inner())?;
-    Ok(HttpResponse::Ok().json(alerts::list(&pool, None, filter).await?))
+    let page = filter.page;
+    Ok(paged(&req, page, alerts::list(&pool, None, filter).await?))
 }
 
 /// Acknowledges an alert (operator); acknowledging twice keeps the first acknowledgement.

@@ -1,8 +1,8 @@
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use sqlx::PgPool;
 
-use super::{device_id, Stores};
+use super::{device_id, paged, Stores};
 use crate::auth::{Operator, Viewer};
 use crate::domain::{CommandRequest, NewCommand, Page};
 use crate::error::{ApiError, ErrorBody};
@@ -54,12 +54,15 @@ pub struct CommandQuery {
 #[utoipa::path(get, operation_id = "list_commands", path = "/api/devices/{device_id}/commands", tag = "commands",
     params(("device_id" = String, Path), CommandQuery), security(("bearer" = [])),
     responses(
-        (status = 200, body = Vec<Command>),
+        (status = 200, body = Vec<Command>, headers(
+            ("X-Total-Count" = i64, description = "How many match in all"),
+            ("Link" = String, description = "The first, prev, next and last pages (RFC 8288)"))),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
     ))]
 pub async fn list(
+    req: HttpRequest,
     _: Viewer,
     pool: web::Data<PgPool>,
     path: web::Path<String>,
@@ -67,5 +70,5 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let id = device_id(&path)?;
     let page = Page::parse(query.limit, query.offset).map_err(ApiError::invalid_parameter)?;
-    Ok(HttpResponse::Ok().json(commands::list(&pool, &id, page).await?))
+    Ok(paged(&req, page, commands::list(&pool, &id, page).await?))
 }

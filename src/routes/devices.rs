@@ -1,11 +1,11 @@
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::ToSchema;
 use validator::Validate;
 
-use super::{device_id, Message};
+use super::{device_id, paged, Message};
 use crate::auth::{Admin, Operator, Viewer};
 use crate::domain::{DeviceFilter, DeviceListQuery, DevicePatch, NewDevice};
 use crate::error::{ApiError, ErrorBody};
@@ -15,17 +15,24 @@ use crate::registry::devices::{self, ConnectionState, Device};
 #[utoipa::path(get, operation_id = "list_devices", path = "/api/devices", tag = "devices", params(DeviceListQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, body = Vec<Device>),
+        (status = 200, body = Vec<Device>, headers(
+            ("X-Total-Count" = i64, description = "How many match in all"),
+            ("Link" = String, description = "The first, prev, next and last pages (RFC 8288)"))),
         (status = 400, description = "Bad query parameter", body = ErrorBody),
         (status = 401, body = ErrorBody),
     ))]
 pub async fn list(
+    req: HttpRequest,
     _: Viewer,
     pool: web::Data<PgPool>,
     query: web::Query<DeviceListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let filter = DeviceFilter::try_from(query.into_inner()).map_err(ApiError::invalid_parameter)?;
-    Ok(HttpResponse::Ok().json(devices::list(&pool, &filter).await?))
+    Ok(paged(
+        &req,
+        filter.page,
+        devices::list(&pool, &filter).await?,
+    ))
 }
 
 /// Registers a device (admin).

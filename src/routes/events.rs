@@ -1,9 +1,9 @@
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use sqlx::PgPool;
 use utoipa::IntoParams;
 
-use super::device_id;
+use super::{device_id, paged};
 use crate::auth::Viewer;
 use crate::domain::{single_line, Invalid, Page};
 use crate::error::{ApiError, ErrorBody};
@@ -25,12 +25,15 @@ pub struct EventQuery {
 #[utoipa::path(get, operation_id = "list_device_events", path = "/api/devices/{device_id}/events", tag = "events",
     params(("device_id" = String, Path), EventQuery), security(("bearer" = [])),
     responses(
-        (status = 200, body = Vec<Event>),
+        (status = 200, body = Vec<Event>, headers(
+            ("X-Total-Count" = i64, description = "How many match in all"),
+            ("Link" = String, description = "The first, prev, next and last pages (RFC 8288)"))),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
     ))]
 pub async fn list(
+    req: HttpRequest,
     _: Viewer,
     pool: web::Data<PgPool>,
     path: web::Path<String>,
@@ -53,5 +56,5 @@ pub async fn list(
     }
     let page = Page::parse(query.limit, query.offset).map_err(ApiError::invalid_parameter)?;
     let events = events::list(&pool, &id, query.event_type.as_deref(), page).await?;
-    Ok(HttpResponse::Ok().json(events))
+    Ok(paged(&req, page, events))
 }

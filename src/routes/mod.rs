@@ -22,9 +22,11 @@ pub mod users;
 
 use std::sync::Arc;
 
-use actix_web::web;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
 
-use crate::domain::DeviceId;
+use crate::domain::{DeviceId, Listing, Page};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
@@ -133,6 +135,42 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Parses a `{device_id}` path segment: 400 when it cannot be a device id.
 pub(crate) fn device_id(raw: &str) -> Result<DeviceId, ApiError> {
     DeviceId::parse(raw).map_err(ApiError::invalid_parameter)
+}
+
+/// A page of a listing: the items as a plain JSON array (seed 004's shape), the number of all
+/// matching items in `X-Total-Count`, and `Link` (RFC 8288) to the first, previous, next and
+/// last pages, with the request's other parameters kept.
+pub(crate) fn paged<T: Serialize>(
+    req: &HttpRequest,
+    page: Page,
+    listing: Listing<T>,
+) -> HttpResponse {
+    let others: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .filter(|(k, _)| k != "limit" && k != "offset")
+        .collect();
+    let at = |offset: i64, rel: &str| {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &others {
+            query.append_pair(k, v);
+        }
+        query.append_pair("limit", &page.limit.to_string());
+        query.append_pair("offset", &offset.to_string());
+        format!("<{}?{}>; rel=\"{rel}\"", req.path(), query.finish())
+    };
+    let last = (listing.total.max(1) - 1) / page.limit * page.limit;
+    let mut links = vec![at(0, "first")];
+    if page.offset > 0 {
+        links.push(at((page.offset - page.limit).max(0), "prev"));
+    }
+    if page.offset + page.limit < listing.total {
+        links.push(at(page.offset + page.limit, "next"));
+    }
+    links.push(at(last, "last"));
+    HttpResponse::Ok()
+        .insert_header(("X-Total-Count", listing.total.to_string()))
+        .insert_header((header::LINK, links.join(", ")))
+        .json(listing.items)
 }
 
 /// The message body of deletes and other actions without a resource to return.

@@ -1,8 +1,9 @@
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use sqlx::PgPool;
 use utoipa::IntoParams;
 
+use super::paged;
 use crate::auth::Viewer;
 use crate::domain::{DeviceId, Invalid, Page};
 use crate::error::{ApiError, ErrorBody};
@@ -29,11 +30,14 @@ pub struct QuarantineQuery {
 #[utoipa::path(get, operation_id = "list_quarantine", path = "/api/quarantine", tag = "quarantine",
     params(QuarantineQuery), security(("bearer" = [])),
     responses(
-        (status = 200, body = Vec<Quarantined>),
+        (status = 200, body = Vec<Quarantined>, headers(
+            ("X-Total-Count" = i64, description = "How many match in all"),
+            ("Link" = String, description = "The first, prev, next and last pages (RFC 8288)"))),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
     ))]
 pub async fn list(
+    req: HttpRequest,
     _: Viewer,
     pool: web::Data<PgPool>,
     query: web::Query<QuarantineQuery>,
@@ -56,7 +60,8 @@ pub async fn list(
         device_id: device_id.map(|d| d.as_str().to_owned()),
         page: Page::parse(q.limit, q.offset).map_err(ApiError::invalid_parameter)?,
     };
-    Ok(HttpResponse::Ok().json(quarantine::list(&pool, &filter).await?))
+    let page = filter.page;
+    Ok(paged(&req, page, quarantine::list(&pool, &filter).await?))
 }
 
 /// One quarantined record.

@@ -346,3 +346,75 @@ fn settings_refuse_a_wildcard_or_a_path_as_a_cors_origin() {
     settings.http.cors_origins = vec!["http://localhost:5173".into()];
     settings.check().unwrap();
 }
+
+/// The `rel`s of a `Link` header and their targets.
+fn link_rels(response: &reqwest::Response) -> std::collections::BTreeMap<String, String> {
+    let header = response.headers()["link"].to_str().unwrap();
+    header
+        .split(", ")
+        .map(|part| {
+            let (target, rel) = part.split_once("; rel=").unwrap();
+            (
+                rel.trim_matches('"').to_owned(),
+                target.trim_matches(['<', '>']).to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn lists_report_their_total_and_link_the_pages_a_table_needs() {
+    let app = spawn_app().await;
+    for i in 0..7 {
+        app.register_with(
+            json!({"device_id": format!("pg-{i}"), "device_name": "P", "device_type": "plug"}),
+        )
+        .await;
+    }
+    app.register_with(json!({"device_id": "other", "device_name": "O", "device_type": "meter"}))
+        .await;
+    let response = app
+        .get("/api/devices?type=plug&limit=3&offset=3", &app.viewer)
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-total-count"], "7");
+    let links = link_rels(&response);
+    assert_eq!(links["first"], "/api/devices?type=plug&limit=3&offset=0");
+    assert_eq!(links["prev"], "/api/devices?type=plug&limit=3&offset=0");
+    assert_eq!(links["next"], "/api/devices?type=plug&limit=3&offset=6");
+    assert_eq!(links["last"], "/api/devices?type=plug&limit=3&offset=6");
+    let page: Vec<Value> = response.json().await.unwrap();
+    assert_eq!(page.len(), 3, "the body stays a plain array");
+    // Following next reaches the last page, which has no next.
+    let last = app.get(&links["next"], &app.viewer).await;
+    assert_eq!(last.headers()["x-total-count"], "7");
+    let last_links = link_rels(&last);
+    assert!(!last_links.contains_key("next"));
+    assert_eq!(last.json::<Vec<Value>>().await.unwrap().len(), 1);
+
+    // Alerts, per device and across devices, count what the filter matches.
+    for severity in ["critical", "critical", "info"] {
+        app.raise_alert("pg-1", severity).await;
+    }
+    let response = app
+        .get("/api/alerts?severity=critical&limit=1", &app.viewer)
+        .await;
+    assert_eq!(response.headers()["x-total-count"], "2");
+    assert_eq!(
+        link_rels(&response)["next"],
+        "/api/alerts?severity=critical&limit=1&offset=1"
+    );
+    let response = app.get("/api/devices/pg-1/alerts", &app.viewer).await;
+    assert_eq!(response.headers()["x-total-count"], "3");
+    assert!(!link_rels(&response).contains_key("next"));
+    // Empty lists say 0.
+    for path in [
+        "/api/devices/pg-2/events",
+        "/api/devices/pg-2/commands",
+        "/api/quarantine",
+    ] {
+        let response = app.get(path, &app.viewer).await;
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.headers()["x-total-count"], "0", "{path}");
+    }
+}
