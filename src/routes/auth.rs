@@ -114,11 +114,22 @@ fn refresh_cookie(req: &HttpRequest, value: String, max_age: CookieDuration) -> 
         .finish()
 }
 
-/// The refresh token of a request: the body's, else the cookie's.
-fn presented(req: &HttpRequest, body: Option<web::Json<RefreshRequest>>) -> Option<String> {
-    body.and_then(|b| b.into_inner().refresh_token)
+/// The refresh token of a request: the body's (`{"refresh_token"}`; an empty body or `null` is
+/// none),
+/// else the cookie's. A body that is not such JSON is a 400.
+fn presented(req: &HttpRequest, body: &[u8]) -> Result<Option<String>, ApiError> {
+    let from_body = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<Option<RefreshRequest>>(body)
+            .map_err(|e| {
+                ApiError::BadRequest(format!("body is not valid JSON for this request: {e}"))
+            })?
+            .and_then(|b| b.refresh_token)
+    };
+    Ok(from_body
         .or_else(|| req.cookie(REFRESH_COOKIE).map(|c| c.value().to_owned()))
-        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .filter(|t| !t.is_empty() && t.len() <= 256))
 }
 
 /// Exchanges a username and password for a bearer token. Rate limited per client address.
@@ -188,14 +199,14 @@ pub async fn refresh(
     auth: web::Data<Arc<Auth>>,
     lifetimes: web::Data<TokenLifetimes>,
     pool: web::Data<PgPool>,
-    body: Option<web::Json<RefreshRequest>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let Some(issuer) = auth.issuer() else {
         return Err(ApiError::BadRequest(
             "authentication is disabled on this server; no token is needed".into(),
         ));
     };
-    let token = presented(&req, body).ok_or(ApiError::Unauthorized(
+    let token = presented(&req, &body)?.ok_or(ApiError::Unauthorized(
         "no refresh token (body refresh_token or the devicehub_refresh cookie)",
     ))?;
     match refresh::rotate(&pool, &token, lifetimes.refresh_ttl_secs).await? {
@@ -233,9 +244,9 @@ pub async fn refresh(
 pub async fn logout(
     req: HttpRequest,
     pool: web::Data<PgPool>,
-    body: Option<web::Json<RefreshRequest>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(token) = presented(&req, body) {
+    if let Some(token) = presented(&req, &body)? {
         refresh::revoke_family_of(&pool, &token).await?;
     }
     Ok(HttpResponse::Ok()

@@ -161,10 +161,12 @@ pub(crate) fn paged<T: Serialize>(
     let last = (listing.total.max(1) - 1) / page.limit * page.limit;
     let mut links = vec![at(0, "first")];
     if page.offset > 0 {
-        links.push(at((page.offset - page.limit).max(0), "prev"));
+        // Past the end, the previous page is the last one.
+        links.push(at((page.offset - page.limit).clamp(0, last), "prev"));
     }
-    if page.offset + page.limit < listing.total {
-        links.push(at(page.offset + page.limit, "next"));
+    let next = page.offset.saturating_add(page.limit);
+    if next < listing.total {
+        links.push(at(next, "next"));
     }
     links.push(at(last, "last"));
     HttpResponse::Ok()

@@ -418,3 +418,33 @@ async fn lists_report_their_total_and_link_the_pages_a_table_needs() {
         assert_eq!(response.headers()["x-total-count"], "0", "{path}");
     }
 }
+
+#[tokio::test]
+async fn bad_refresh_and_logout_bodies_are_400_and_huge_offsets_page_safely() {
+    let app = spawn_app().await;
+    for path in ["/api/auth/refresh", "/api/auth/logout"] {
+        for body in [r#"{"refresh_token": 5}"#, "not json", r#"{"other": "x"}"#] {
+            let response = app
+                .client
+                .post(app.url(path))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_error(response, 400).await;
+        }
+    }
+    app.register("only").await;
+    let response = app
+        .get(
+            &format!("/api/devices?limit=1&offset={}", i64::MAX),
+            &app.viewer,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-total-count"], "1");
+    let links = link_rels(&response);
+    assert_eq!(links["prev"], "/api/devices?limit=1&offset=0");
+    assert!(!links.contains_key("next"));
+}
