@@ -88,12 +88,13 @@ pub async fn list(
         .bind(filter.page.offset)
         .fetch_all(pool)
         .await?;
-    let total = sqlx::query_scalar(&format!("SELECT count(*) FROM alerts {WHERE}"))
+    let count_sql = format!("SELECT count(*) FROM alerts {WHERE}");
+    let count = sqlx::query_scalar(&count_sql)
         .bind(device.map(DeviceId::as_str))
         .bind(filter.acknowledged)
         .bind(filter.severity)
-        .fetch_one(pool)
-        .await?;
+        .fetch_one(pool);
+    let total = super::total_of(items.len(), filter.page, count).await?;
     Ok(Listing { items, total })
 }
 

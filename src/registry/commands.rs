@@ -115,10 +115,10 @@ pub async fn list(
     .bind(page.offset)
     .fetch_all(pool)
     .await?;
-    let total = sqlx::query_scalar("SELECT count(*) FROM commands WHERE device_id = $1")
+    let count = sqlx::query_scalar("SELECT count(*) FROM commands WHERE device_id = $1")
         .bind(device.as_str())
-        .fetch_one(pool)
-        .await?;
+        .fetch_one(pool);
+    let total = super::total_of(items.len(), page, count).await?;
     Ok(Listing { items, total })
 }
 

@@ -102,11 +102,12 @@ pub async fn list(pool: &PgPool, filter: &DeviceFilter) -> Result<Listing<Device
         .bind(filter.page.offset)
         .fetch_all(pool)
         .await?;
-    let total = sqlx::query_scalar(&format!("SELECT count(*) FROM devices {WHERE}"))
+    let count_sql = format!("SELECT count(*) FROM devices {WHERE}");
+    let count = sqlx::query_scalar(&count_sql)
         .bind(filter.status)
         .bind(filter.device_type.as_deref())
-        .fetch_one(pool)
-        .await?;
+        .fetch_one(pool);
+    let total = super::total_of(items.len(), filter.page, count).await?;
     Ok(Listing { items, total })
 }
 

@@ -44,10 +44,11 @@ pub async fn list(
     .bind(page.offset)
     .fetch_all(pool)
     .await?;
-    let total = sqlx::query_scalar(&format!("SELECT count(*) FROM events {WHERE}"))
+    let count_sql = format!("SELECT count(*) FROM events {WHERE}");
+    let count = sqlx::query_scalar(&count_sql)
         .bind(id.as_str())
         .bind(event_type)
-        .fetch_one(pool)
-        .await?;
+        .fetch_one(pool);
+    let total = super::total_of(items.len(), page, count).await?;
     Ok(Listing { items, total })
 }

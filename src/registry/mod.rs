@@ -68,3 +68,17 @@ pub(crate) fn missing_device(device_id: &str) -> impl FnOnce(sqlx::Error) -> Reg
         }
     }
 }
+
+/// How many rows match in all, for a page of `len` rows: a page that is not full shows the
+/// end, so its total is known (no second query for small listings); else `count` is asked.
+pub(crate) async fn total_of(
+    len: usize,
+    page: crate::domain::Page,
+    count: impl std::future::Future<Output = Result<i64, sqlx::Error>>,
+) -> Result<i64, sqlx::Error> {
+    let len = len as i64;
+    if len < page.limit && (len > 0 || page.offset == 0) {
+        return Ok(page.offset.saturating_add(len));
+    }
+    count.await
+}

@@ -153,11 +153,12 @@ pub async fn list(
     .bind(filter.page.offset)
     .fetch_all(pool)
     .await?;
-    let total = sqlx::query_scalar(&format!("SELECT count(*) FROM quarantine {WHERE}"))
+    let count_sql = format!("SELECT count(*) FROM quarantine {WHERE}");
+    let count = sqlx::query_scalar(&count_sql)
         .bind(filter.sink.as_deref())
         .bind(filter.device_id.as_deref())
-        .fetch_one(pool)
-        .await?;
+        .fetch_one(pool);
+    let total = super::total_of(rows.len(), filter.page, count).await?;
     Ok(Listing {
         items: rows.into_iter().map(Quarantined::from).collect(),
         total,
