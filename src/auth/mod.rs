@@ -76,6 +76,16 @@ impl Auth {
         self.issuer.as_ref()
     }
 
+    /// The issuer, for the routes that hand out tokens: with auth disabled there are none to
+    /// give, and the caller is told so (400).
+    pub fn issuer_or_disabled(&self) -> Result<&TokenIssuer, ApiError> {
+        self.issuer.as_ref().ok_or_else(|| {
+            ApiError::BadRequest(
+                "authentication is disabled on this server; no token is needed".into(),
+            )
+        })
+    }
+
     /// Counts a login attempt from `ip`; too many in a minute get 429.
     pub fn check_login_rate(&self, ip: IpAddr) -> Result<(), ApiError> {
         // The keyed store grows with distinct clients; forget idle ones now and then.

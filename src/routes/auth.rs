@@ -151,11 +151,7 @@ pub async fn login(
     pool: web::Data<PgPool>,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(issuer) = auth.issuer() else {
-        return Err(ApiError::BadRequest(
-            "authentication is disabled on this server; no token is needed".into(),
-        ));
-    };
+    let issuer = auth.issuer_or_disabled()?;
     if let Some(peer) = req.peer_addr() {
         auth.check_login_rate(peer.ip())?;
     }
@@ -201,11 +197,7 @@ pub async fn refresh(
     pool: web::Data<PgPool>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(issuer) = auth.issuer() else {
-        return Err(ApiError::BadRequest(
-            "authentication is disabled on this server; no token is needed".into(),
-        ));
-    };
+    let issuer = auth.issuer_or_disabled()?;
     let token = presented(&req, &body)?.ok_or(ApiError::Unauthorized(
         "no refresh token (body refresh_token or the devicehub_refresh cookie)",
     ))?;
