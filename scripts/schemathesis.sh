@@ -53,12 +53,15 @@ log "schemathesis for ${SECONDS_BUDGET} s against 127.0.0.1:$PORT (seed ${SCHEMA
 # fails now and then ("AST constructor recursion depth mismatch"), failing the run without a
 # finding.
 STATUS=0
+# GET /api/stream is left out: a valid request opens a stream that never ends (tests/api/stream.rs
+# covers its parameters and refusals).
 # From the scratch directory: schemathesis keeps its cache (.schemathesis/) in the working
 # directory, which must not be the clone.
 cd "$WORK"
 PYTHONPATH="$ROOT/scripts" PYTHONDONTWRITEBYTECODE=1 SCHEMATHESIS_HOOKS=schemathesis_hooks \
   "$VENV/bin/schemathesis" run "http://127.0.0.1:$PORT/api-docs/openapi.json" \
   --url "http://127.0.0.1:$PORT" -H "Authorization: Bearer $TOKEN" \
+  --exclude-path /api/stream \
   --checks all --max-time "$SECONDS_BUDGET" --workers 1 --seed "${SCHEMATHESIS_SEED:-1}" \
   --generation-database none --no-color --request-timeout 30 || STATUS=$?
 if [ "$STATUS" != 0 ] && grep -q ERROR "$WORK/devicehub.log"; then

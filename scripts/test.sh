@@ -44,6 +44,9 @@ bash scripts/check-ops.sh
 log "running tests"
 cargo test --workspace --locked
 
+log "the web console in headless Chromium"
+bash scripts/browser-test.sh
+
 log "schema fuzzing (schemathesis, ${SCHEMATHESIS_SECONDS:-90} s)"
 SCHEMATHESIS_SECONDS="${SCHEMATHESIS_SECONDS:-90}" bash scripts/schemathesis.sh
 

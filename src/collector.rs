@@ -41,6 +41,8 @@ pub struct Stores {
     pub influx: InfluxClient,
     pub objects: ObjectStore,
     pub publisher: Publisher,
+    /// Where accepted readings are handed to live stream clients.
+    pub live: crate::live::Hub,
 }
 
 /// Starts the collector's tasks under `supervisor`: sinks first (each registered at its cursor,
@@ -151,6 +153,7 @@ pub async fn start(
         dead_letters,
         metrics: metrics.clone(),
         max_journal_bytes: settings.collector.max_journal_bytes,
+        live: stores.live.clone(),
     };
     // Ingest ends when the source closes the hand-off at shutdown, after journaling and
     // acknowledging what it was handed.

@@ -47,6 +47,7 @@ pub struct Settings {
     pub hikvision: HikvisionSettings,
     pub inventory: InventorySettings,
     pub analytics: AnalyticsSettings,
+    pub stream: StreamSettings,
     /// How long a stop (SIGTERM, SIGINT) may take: the API finishes its requests, ingest
     /// journals and acknowledges what it holds, each sink writes its batch, the publisher sends
     /// its queue. What is not written by then stays in the journal.
@@ -238,6 +239,17 @@ pub struct HttpSettings {
     pub cors_origins: Vec<String>,
 }
 
+/// The live stream for browsers (`GET /api/stream`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct StreamSettings {
+    /// Stream clients one process serves at once; more get 503.
+    pub max_clients: usize,
+    /// Seconds between heartbeats on an idle stream (and checks that its user may still look).
+    pub heartbeat_secs: u64,
+    /// Seconds a stream ticket opens streams for.
+    pub ticket_ttl_secs: u64,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct DatabaseSettings {
     pub url: SecretString,
@@ -337,6 +349,11 @@ impl Settings {
                      path; `*` is refused, since browsers send credentials)"
                 )));
             }
+        }
+        if self.stream.heartbeat_secs == 0 || self.stream.ticket_ttl_secs == 0 {
+            return Err(SettingsError::Invalid(
+                "stream.heartbeat_secs and stream.ticket_ttl_secs must be at least 1".into(),
+            ));
         }
         if self.auth.enabled {
             let long_enough = self

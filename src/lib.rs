@@ -16,6 +16,7 @@ pub mod domain;
 pub mod error;
 pub mod inventory;
 pub mod journal;
+pub mod live;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;

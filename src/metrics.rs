@@ -104,6 +104,8 @@ pub struct Metrics {
     pub archive_objects: Counter,
     pub archive_errors: Counter,
     pub journal_bytes: Gauge,
+    /// Live stream clients connected (`GET /api/stream`).
+    pub stream_clients: Gauge,
     task_restarts: Family<TaskLabel, Counter>,
     quarantined: Family<SinkLabel, Counter>,
     misconfigured: Family<SinkLabel, Gauge>,
@@ -184,6 +186,7 @@ impl Metrics {
             archive_objects: Counter::default(),
             archive_errors: Counter::default(),
             journal_bytes: Gauge::default(),
+            stream_clients: Gauge::default(),
             task_restarts: Family::default(),
             quarantined: Family::default(),
             misconfigured: Family::default(),
@@ -242,6 +245,11 @@ impl Metrics {
             "mqtt_connected",
             "1 while the MQTT client (collector, publisher) is connected to the broker",
             metrics.mqtt_connected.clone(),
+        );
+        r.register(
+            "stream_clients",
+            "live stream clients connected (GET /api/stream)",
+            metrics.stream_clients.clone(),
         );
         r.register(
             "journal_max_bytes",

@@ -57,6 +57,8 @@ impl Application {
             tracing::warn!(error = %e, "the archive is not writable yet; the collector will retry");
         }
         let grace = Duration::from_secs(settings.shutdown_grace_secs);
+        let live =
+            crate::live::Hub::new(settings.stream.max_clients, metrics.stream_clients.clone());
         // The inventory answers the API and gives the Shelly poller its hosts.
         let inventory = if settings.runs(Role::Api) || settings.runs(Role::Pollers) {
             Some(start_inventory(&settings, &archive, &mut supervisor)?)
@@ -71,6 +73,7 @@ impl Application {
                 influx: influx.clone(),
                 objects: archive.clone(),
                 publisher: publisher.clone(),
+                live: live.clone(),
             };
             handoff = Some(collector::start(&settings, &stores, &mut supervisor, &metrics).await?);
             tracing::info!("collector started");
@@ -130,6 +133,21 @@ impl Application {
                     settings.mqtt.iot_prefix.clone(),
                     crate::sources::shelly::ShellyClient::new(&settings.shelly)?,
                 );
+                let listener = (pool.clone(), live.clone());
+                supervisor.spawn("live updates", Wave::Intake, move |shutdown| {
+                    crate::live::listen::run(listener.0.clone(), listener.1.clone(), shutdown)
+                });
+                if !collector {
+                    // Readings come from ingest where the collector runs; here, from the broker.
+                    let relay = Arc::new(crate::live::relay::Relay::new(
+                        &settings.mqtt,
+                        &format!("{}-live-{}", settings.mqtt.client_id, host_name()),
+                        live.clone(),
+                    )?);
+                    supervisor.spawn("live readings relay", Wave::Intake, move |shutdown| {
+                        relay.clone().run(shutdown)
+                    });
+                }
                 let resend = outbox.clone();
                 supervisor.spawn("command resend", Wave::Intake, move |shutdown| {
                     resend.clone().resend_until(shutdown)
@@ -143,6 +161,8 @@ impl Application {
                     inventory,
                     cameras: crate::sources::hikvision::CameraClient::new(&settings.hikvision)?,
                     collector,
+                    live: live.clone(),
+                    stream: settings.stream.clone(),
                 })
             }
             _ => None,
@@ -153,7 +173,9 @@ impl Application {
             "health and metrics listening (no api role)"
         };
         let server = serve(listener, pool.clone(), (probes, stores), &settings)?;
-        supervisor.spawn_once("api", Wave::Intake, |shutdown| run_server(server, shutdown));
+        supervisor.spawn_once("api", Wave::Intake, |shutdown| {
+            run_server(server, live, shutdown)
+        });
         tracing::info!(address = %listener_address(&settings, port), "{what}");
         Ok(Self {
             port,
@@ -287,13 +309,19 @@ fn start_pollers(
     Ok(())
 }
 
-/// Serves until told to stop, then lets requests in flight finish.
-async fn run_server(server: Server, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Serves until told to stop, then ends the live streams and lets other requests in flight
+/// finish.
+async fn run_server(
+    server: Server,
+    live: crate::live::Hub,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let handle = server.handle();
     let mut server = std::pin::pin!(server);
     tokio::select! {
         result = &mut server => result?,
         () = shutdown.cancelled() => {
+            live.close();
             let (_, result) = tokio::join!(handle.stop(true), server);
             result?;
         }
@@ -392,11 +420,15 @@ fn publisher_client_id(settings: &Settings) -> String {
     if settings.runs(Role::Collector) {
         return format!("{}-pub", settings.mqtt.client_id);
     }
-    let host = std::env::var("HOSTNAME")
+    format!("{}-pub-{}", settings.mqtt.client_id, host_name())
+}
+
+/// This machine's (or pod's) name, for client ids that must differ between API replicas.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "api".into());
-    format!("{}-pub-{host}", settings.mqtt.client_id)
+        .unwrap_or_else(|| "api".into())
 }

@@ -137,6 +137,16 @@ impl Auth {
                 "expected Authorization: Bearer <token>",
             ))?;
         let claims = issuer.verify(token)?;
+        self.caller_of(&claims, pool).await
+    }
+
+    /// The caller a verified token (or ticket) speaks for: its user must still exist, and have
+    /// changed neither role nor password since it was issued; the role is the user's now.
+    pub async fn caller_of(
+        &self,
+        claims: &Claims,
+        pool: Option<&PgPool>,
+    ) -> Result<Caller, ApiError> {
         let role = match self.user(&claims.sub, pool).await {
             Some(Some(state)) if claims.issued_ms() >= state.valid_since => state.role,
             Some(Some(_)) => {
@@ -149,9 +159,22 @@ impl Auth {
             None => claims.role,
         };
         Ok(Caller {
-            username: claims.sub,
+            username: claims.sub.clone(),
             role,
         })
+    }
+
+    /// The claims of a stream ticket; `None` when auth is off (no ticket is needed then).
+    pub fn verify_ticket(&self, ticket: Option<&str>) -> Result<Option<Claims>, ApiError> {
+        let Some(issuer) = &self.issuer else {
+            return Ok(None);
+        };
+        let ticket = ticket
+            .filter(|t| !t.is_empty())
+            .ok_or(ApiError::Unauthorized(
+                "missing ticket: ask POST /api/stream/ticket for one and pass it as ?ticket=",
+            ))?;
+        issuer.verify_ticket(ticket).map(Some)
     }
 
     /// The user's token state, from memory when fresh, else from PostgreSQL; `None` when

@@ -10,6 +10,8 @@ use crate::domain::Role;
 use crate::error::ApiError;
 
 const ISSUER: &str = "devicehub";
+/// The issuer of stream tickets: a ticket is no access token and an access token no ticket.
+const TICKET_ISSUER: &str = "devicehub-stream";
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
@@ -31,11 +33,12 @@ impl Claims {
     }
 }
 
-/// Signs and verifies access tokens with one HS256 secret.
+/// Signs and verifies access tokens (and stream tickets) with one HS256 secret.
 pub struct TokenIssuer {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    ticket_validation: Validation,
     ttl_secs: u64,
 }
 
@@ -46,10 +49,14 @@ impl TokenIssuer {
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "sub", "iss"]);
         validation.leeway = 5;
+        let mut ticket_validation = validation.clone();
+        ticket_validation.set_issuer(&[TICKET_ISSUER]);
+        ticket_validation.leeway = 0;
         Self {
             encoding: EncodingKey::from_secret(bytes),
             decoding: DecodingKey::from_secret(bytes),
             validation,
+            ticket_validation,
             ttl_secs,
         }
     }
@@ -59,6 +66,27 @@ impl TokenIssuer {
     }
 
     pub fn issue(&self, username: &str, role: Role) -> Result<String, ApiError> {
+        self.sign(username, role, ISSUER, self.ttl_secs)
+    }
+
+    /// A stream ticket: what a browser's `EventSource`, which cannot send headers, puts in the
+    /// URL instead of its access token. It lives `ttl_secs` and opens streams only.
+    pub fn issue_ticket(
+        &self,
+        username: &str,
+        role: Role,
+        ttl_secs: u64,
+    ) -> Result<String, ApiError> {
+        self.sign(username, role, TICKET_ISSUER, ttl_secs)
+    }
+
+    fn sign(
+        &self,
+        username: &str,
+        role: Role,
+        iss: &str,
+        ttl_secs: u64,
+    ) -> Result<String, ApiError> {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -69,8 +97,8 @@ impl TokenIssuer {
             role,
             iat: now,
             iat_ms: Some(now_ms),
-            exp: now + self.ttl_secs,
-            iss: ISSUER.into(),
+            exp: now + ttl_secs,
+            iss: iss.into(),
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| ApiError::Internal(e.into()))
@@ -82,6 +110,17 @@ impl TokenIssuer {
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => ApiError::Unauthorized("token expired"),
                 _ => ApiError::Unauthorized("invalid token"),
+            })
+    }
+
+    pub fn verify_ticket(&self, ticket: &str) -> Result<Claims, ApiError> {
+        decode::<Claims>(ticket, &self.decoding, &self.ticket_validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => ApiError::Unauthorized(
+                    "stream ticket expired; ask POST /api/stream/ticket for another",
+                ),
+                _ => ApiError::Unauthorized("invalid stream ticket"),
             })
     }
 }
@@ -107,6 +146,16 @@ mod tests {
             .issue("ann", Role::Admin)
             .unwrap();
         assert!(issuer(&"b".repeat(32), 60).verify(&token).is_err());
+    }
+
+    #[test]
+    fn ticket_and_access_token_are_not_interchangeable() {
+        let i = issuer(&"k".repeat(32), 60);
+        let ticket = i.issue_ticket("ann", Role::Viewer, 30).unwrap();
+        let token = i.issue("ann", Role::Viewer).unwrap();
+        assert_eq!(i.verify_ticket(&ticket).unwrap().sub, "ann");
+        assert!(i.verify(&ticket).is_err());
+        assert!(i.verify_ticket(&token).is_err());
     }
 
     #[test]

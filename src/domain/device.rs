@@ -6,6 +6,8 @@ use super::text::single_line_rule;
 use super::{bounded_json_object, DeviceId, Invalid, Page};
 
 pub const MAX_TYPE_CHARS: usize = 64;
+/// The longest `location`.
+pub const MAX_LOCATION_CHARS: usize = 200;
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 /// Administrative state of a device, set by people (its connection state is separate and set by
@@ -111,6 +113,8 @@ pub struct DeviceListQuery {
     #[serde(rename = "type")]
     #[param(rename = "type")]
     pub device_type: Option<String>,
+    /// Only devices at this location.
+    pub location: Option<String>,
     /// 1–1000, default 100.
     pub limit: Option<i64>,
     /// Default 0.
@@ -122,6 +126,7 @@ pub struct DeviceListQuery {
 pub struct DeviceFilter {
     pub status: Option<DeviceStatus>,
     pub device_type: Option<String>,
+    pub location: Option<String>,
     pub page: Page,
 }
 
@@ -138,9 +143,19 @@ impl TryFrom<DeviceListQuery> for DeviceFilter {
             }
             super::single_line("type", t)?;
         }
+        if let Some(l) = &q.location {
+            if l.is_empty() || l.chars().count() > MAX_LOCATION_CHARS {
+                return Err(Invalid::new(
+                    "location",
+                    format!("must be 1 to {MAX_LOCATION_CHARS} characters long"),
+                ));
+            }
+            super::single_line("location", l)?;
+        }
         Ok(Self {
             status: q.status,
             device_type: q.device_type,
+            location: q.location,
             page: Page::parse(q.limit, q.offset)?,
         })
     }

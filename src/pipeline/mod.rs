@@ -127,6 +127,8 @@ pub struct Ingest {
     pub dead_letters: DeadLetters,
     pub metrics: Arc<Metrics>,
     pub max_journal_bytes: u64,
+    /// Live stream clients watching readings.
+    pub live: crate::live::Hub,
 }
 
 impl Ingest {
@@ -267,6 +269,7 @@ impl Ingest {
         if entries.is_empty() {
             return false;
         }
+        self.live.publish_readings(&messages);
         self.append(entries, messages).await;
         true
     }

@@ -113,3 +113,30 @@ pub async fn acknowledge(pool: &PgPool, alert_id: i64, who: &str) -> Result<Aler
         .await?
         .ok_or_else(|| RegistryError::not_found("alert", alert_id))
 }
+
+pub async fn find(pool: &PgPool, alert_id: i64) -> Result<Alert, RegistryError> {
+    sqlx::query_as::<_, Alert>(&format!("SELECT {COLUMNS} FROM alerts WHERE id = $1"))
+        .bind(alert_id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| RegistryError::not_found("alert", alert_id))
+}
+
+/// Alerts raised after `after_id` (of `devices` only, when given), oldest first, at most
+/// `limit`: what a live client missed.
+pub async fn after(
+    pool: &PgPool,
+    after_id: i64,
+    devices: Option<&[String]>,
+    limit: i64,
+) -> Result<Vec<Alert>, sqlx::Error> {
+    sqlx::query_as::<_, Alert>(&format!(
+        "SELECT {COLUMNS} FROM alerts WHERE id > $1 \
+         AND ($2::text[] IS NULL OR device_id = ANY($2)) ORDER BY id LIMIT $3"
+    ))
+    .bind(after_id)
+    .bind(devices)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

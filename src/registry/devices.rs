@@ -90,14 +90,15 @@ pub async fn ids_by_mac(pool: &PgPool) -> Result<Vec<(String, String)>, Registry
 }
 
 pub async fn list(pool: &PgPool, filter: &DeviceFilter) -> Result<Listing<Device>, RegistryError> {
-    const WHERE: &str =
-        "WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR device_type = $2)";
+    const WHERE: &str = "WHERE ($1::text IS NULL OR status = $1) \
+        AND ($2::text IS NULL OR device_type = $2) AND ($3::text IS NULL OR location = $3)";
     let sql = format!(
-        "SELECT {COLUMNS} FROM devices {WHERE} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+        "SELECT {COLUMNS} FROM devices {WHERE} ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
     );
     let items = sqlx::query_as::<_, Device>(&sql)
         .bind(filter.status)
         .bind(filter.device_type.as_deref())
+        .bind(filter.location.as_deref())
         .bind(filter.page.limit)
         .bind(filter.page.offset)
         .fetch_all(pool)
@@ -106,6 +107,7 @@ pub async fn list(pool: &PgPool, filter: &DeviceFilter) -> Result<Listing<Device
     let count = sqlx::query_scalar(&count_sql)
         .bind(filter.status)
         .bind(filter.device_type.as_deref())
+        .bind(filter.location.as_deref())
         .fetch_one(pool);
     let total = super::total_of(items.len(), filter.page, count).await?;
     Ok(Listing { items, total })
@@ -180,6 +182,14 @@ pub async fn connection_state(
 /// The ids of every registered device.
 pub async fn ids(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar("SELECT device_id FROM devices")
+        .fetch_all(pool)
+        .await
+}
+
+/// The ids of the devices of one type.
+pub async fn ids_of_type(pool: &PgPool, device_type: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT device_id FROM devices WHERE device_type = $1")
+        .bind(device_type)
         .fetch_all(pool)
         .await
 }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cameras;
 pub mod commands;
 pub mod configs;
+pub mod console;
 pub mod devices;
 pub mod events;
 pub mod health;
@@ -18,6 +19,7 @@ pub mod prometheus;
 pub mod quarantine;
 pub mod raw_data;
 pub mod stats;
+pub mod stream;
 pub mod users;
 
 use std::sync::Arc;
@@ -47,6 +49,9 @@ pub struct Stores {
     pub cameras: crate::sources::hikvision::CameraClient,
     /// Whether the collector runs in this process (its counters are then the ingest stats).
     pub collector: bool,
+    /// Live updates for `/api/stream`, and its settings.
+    pub live: crate::live::Hub,
+    pub stream: crate::configuration::StreamSettings,
 }
 
 /// What the health and metrics endpoints read: every process has them, whatever its roles.
@@ -70,7 +75,25 @@ pub fn configure_probes(cfg: &mut web::ServiceConfig) {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // Explicit resources, so that a known path with the wrong method answers 405, not 404.
     configure_probes(cfg);
-    cfg.service(web::resource("/api-docs/openapi.json").get(openapi::document))
+    let compressed = || actix_web::middleware::Compress::default();
+    cfg.service(web::resource("/").get(console::index))
+        .service(web::resource("/docs").get(console::docs))
+        .service(
+            web::resource("/docs/{file}")
+                .wrap(compressed())
+                .get(console::asset),
+        )
+        .service(
+            web::resource("/console/{file}")
+                .wrap(compressed())
+                .get(console::asset),
+        )
+        .service(
+            web::resource("/vendor/{path:.+}")
+                .wrap(compressed())
+                .get(console::asset),
+        )
+        .service(web::resource("/api-docs/openapi.json").get(openapi::document))
         .service(
             web::scope("/api")
                 .service(web::resource("/auth/login").post(auth::login))
@@ -123,6 +146,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(web::resource("/alerts").get(alerts::list))
                 .service(web::resource("/alerts/{id}/acknowledge").post(alerts::acknowledge))
                 .service(web::resource("/stats").get(stats::read))
+                .service(web::resource("/stream").get(stream::stream))
+                .service(web::resource("/stream/ticket").post(stream::ticket))
                 .service(web::resource("/users").get(users::list).post(users::create))
                 .service(
                     web::resource("/users/{username}")

@@ -3,8 +3,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    alerts, analytics, auth, cameras, commands, configs, devices, events, health, inventory,
-    metrics, prometheus, quarantine, raw_data, stats, users,
+    alerts, analytics, auth, cameras, commands, configs, console, devices, events, health,
+    inventory, metrics, prometheus, quarantine, raw_data, stats, stream, users,
 };
 
 #[derive(OpenApi)]
@@ -12,11 +12,13 @@ use super::{
     info(
         title = "devicehub",
         description = "Device registry, telemetry and analytics API. Every `/api` route except \
-                       login, refresh and logout needs `Authorization: Bearer <token>`; errors \
+                       login, refresh, logout and the stream needs `Authorization: Bearer <token>` \
+                       (the stream takes a ticket from `POST /api/stream/ticket`); errors \
                        are `{\"error\": ..., \"details\": ...}`.",
     ),
     paths(
         health::health, health::healthz, health::readyz, document, prometheus::metrics,
+        console::index, console::docs,
         auth::login, auth::refresh, auth::logout, auth::me,
         devices::list, devices::register, devices::read, devices::update, devices::delete,
         devices::heartbeat, devices::status, cameras::snapshot,
@@ -28,6 +30,7 @@ use super::{
         commands::create, commands::list,
         quarantine::list, quarantine::read,
         stats::read,
+        stream::ticket, stream::stream,
         inventory::list, inventory::read,
         analytics::energy, analytics::health, analytics::summary,
         users::list, users::create, users::update, users::delete,
@@ -39,6 +42,7 @@ use super::{
     modifiers(&BearerAuth),
     tags(
         (name = "health", description = "Liveness and readiness"),
+        (name = "console", description = "The web console and these docs (HTML)"),
         (name = "auth", description = "Tokens"),
         (name = "devices", description = "The device registry"),
         (name = "configs", description = "Per-device configuration"),
@@ -48,6 +52,7 @@ use super::{
         (name = "archive", description = "The raw archive"),
         (name = "commands", description = "Commands to devices over MQTT"),
         (name = "stats", description = "Fleet counters"),
+        (name = "stream", description = "Live updates for browsers (Server-Sent Events)"),
         (name = "quarantine", description = "Records a store refused for good"),
         (name = "inventory", description = "What is on the home network (DuckDB over the router's snapshots)"),
         (name = "analytics", description = "Gold tables of the bronze/silver/gold models: energy, cost, health"),

@@ -44,10 +44,12 @@ async fn duplicate_registration_is_409() {
 }
 
 #[tokio::test]
-async fn list_is_newest_first_filters_by_status_and_type_and_pages() {
+async fn list_is_newest_first_filters_by_status_type_and_location_and_pages() {
     let app = spawn_app().await;
-    app.register_with(json!({"device_id": "a", "device_name": "A", "device_type": "meter"}))
-        .await;
+    app.register_with(
+        json!({"device_id": "a", "device_name": "A", "device_type": "meter", "location": "hall"}),
+    )
+    .await;
     app.register_with(json!({"device_id": "b", "device_name": "B", "device_type": "sensor", "status": "inactive"})).await;
     app.register_with(json!({"device_id": "c", "device_name": "C", "device_type": "meter"}))
         .await;
@@ -73,6 +75,15 @@ async fn list_is_newest_first_filters_by_status_and_type_and_pages() {
         .await
         .unwrap();
     assert_eq!(ids(meters), ["c", "a"]);
+    let hall: Value = app
+        .get("/api/devices?location=hall&type=meter", &app.viewer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ids(hall), ["a"]);
+    let odd = app.get("/api/devices?location=a%0Ab", &app.viewer).await;
+    assert_error(odd, 400).await;
     let inactive: Value = app
         .get("/api/devices?status=inactive", &app.viewer)
         .await

@@ -24,3 +24,4 @@ mod openapi;
 mod pollers;
 mod servers;
 mod stats;
+mod stream;

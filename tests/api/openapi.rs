@@ -48,6 +48,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/analytics/energy/daily"),
     ("get", "/api/analytics/health"),
     ("get", "/api/analytics/summary"),
+    ("post", "/api/stream/ticket"),
+    ("get", "/api/stream"),
+    ("get", "/"),
+    ("get", "/docs"),
 ];
 
 #[tokio::test]
@@ -83,8 +87,13 @@ async fn served_document_describes_every_route_and_the_bearer_scheme() {
         "bearer"
     );
     // Every /api route but those that exchange credentials (login, refresh, logout) declares
-    // the bearer requirement.
-    let open = ["/api/auth/login", "/api/auth/refresh", "/api/auth/logout"];
+    // the bearer requirement; the stream takes a ticket in its query instead.
+    let open = [
+        "/api/auth/login",
+        "/api/auth/refresh",
+        "/api/auth/logout",
+        "/api/stream",
+    ];
     for (method, path) in ROUTES
         .iter()
         .filter(|(_, p)| p.starts_with("/api/") && !open.contains(p))

@@ -169,6 +169,19 @@ impl Decoder {
         ]
     }
 
+    /// The topics that carry one device's readings (telemetry, hello, Shelly status): what the
+    /// live relay of an API process subscribes to while someone watches the device. Device ids
+    /// hold no `/`, `+` or `#`, so each is one plain topic level.
+    pub fn reading_topics(&self, device: &str) -> [String; 4] {
+        let iot = &self.iot_prefix;
+        [
+            format!("{iot}/{device}/telemetry"),
+            format!("{iot}/{device}/hello"),
+            format!("{device}/status/+"),
+            format!("{device}/events/rpc"),
+        ]
+    }
+
     fn route(&self, topic: &str) -> Result<Route, Rejection> {
         let unknown = || {
             reject(
