@@ -103,7 +103,7 @@ for _ in $(seq 1 120); do
   kill -0 "$SERVER" 2>/dev/null || die "devicehub exited; see its log above"
   sleep 0.5
 done
-log "devicehub is ready on $API (log in as admin)"
+log "devicehub is ready: the web console on $API/ and the API docs on $API/docs (log in as admin)"
 
 if [ "${DEVICEHUB_SIMULATOR:-1}" != 0 ]; then
   log "starting the simulator: $SCENARIO"

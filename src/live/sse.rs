@@ -26,7 +26,8 @@ use crate::auth::{Auth, Claims};
 use crate::domain::Reading;
 use crate::registry::{alerts, devices};
 
-/// Alerts replayed to a resuming client at most; older ones are in `GET /api/alerts`.
+/// Alerts replayed to a resuming client at most (the newest of those it missed); the others
+/// are in `GET /api/alerts`.
 pub const MAX_REPLAY: i64 = 500;
 
 /// Which devices and kinds of update a client asked for.

@@ -122,8 +122,8 @@ pub async fn find(pool: &PgPool, alert_id: i64) -> Result<Alert, RegistryError> 
         .ok_or_else(|| RegistryError::not_found("alert", alert_id))
 }
 
-/// Alerts raised after `after_id` (of `devices` only, when given), oldest first, at most
-/// `limit`: what a live client missed.
+/// The newest `limit` alerts raised after `after_id` (of `devices` only, when given), oldest
+/// first: what a live client missed (beyond `limit`, the oldest of those are left out).
 pub async fn after(
     pool: &PgPool,
     after_id: i64,
@@ -131,8 +131,9 @@ pub async fn after(
     limit: i64,
 ) -> Result<Vec<Alert>, sqlx::Error> {
     sqlx::query_as::<_, Alert>(&format!(
-        "SELECT {COLUMNS} FROM alerts WHERE id > $1 \
-         AND ($2::text[] IS NULL OR device_id = ANY($2)) ORDER BY id LIMIT $3"
+        "SELECT * FROM (SELECT {COLUMNS} FROM alerts WHERE id > $1 \
+         AND ($2::text[] IS NULL OR device_id = ANY($2)) ORDER BY id DESC LIMIT $3) newest \
+         ORDER BY id"
     ))
     .bind(after_id)
     .bind(devices)
