@@ -500,30 +500,10 @@ fn the_dashboards_and_the_influxdb_template_refer_only_to_what_devicehub_writes(
 #[tokio::test]
 async fn json_logs_are_one_object_per_line_with_the_request_id_the_response_returns() {
     let app = spawn_app().await;
-    let port = crate::servers::free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_devicehub"))
-        .arg("serve")
-        .env("DEVICEHUB__DATABASE__URL", app.database_url())
-        .env("DEVICEHUB__HTTP__BIND", format!("127.0.0.1:{port}"))
-        .env("DEVICEHUB__HTTP__WORKERS", "1")
-        .env("DEVICEHUB__AUTH__JWT_SECRET", crate::helpers::TEST_SECRET)
-        .env("DEVICEHUB__ROLES", "api")
-        .env(
-            "DEVICEHUB__MQTT__CLIENT_ID",
-            format!("devicehub-logs-{port}"),
-        )
-        .env("DEVICEHUB__INFLUXDB__API", "v1")
-        .env(
-            "DEVICEHUB__INFLUXDB__DATABASE",
-            format!("devicehub_test_logs_{port}"),
-        )
-        .env(
-            "DEVICEHUB__ARCHIVE__DIR",
-            std::env::temp_dir().join(format!("dh-logs-{port}")),
-        )
+    let (mut command, port) = crate::helpers::binary(&app, "logs");
+    let mut child = command
         .env("DEVICEHUB__LOG__FORMAT", "json")
         .env("DEVICEHUB__LOG__LEVEL", "info,devicehub::access=debug")
-        .env_remove("RUST_LOG")
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()

@@ -446,27 +446,9 @@ async fn streams_past_the_limit_get_503() {
 #[tokio::test]
 async fn a_thousand_idle_streams_stay_under_the_memory_bound() {
     let app = spawn_app().await;
-    let port = crate::servers::free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_devicehub"))
-        .arg("serve")
-        .env("DEVICEHUB__DATABASE__URL", app.database_url())
-        .env("DEVICEHUB__HTTP__BIND", format!("127.0.0.1:{port}"))
+    let (mut command, port) = crate::helpers::binary(&app, "sse");
+    let mut child = command
         .env("DEVICEHUB__HTTP__WORKERS", "2")
-        .env("DEVICEHUB__AUTH__JWT_SECRET", crate::helpers::TEST_SECRET)
-        .env("DEVICEHUB__ROLES", "api")
-        .env(
-            "DEVICEHUB__MQTT__CLIENT_ID",
-            format!("devicehub-sse-{port}"),
-        )
-        .env("DEVICEHUB__INFLUXDB__API", "v1")
-        .env(
-            "DEVICEHUB__INFLUXDB__DATABASE",
-            format!("devicehub_test_sse_{port}"),
-        )
-        .env(
-            "DEVICEHUB__ARCHIVE__DIR",
-            std::env::temp_dir().join(format!("dh-sse-{port}")),
-        )
         .env("DEVICEHUB__LOG__LEVEL", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -152,6 +152,18 @@ def test_a_viewer_sees_no_actions_and_an_operator_s_actions_succeed(browser, hub
     button.click()
     wait(browser).until(lambda b: "acknowledged" in text(b, "#device-alerts"))
 
+    # A Shelly's relays have switches.
+    hub.call("POST", "/api/devices", {"device_id": "shellyplus1pm-a8032ab1c2d3", "device_name": "Boiler relay",
+                                      "device_type": "shelly", "metadata": {"channels": 1}}, user="ada")
+    browser.get(f"{hub.url}/#/devices/shellyplus1pm-a8032ab1c2d3")
+    relays = wait(browser).until(EC.presence_of_element_located((By.ID, "relays")))
+    buttons = [b.text for b in relays.find_elements(By.TAG_NAME, "button")]
+    assert buttons == ["Channel 0 on", "Channel 0 off"], buttons
+    relays.find_element(By.XPATH, ".//button[text()='Channel 0 off']").click()
+    wait(browser).until(EC.text_to_be_present_in_element((By.ID, "command-result"), "Sent switch_set"))
+    sent = hub.call("GET", "/api/devices/shellyplus1pm-a8032ab1c2d3/commands", user="vic")
+    assert sent[0]["cmd"] == "switch_set" and sent[0]["params"] == {"channel": 0, "on": False}
+
 
 def test_every_page_fits_a_phone_without_horizontal_scroll(browser, hub):
     # A phone's viewport (Chromium's windows are at least 500 px wide, so it is emulated).

@@ -24,7 +24,7 @@ function h(tag, attrs, ...children) {
     else if (k === "dataset") Object.assign(el.dataset, v);
     else el.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : String(c));
   }
@@ -730,11 +730,26 @@ async function energyPage(params) {
       h("td", { class: "num" }, fmtNum(r.cost, 2)), h("td", {}, r.method), h("td", { class: "num" }, r.readings)))));
 }
 
+// ---------------------------------------------------------------- phone layout
+
+// At phone width each table row becomes a card whose cells name their column (CSS shows
+// data-label); rows are added later too (live alerts, commands), so cells are labelled as they
+// appear.
+function labelCells(root) {
+  for (const tbl of root.querySelectorAll("table")) {
+    const names = [...tbl.querySelectorAll("thead th")].map((th) => th.textContent);
+    for (const tr of tbl.querySelectorAll("tbody tr")) {
+      [...tr.children].forEach((td, i) => { if (td.dataset.label === undefined) td.dataset.label = names[i] || ""; });
+    }
+  }
+}
+
 // ---------------------------------------------------------------- start
 
 window.addEventListener("hashchange", route);
 document.addEventListener("DOMContentLoaded", async () => {
   $("#logout").addEventListener("click", logout);
+  new MutationObserver(() => labelCells(view())).observe(view(), { childList: true, subtree: true });
   if (await refresh().catch(() => false)) {
     try { await whoAmI(); } catch { showLogin(); return; }
   } else {
