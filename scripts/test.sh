@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up what the tests need (PostgreSQL, Mosquitto) and runs the whole suite: formatting,
-# clippy, unit and integration tests, OpenAPI validation and a short schemathesis run. Idempotent.
+# clippy, unit and integration tests, OpenAPI validation, the operator's kit, the web console in
+# headless Chromium and a short schemathesis run. Idempotent.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 

@@ -526,3 +526,102 @@ async fn a_thousand_idle_streams_stay_under_the_memory_bound() {
         after - before
     );
 }
+
+/// The relay of an API-only process on the broker as shipped (`config/mosquitto/`: passwords,
+/// ACLs): devicehub's user may subscribe to a device's telemetry and a Shelly's status, and the
+/// readings devices publish as themselves reach the stream.
+#[tokio::test]
+async fn the_relay_hears_devices_on_the_shipped_broker() {
+    let (tag, dir) = crate::faults::scratch();
+    let (meter, shelly) = ("meter-relay01", "shellyplus1pm-relay01");
+    let broker = crate::servers::mosquitto(&dir, &[meter, shelly]);
+    let mut service = crate::faults::Service::new(&tag, broker.port, &dir);
+    service.set("DEVICEHUB__ROLES", "api");
+    service.start().await;
+    let pool = sqlx::PgPool::connect(&service.database_url())
+        .await
+        .unwrap();
+    devicehub::registry::users::create(&pool, "relay-viewer", "placeholder", Role::Viewer)
+        .await
+        .unwrap();
+    let token = devicehub::auth::TokenIssuer::new(
+        &secrecy::SecretString::from(crate::helpers::TEST_SECRET),
+        60,
+    )
+    .issue("relay-viewer", Role::Viewer)
+    .unwrap();
+    let base = format!("http://127.0.0.1:{}", service.http);
+    let client = reqwest::Client::new();
+    let ticket: Value = client
+        .post(format!("{base}/api/stream/ticket"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let response = client
+        .get(format!(
+            "{base}/api/stream?kinds=reading&device_id={meter},{shelly}&ticket={}",
+            ticket["ticket"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut sse = Sse {
+        response,
+        buffer: String::new(),
+    };
+    let as_device = |id: &str| {
+        let mut options =
+            rumqttc::MqttOptions::new(format!("{id}-{tag}"), "127.0.0.1", broker.port);
+        options.set_credentials(id, crate::servers::DEVICE_PASSWORD);
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 100);
+        tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+        client
+    };
+    let (meter_client, shelly_client) = (as_device(meter), as_device(shelly));
+    let mut heard = std::collections::BTreeSet::new();
+    for _ in 0..25 {
+        meter_client
+            .publish(
+                format!("iot/{meter}/telemetry"),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                json!({"device_id": meter, "voltage": 230.5}).to_string(),
+            )
+            .await
+            .unwrap();
+        shelly_client
+            .publish(
+                format!("{shelly}/status/switch:0"),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                json!({"id": 0, "output": true, "apower": 12.5}).to_string(),
+            )
+            .await
+            .unwrap();
+        while let Some(event) = sse.hears("readings", 0.2).await {
+            for point in event.data.as_array().unwrap() {
+                heard.insert(format!(
+                    "{}/{}",
+                    point["device_id"].as_str().unwrap(),
+                    point["metric"].as_str().unwrap()
+                ));
+            }
+        }
+        if heard.len() >= 3 {
+            break;
+        }
+    }
+    assert!(heard.contains(&format!("{meter}/voltage")), "{heard:?}");
+    assert!(
+        heard.contains(&format!("{shelly}/switch0.power")),
+        "{heard:?}"
+    );
+    drop(service);
+    drop(broker);
+    let _ = std::fs::remove_dir_all(dir);
+}
