@@ -391,13 +391,19 @@ class Charts {
       const width = Math.max(240, s.box.clientWidth - 28);
       s.plot = new uPlot({
         width, height: 180,
-        series: [{}, { label: metric, stroke: "#1f6feb", width: 1.5, points: { show: false } }],
+        // Points while there are too few for a line.
+        series: [{}, { label: metric, stroke: "#1f6feb", width: 1.5,
+                       points: { show: (u) => u.data[0].length < 3, size: 6 } }],
         axes: [{}, { size: 56 }],
         legend: { show: false },
       }, [s.xs, s.ys], s.box.querySelector(".plot"));
     } else {
       s.plot.setData([s.xs, s.ys]);
     }
+    // At least the last hour up to now: a series of one point (a device's hello numbers) spans
+    // no time, and uPlot would make up a range of years.
+    const now = Date.now() / 1000;
+    s.plot.setScale("x", { min: Math.min(s.xs[0], now - 3600), max: Math.max(s.xs[s.xs.length - 1], now) });
     s.count.textContent = `${s.xs.length} points`;
     s.box.dataset.points = String(s.xs.length);
   }
