@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{device_id, Stores};
 use crate::auth::{Auth, Viewer};
-use crate::domain::Invalid;
+use crate::domain::{single_line, Invalid, MAX_DEVICE_TYPE_CHARS};
 use crate::error::{ApiError, ErrorBody};
 use crate::live::sse::{Client, Filter, Watcher};
 use crate::live::Kind;
@@ -172,14 +172,15 @@ fn filter(query: &StreamQuery) -> Result<Filter, ApiError> {
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .map(str::to_owned);
-    if device_type
-        .as_ref()
-        .is_some_and(|t| t.len() > 64 || t.contains('\0'))
-    {
-        return Err(ApiError::invalid_parameter(Invalid::new(
-            "type",
-            "not a device type",
-        )));
+    if let Some(t) = &device_type {
+        // The rules of `GET /api/devices?type=`.
+        if t.chars().count() > MAX_DEVICE_TYPE_CHARS {
+            return Err(ApiError::invalid_parameter(Invalid::new(
+                "type",
+                format!("must be 1 to {MAX_DEVICE_TYPE_CHARS} characters long"),
+            )));
+        }
+        single_line("type", t).map_err(ApiError::invalid_parameter)?;
     }
     let names_devices = !devices.is_empty() || device_type.is_some();
     let kinds: HashSet<Kind> = match query.kinds.as_deref().map(str::trim) {

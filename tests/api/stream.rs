@@ -351,6 +351,7 @@ async fn bad_stream_parameters_are_400_with_the_field_named() {
         ("kinds=reading", "kinds"),
         ("kinds=everything", "kinds"),
         ("device_id=bad%20id", "device_id"),
+        ("type=a%0Ab", "type"),
         ("last_event_id=x", "last_event_id"),
     ] {
         let response = app
