@@ -242,10 +242,11 @@ impl Subscription {
             return;
         }
         let before = std::mem::replace(&mut self.watching, devices);
-        self.rewatch(&before, true);
+        self.rewatch(&before);
     }
 
-    fn rewatch(&self, before: &HashSet<String>, add: bool) {
+    /// Moves this client's counts from the devices of `before` to those it watches now.
+    fn rewatch(&self, before: &HashSet<String>) {
         let Ok(mut watched) = self.watched.devices.lock() else {
             return;
         };
@@ -259,12 +260,10 @@ impl Subscription {
                 }
             }
         }
-        if add {
-            for new in self.watching.difference(before) {
-                let n = watched.entry(new.clone()).or_insert(0);
-                changed |= *n == 0;
-                *n += 1;
-            }
+        for new in self.watching.difference(before) {
+            let n = watched.entry(new.clone()).or_insert(0);
+            changed |= *n == 0;
+            *n += 1;
         }
         drop(watched);
         if changed {
@@ -278,7 +277,7 @@ impl Drop for Subscription {
         self.clients.fetch_sub(1, Ordering::AcqRel);
         self.gauge.dec();
         let before = std::mem::take(&mut self.watching);
-        // Every device watched before is gone now.
-        self.rewatch(&before, false);
+        // Watching nothing now: every device watched before loses this client.
+        self.rewatch(&before);
     }
 }

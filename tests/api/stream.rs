@@ -26,6 +26,14 @@ pub struct Sse {
 }
 
 impl Sse {
+    /// A stream already opened.
+    fn reading(response: reqwest::Response) -> Self {
+        Self {
+            response,
+            buffer: String::new(),
+        }
+    }
+
     pub async fn ticket(app: &TestApp, token: &str) -> String {
         let response = app.post_empty("/api/stream/ticket", token).await;
         assert_eq!(response.status(), 200);
@@ -50,10 +58,7 @@ impl Sse {
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200, "{:?}", response.text().await);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
-        Self {
-            response,
-            buffer: String::new(),
-        }
+        Self::reading(response)
     }
 
     /// The next complete event in what was read, if any (comment blocks skipped).
@@ -245,10 +250,7 @@ async fn alerts_missed_while_away_come_first_when_resuming_with_last_event_id() 
         .send()
         .await
         .unwrap();
-    let mut sse = Sse {
-        response,
-        buffer: String::new(),
-    };
+    let mut sse = Sse::reading(response);
     assert_eq!(
         sse.next_named("alert", 5.0).await.data["id"],
         missed[0]["id"]
@@ -571,10 +573,7 @@ async fn the_relay_hears_devices_on_the_shipped_broker() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let mut sse = Sse {
-        response,
-        buffer: String::new(),
-    };
+    let mut sse = Sse::reading(response);
     let as_device = |id: &str| {
         let mut options =
             rumqttc::MqttOptions::new(format!("{id}-{tag}"), "127.0.0.1", broker.port);
