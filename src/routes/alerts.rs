@@ -61,11 +61,11 @@ pub async fn raise(
     _: Operator,
     pool: web::Data<PgPool>,
     path: web::Path<String>,
-    body: web::Json<NewAlert>,
+    body: super::Body<NewAlert>,
 ) -> Result<HttpResponse, ApiError> {
     let id = device_id(&path)?;
     body.validate()?;
-    Ok(HttpResponse::Created().json(alerts::raise(&pool, &id, body.into_inner()).await?))
+    Ok(HttpResponse::Created().json(alerts::raise(&pool, &id, body.into_inner().0).await?))
 }
 
 /// Alerts across all devices, newest first.

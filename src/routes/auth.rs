@@ -121,11 +121,11 @@ fn presented(req: &HttpRequest, body: &[u8]) -> Result<Option<String>, ApiError>
     let from_body = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        serde_json::from_slice::<Option<RefreshRequest>>(body)
+        serde_json::from_slice::<Option<super::Object<RefreshRequest>>>(body)
             .map_err(|e| {
                 ApiError::BadRequest(format!("body is not valid JSON for this request: {e}"))
             })?
-            .and_then(|b| b.refresh_token)
+            .and_then(|b| b.0.refresh_token)
     };
     Ok(from_body
         .or_else(|| req.cookie(REFRESH_COOKIE).map(|c| c.value().to_owned()))
@@ -149,14 +149,14 @@ pub async fn login(
     auth: web::Data<Arc<Auth>>,
     lifetimes: web::Data<TokenLifetimes>,
     pool: web::Data<PgPool>,
-    body: web::Json<LoginRequest>,
+    body: super::Body<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let issuer = auth.issuer_or_disabled()?;
     if let Some(peer) = req.peer_addr() {
         auth.check_login_rate(peer.ip())?;
     }
     body.validate()?;
-    let LoginRequest { username, password } = body.into_inner();
+    let LoginRequest { username, password } = body.into_inner().0;
     let user = users::find(&pool, &username).await?;
     let password = SecretString::from(password);
     let stored = user.as_ref().map(|u| u.password_hash.clone());

@@ -26,10 +26,10 @@ pub async fn create(
     pool: web::Data<PgPool>,
     stores: web::Data<Stores>,
     path: web::Path<String>,
-    body: web::Json<NewCommand>,
+    body: super::Body<NewCommand>,
 ) -> Result<HttpResponse, ApiError> {
     let id = device_id(&path)?;
-    let request = CommandRequest::try_from(body.into_inner()).map_err(ApiError::invalid_body)?;
+    let request = CommandRequest::try_from(body.into_inner().0).map_err(ApiError::invalid_body)?;
     let queued = commands::create(&pool, &id, &request, &caller.caller.username).await?;
     let sent = stores.outbox.send(&queued).await?;
     let command = commands::find(&pool, queued.cmd_id).await?;

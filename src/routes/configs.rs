@@ -62,11 +62,11 @@ pub async fn set(
     _: Operator,
     pool: web::Data<PgPool>,
     path: web::Path<(String, String)>,
-    body: web::Json<ConfigValue>,
+    body: super::Body<ConfigValue>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, key) = path.into_inner();
     let (id, key) = (device_id(&id)?, config_key(&key)?);
-    let value = bounded_json_value("value", body.into_inner().value, MAX_CONFIG_VALUE_BYTES)
+    let value = bounded_json_value("value", body.into_inner().0.value, MAX_CONFIG_VALUE_BYTES)
         .map_err(ApiError::invalid_body)?;
     key.check_value(&value).map_err(ApiError::invalid_body)?;
     Ok(HttpResponse::Ok().json(configs::set(&pool, &id, &key, value).await?))

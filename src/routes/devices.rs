@@ -51,10 +51,10 @@ pub async fn list(
 pub async fn register(
     _: Admin,
     pool: web::Data<PgPool>,
-    body: web::Json<NewDevice>,
+    body: super::Body<NewDevice>,
 ) -> Result<HttpResponse, ApiError> {
     body.validate()?;
-    let new = body.into_inner();
+    let new = body.into_inner().0;
     let id = new.id().map_err(ApiError::invalid_body)?;
     let device = devices::register(&pool, &id, new).await?;
     tracing::info!(device_id = %id, "device registered");
@@ -96,11 +96,11 @@ pub async fn update(
     _: Admin,
     pool: web::Data<PgPool>,
     path: web::Path<String>,
-    body: web::Json<DevicePatch>,
+    body: super::Body<DevicePatch>,
 ) -> Result<HttpResponse, ApiError> {
     let id = device_id(&path)?;
     body.validate()?;
-    let patch = body.into_inner();
+    let patch = body.into_inner().0;
     if patch.is_empty() {
         return Err(ApiError::Validation(
             serde_json::json!({"body": ["give at least one field to change"]}),

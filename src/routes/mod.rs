@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod analytics;
 pub mod auth;
+mod body;
 pub mod cameras;
 pub mod commands;
 pub mod configs;
@@ -27,6 +28,8 @@ use std::sync::Arc;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
+
+pub use body::{Body, Object};
 
 use crate::domain::{DeviceId, Listing, Page};
 use crate::error::ApiError;

@@ -102,14 +102,14 @@ pub async fn create(
     admin: Admin,
     pool: web::Data<PgPool>,
     auth: web::Data<Arc<Auth>>,
-    body: web::Json<NewUser>,
+    body: super::Body<NewUser>,
 ) -> Result<HttpResponse, ApiError> {
     body.validate()?;
     let NewUser {
         username,
         password,
         role,
-    } = body.into_inner();
+    } = body.into_inner().0;
     let hashed = hash(password).await?;
     let user = users::create(&pool, &username, &hashed, role).await?;
     auth.forget(&username);
@@ -136,11 +136,11 @@ pub async fn update(
     pool: web::Data<PgPool>,
     auth: web::Data<Arc<Auth>>,
     path: web::Path<String>,
-    body: web::Json<UserPatch>,
+    body: super::Body<UserPatch>,
 ) -> Result<HttpResponse, ApiError> {
     let username = username(&path)?.to_owned();
     body.validate()?;
-    let UserPatch { role, password } = body.into_inner();
+    let UserPatch { role, password } = body.into_inner().0;
     if role.is_none() && password.is_none() {
         return Err(ApiError::Validation(
             serde_json::json!({"body": ["give role, password or both"]}),

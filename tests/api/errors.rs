@@ -1,5 +1,6 @@
 //! Bad input of every kind gets the JSON error body with the right status, never a 500 or HTML.
 
+use devicehub::domain::Role;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -70,10 +71,30 @@ async fn wrong_shapes_are_422() {
         json!({"device_id": 5, "device_name": "x"}),
         json!({"device_id": "ok", "device_name": "x", "status": "switched-on"}),
         json!([{"device_id": "ok", "device_name": "x"}]),
+        // serde alone would read a struct from its fields in order.
+        json!(["ok", "x"]),
+        json!("ok"),
     ] {
         let error = assert_error(register_raw(&app, body.clone()).await, 422).await;
         assert!(error["details"]["body"].is_array(), "{body}: {error}");
     }
+    // Nor does an array log in, or name a refresh token to revoke.
+    app.add_user("ann", "correct horse battery", Role::Viewer)
+        .await;
+    let login = app
+        .request(Method::POST, "/api/auth/login", None)
+        .json(&json!(["ann", "correct horse battery"]))
+        .send()
+        .await
+        .unwrap();
+    assert_error(login, 422).await;
+    let logout = app
+        .request(Method::POST, "/api/auth/logout", None)
+        .json(&json!(["a-refresh-token"]))
+        .send()
+        .await
+        .unwrap();
+    assert_error(logout, 400).await;
 }
 
 #[tokio::test]
