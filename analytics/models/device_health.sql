@@ -1,6 +1,6 @@
 -- Gold: each device's health per day.
 --
--- Inputs: silver_readings (the days being built and the day before), gold_device_dims,
+-- Inputs: device_hours (hourly_device.sql: the days being built and the day before), gold_device_dims,
 -- registry_alerts_daily, quarantine_daily; variables days_from, days_to, data_until (the newest
 -- device time in the lake, so that a re-run over the same data gives the same answer).
 --
@@ -16,33 +16,50 @@
 --   data_reliability    = uptime_share · valid share · received / (received + sequence gaps
 --                         + quarantined records)
 WITH
-per_reading AS (
-    SELECT CAST(ts AS DATE) AS date, device_id, ts, quality_score, is_valid, is_late_event, copies
-    FROM silver_readings
+hours AS (
+    SELECT CAST(first_ts AS DATE) AS date, * FROM device_hours
+),
+-- The times between the device's readings of a day: within its hours, and from each hour's last
+-- reading to the next hour's first.
+gaps AS (
+    SELECT date, device_id, g.gap_s, g.n
+    FROM (SELECT date, device_id, unnest(gaps) AS g FROM hours)
+    UNION ALL
+    SELECT date, device_id, epoch(first_ts - lag(last_ts) OVER (PARTITION BY date, device_id ORDER BY first_ts)), 1
+    FROM hours
+),
+-- The median time between readings (as DuckDB's median: the mean of the two middle ones when
+-- their number is even), from how often each occurred.
+ranked AS (
+    SELECT date, device_id, gap_s,
+           sum(n) OVER (PARTITION BY date, device_id ORDER BY gap_s) AS up_to,
+           sum(n) OVER (PARTITION BY date, device_id) AS total
+    FROM (SELECT date, device_id, gap_s, sum(n) AS n FROM gaps WHERE gap_s > 0 GROUP BY ALL)
 ),
 cadence AS (
-    SELECT date, device_id, median(gap) AS cadence_s
+    SELECT date, device_id,
+           lower_gap + (upper_gap - lower_gap) * 0.5 AS cadence_s
     FROM (
         SELECT date, device_id,
-               epoch(ts - lag(ts) OVER (PARTITION BY date, device_id ORDER BY ts)) AS gap
-        FROM (SELECT DISTINCT date, device_id, ts FROM per_reading)
+               min(gap_s) FILTER (WHERE up_to > floor((total - 1) / 2)) AS lower_gap,
+               min(gap_s) FILTER (WHERE up_to > ceil((total - 1) / 2)) AS upper_gap
+        FROM ranked
+        GROUP BY ALL
     )
-    WHERE gap > 0
-    GROUP BY ALL
 ),
 daily AS (
     SELECT date, device_id,
-           count(*) AS readings,
-           avg(quality_score) AS avg_quality,
-           avg(is_valid::INTEGER) AS valid_share,
-           avg(is_late_event::INTEGER) AS late_share,
-           sum(copies - 1)::BIGINT AS duplicates,
-           count(*) FILTER (WHERE NOT is_valid) AS invalid_readings,
-           count(*) FILTER (WHERE is_late_event) AS late_readings,
-           count(DISTINCT ts) AS received,
-           min(ts) AS first_ts,
-           max(ts) AS last_ts
-    FROM per_reading
+           sum(readings)::BIGINT AS readings,
+           sum(quality_sum) / sum(readings) AS avg_quality,
+           sum(valid_readings) / sum(readings) AS valid_share,
+           sum(late_readings) / sum(readings) AS late_share,
+           sum(duplicates)::BIGINT AS duplicates,
+           (sum(readings) - sum(valid_readings))::BIGINT AS invalid_readings,
+           sum(late_readings)::BIGINT AS late_readings,
+           sum(received)::BIGINT AS received,
+           min(first_ts) AS first_ts,
+           max(last_ts) AS last_ts
+    FROM hours
     GROUP BY ALL
 ),
 windowed AS (

@@ -5,63 +5,59 @@
 --   interval  energy per reading interval (seed 002's energy_consumption_wh), on the reading's day;
 --   power     power integrated over time (trapezoids between consecutive readings); a gap longer
 --             than max_gap_s is not bridged.
--- Counter and power spans that cross midnight are split between the days in proportion to time.
--- Only valid readings count.
+-- Only valid readings count. The spans between readings of one hour are summed in energy_hours
+-- (hourly_energy.sql); here they are added up per day with the spans from each hour's last reading
+-- to the next reading, in a later hour. Spans that cross midnight (only those can) are split
+-- between the days in proportion to time.
 --
--- Inputs: silver_readings (the days being built and the day on each side), energy_sources;
--- variables days_from, days_to, max_gap_s.
+-- Inputs: energy_hours (the days being built and the day on each side); variables days_from,
+-- days_to, max_gap_s.
 WITH
-sources AS (
-    SELECT s.device_id, s.channel, e.kind, e.preference, s.ts, s.value * e.factor AS v
-    FROM silver_readings s
-    JOIN energy_sources e ON e.base_metric = s.base_metric AND e.unit = coalesce(s.unit, '')
-    WHERE s.is_valid
-),
-steps AS (
-    SELECT *,
-           lag(ts) OVER series AS prev_ts,
-           lag(v) OVER series AS prev_v
-    FROM sources
-    WINDOW series AS (PARTITION BY device_id, channel, kind ORDER BY ts)
-),
--- The energy (Wh) of each span (start_ts, end_ts].
-spans AS (
+-- The span from each hour's last reading to the first of the next hour with readings.
+between_hours AS (
     SELECT device_id, channel, kind, preference,
-           coalesce(prev_ts, ts) AS start_ts,
-           ts AS end_ts,
-           CASE kind
-               WHEN 'interval' THEN v
-               WHEN 'counter' THEN CASE WHEN v >= prev_v THEN v - prev_v ELSE v END
-               ELSE CASE WHEN epoch(ts - prev_ts) <= getvariable('max_gap_s')
-                         THEN (v + prev_v) / 2 * epoch(ts - prev_ts) / 3600 ELSE 0 END
-           END AS wh
-    FROM steps
-    WHERE kind = 'interval' OR prev_ts IS NOT NULL
+           lag(last_ts) OVER series AS start_ts,
+           lag(last_v) OVER series AS prev_v,
+           first_ts AS end_ts,
+           first_v AS v
+    FROM energy_hours
+    WHERE kind <> 'interval'
+    WINDOW series AS (PARTITION BY device_id, channel, kind ORDER BY first_ts)
+),
+spans AS (
+    SELECT device_id, channel, kind, preference, start_ts, end_ts,
+           CASE WHEN kind = 'counter' THEN CASE WHEN v >= prev_v THEN v - prev_v ELSE v END
+                WHEN epoch(end_ts - start_ts) <= getvariable('max_gap_s')
+                    THEN (v + prev_v) / 2 * epoch(end_ts - start_ts) / 3600
+                ELSE 0 END AS wh
+    FROM between_hours
+    WHERE start_ts IS NOT NULL
 ),
 per_day AS (
-    -- A reading's interval energy, and spans within one day: on the day they end in.
-    SELECT device_id, channel, kind, preference,
-           CASE WHEN kind = 'interval' THEN CAST(end_ts AS DATE)
-                ELSE CAST(end_ts - INTERVAL 1 MICROSECOND AS DATE) END AS date,
-           wh
+    -- The spans within an hour, and interval readings: on the hour's day.
+    SELECT device_id, channel, kind, preference, CAST(first_ts AS DATE) AS date, wh, spans AS readings
+    FROM energy_hours
+    WHERE spans > 0
+    UNION ALL
+    -- Spans between hours within one day: on the day they end in.
+    SELECT device_id, channel, kind, preference, CAST(end_ts - INTERVAL 1 MICROSECOND AS DATE) AS date, wh, 1
     FROM spans
-    WHERE kind = 'interval'
-       OR CAST(start_ts AS DATE) = CAST(end_ts - INTERVAL 1 MICROSECOND AS DATE)
+    WHERE CAST(start_ts AS DATE) = CAST(end_ts - INTERVAL 1 MICROSECOND AS DATE)
     UNION ALL
     -- Spans across midnight, split in proportion to time.
     SELECT device_id, channel, kind, preference, CAST(day AS DATE) AS date,
            wh * epoch(least(end_ts, day + INTERVAL 1 DAY) - greatest(start_ts, day))
-              / epoch(end_ts - start_ts) AS wh
+              / epoch(end_ts - start_ts) AS wh,
+           1
     FROM (
         SELECT *, unnest(generate_series(CAST(CAST(start_ts AS DATE) AS TIMESTAMP),
                                          end_ts - INTERVAL 1 MICROSECOND, INTERVAL 1 DAY)) AS day
         FROM spans
-        WHERE kind <> 'interval'
-          AND CAST(start_ts AS DATE) <> CAST(end_ts - INTERVAL 1 MICROSECOND AS DATE)
+        WHERE CAST(start_ts AS DATE) <> CAST(end_ts - INTERVAL 1 MICROSECOND AS DATE)
     )
 ),
 by_kind AS (
-    SELECT date, device_id, channel, kind, preference, sum(wh) AS wh, count(*) AS readings
+    SELECT date, device_id, channel, kind, preference, sum(wh) AS wh, sum(readings)::BIGINT AS readings
     FROM per_day
     WHERE date BETWEEN getvariable('days_from') AND getvariable('days_to')
     GROUP BY ALL

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Timelike, Utc};
 use duckdb::{params, Connection};
 
 use super::inputs::Inputs;
@@ -201,68 +201,106 @@ impl Engine {
         self.staging.join(format!("{what}-{}", self.batches))
     }
 
-    /// Silver for device times in `[from, to)` (whole hours) from `files`, the bronze files with
-    /// readings in `[from − 1 h, to)`; returns the rows written and each hour's file.
+    /// Silver for the hour from `hour` out of `files` (the bronze files with readings in it), the
+    /// hour before's silver file `before` (when built) giving the rolling averages their
+    /// look-back; then the hour's summaries for gold ([`models::HOURLY`]) from what it wrote.
+    /// Returns the rows written and the files: silver first, then one per summary.
     pub fn silver(
         &mut self,
         files: &[PathBuf],
-        from: NaiveDateTime,
-        to: NaiveDateTime,
+        before: Option<&Path>,
+        hour: NaiveDateTime,
     ) -> Result<(u64, Vec<Staged>), AnalyticsError> {
-        if files.is_empty() {
-            return Ok((0, Vec::new()));
-        }
         let out = self.next_dir("silver");
+        std::fs::create_dir_all(&out)?;
+        let before = match before {
+            Some(file) => format!(
+                "SELECT device_id, metric, ts, value, is_valid FROM read_parquet({})",
+                literal(&file.to_string_lossy())
+            ),
+            None => "SELECT NULL::VARCHAR AS device_id, NULL::VARCHAR AS metric,
+                            NULL::TIMESTAMP AS ts, NULL::DOUBLE AS value, NULL::BOOLEAN AS is_valid
+                     WHERE false"
+                .to_owned(),
+        };
         self.db.execute_batch(&format!(
             "CREATE OR REPLACE TEMP VIEW bronze_readings AS
                  SELECT ts::TIMESTAMP AS ts, device_id, device_type, metric, value, unit, seq,
                         received_at::TIMESTAMP AS received_at, topic, journal_no
                  FROM read_parquet({}, union_by_name = true, hive_partitioning = false);
+             CREATE OR REPLACE TEMP VIEW silver_before AS {before};
              SET VARIABLE from_ts = {}; SET VARIABLE to_ts = {};
-             SET VARIABLE late_after_s = {};",
+             SET VARIABLE late_after_s = {}; SET VARIABLE max_gap_s = {};",
             list(files),
-            timestamp(from),
-            timestamp(to),
+            timestamp(hour),
+            timestamp(hour + TimeDelta::hours(1)),
             self.late_after_s,
+            self.max_gap_s,
         ))?;
+        let file = out.join("readings.parquet");
+        // The partition columns are in the folder names (Hive style), not in the file.
         let rows = self.db.execute(
             &format!(
-                "COPY ({}) TO {} (FORMAT parquet, COMPRESSION snappy, PARTITION_BY (date, hour))",
+                "COPY (SELECT * EXCLUDE (date, hour) FROM ({})) TO {} (FORMAT parquet, COMPRESSION snappy)",
                 models::SILVER.sql,
-                literal(&out.to_string_lossy())
+                literal(&file.to_string_lossy())
             ),
             [],
         )?;
-        let mut staged = Vec::new();
-        for (date, hour, file) in partitions(&out)? {
+        self.db.execute_batch(&format!(
+            "CREATE OR REPLACE TEMP VIEW silver_readings AS SELECT * FROM read_parquet({});",
+            literal(&file.to_string_lossy())
+        ))?;
+        let (date, hour_no) = (hour.date(), Some(hour.hour()));
+        let mut staged = vec![Staged {
+            model: "readings",
+            date,
+            hour: hour_no,
+            file,
+        }];
+        for (model, folder) in models::HOURLY {
+            let file = out.join(format!("{folder}.parquet"));
+            self.db.execute(
+                &format!(
+                    "COPY ({}) TO {} (FORMAT parquet, COMPRESSION snappy)",
+                    model.sql,
+                    literal(&file.to_string_lossy())
+                ),
+                [],
+            )?;
             staged.push(Staged {
-                model: models::SILVER.name,
+                model: folder,
                 date,
-                hour,
+                hour: hour_no,
                 file,
             });
         }
         Ok((rows as u64, staged))
     }
 
-    /// Gold for the days of `scope` from `silver` (the silver files of those days and the day on
-    /// each side); each output model's file per day, empty days included.
+    /// Gold for the days of `scope` from the hourly summaries of those days and the day on each
+    /// side (`energy_hours`, `device_hours`); each output model's file per day, empty days
+    /// included.
     pub fn gold(
         &mut self,
-        silver: &[PathBuf],
+        energy_hours: &[PathBuf],
+        device_hours: &[PathBuf],
         scope: GoldScope,
     ) -> Result<Vec<Staged>, AnalyticsError> {
-        if silver.is_empty() {
+        if energy_hours.is_empty() || device_hours.is_empty() {
             return Ok(Vec::new());
         }
         let out = self.next_dir("gold");
         self.db.execute_batch(&format!(
-            "CREATE OR REPLACE TEMP VIEW silver_readings AS
-                 SELECT * FROM read_parquet({}, union_by_name = true, hive_partitioning = true);
+            "CREATE OR REPLACE TEMP VIEW energy_hours AS
+                 SELECT * FROM read_parquet({}, union_by_name = true, hive_partitioning = false);
+             CREATE OR REPLACE TEMP VIEW device_hours AS
+                 SELECT * FROM read_parquet({}, union_by_name = true, hive_partitioning = false);
              SET VARIABLE days_from = {}; SET VARIABLE days_to = {};
              SET VARIABLE data_until = {}; SET VARIABLE max_gap_s = {};
              SET VARIABLE tariff_per_kwh = {:?};",
-            list(silver),
+            list(energy_hours),
+            list(device_hours),
             date(scope.days_from),
             date(scope.days_to),
             timestamp(scope.data_until),
@@ -302,37 +340,4 @@ impl Engine {
         }
         Ok(staged)
     }
-}
-
-/// The `date=…/hour=…/*.parquet` files DuckDB's partitioned COPY wrote under `dir`.
-fn partitions(dir: &Path) -> Result<Vec<(NaiveDate, Option<u32>, PathBuf)>, std::io::Error> {
-    let mut out = Vec::new();
-    if !dir.exists() {
-        return Ok(out);
-    }
-    for day in std::fs::read_dir(dir)? {
-        let day = day?;
-        let name = day.file_name().to_string_lossy().into_owned();
-        let Some(date) = name
-            .strip_prefix("date=")
-            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-        else {
-            continue;
-        };
-        for hour in std::fs::read_dir(day.path())? {
-            let hour = hour?;
-            let name = hour.file_name().to_string_lossy().into_owned();
-            let Some(h) = name.strip_prefix("hour=").and_then(|h| h.parse().ok()) else {
-                continue;
-            };
-            for file in std::fs::read_dir(hour.path())? {
-                let file = file?.path();
-                if file.extension().is_some_and(|e| e == "parquet") {
-                    out.push((date, Some(h), file));
-                }
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
 }

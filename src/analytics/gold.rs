@@ -1,5 +1,6 @@
 //! Gold: each day whose silver (or whose neighbours' silver, or alerts) changed is rebuilt
-//! whole, in batches of consecutive days.
+//! whole, in batches of consecutive days, from the hourly summaries silver writes beside its
+//! readings (a day's gold reads a few thousand rows per device, not its readings).
 
 use std::path::PathBuf;
 
@@ -9,7 +10,7 @@ use super::catalog;
 use super::engine::{GoldScope, Staged};
 use super::{
     blocking, day_part, fingerprint, inputs, midnight, models, results, Analytics, AnalyticsError,
-    Progress, RunReport, SharedEngine, GOLD_DAYS_PER_BATCH, SILVER_PREFIX,
+    Progress, RunReport, SharedEngine, GOLD_DAYS_PER_BATCH, SILVER_ROOT,
 };
 
 impl Analytics {
@@ -99,7 +100,8 @@ impl Analytics {
         Ok(stale.len())
     }
 
-    /// Builds consecutive gold days from the silver of those days and the day on each side.
+    /// Builds consecutive gold days from the hourly summaries of those days and the day on each
+    /// side.
     async fn gold_batch(
         &self,
         engine: &SharedEngine,
@@ -107,19 +109,22 @@ impl Analytics {
         data_until: chrono::NaiveDateTime,
     ) -> Result<(), AnalyticsError> {
         let (from, to) = (batch[0].0, batch[batch.len() - 1].0);
-        let mut paths = Vec::new();
+        let [energy, devices] = models::HOURLY.map(|(_, folder)| folder);
+        let mut energy_hours = Vec::new();
+        let mut device_hours = Vec::new();
         for day in (from - TimeDelta::days(1))
             .iter_days()
             .take_while(|d| *d <= to + TimeDelta::days(1))
         {
-            paths.extend(self.silver_files(day).await?);
+            energy_hours.extend(self.summary_files(energy, day).await?);
+            device_hours.extend(self.summary_files(devices, day).await?);
         }
         let scope = GoldScope {
             days_from: from,
             days_to: to,
             data_until,
         };
-        let staged = blocking(engine, move |e| e.gold(&paths, scope)).await?;
+        let staged = blocking(engine, move |e| e.gold(&energy_hours, &device_hours, scope)).await?;
         self.store_gold(&staged).await?;
         let done: Vec<(String, String)> = batch
             .iter()
@@ -129,9 +134,13 @@ impl Analytics {
         Ok(())
     }
 
-    /// Local paths of one day's silver files.
-    async fn silver_files(&self, day: NaiveDate) -> Result<Vec<PathBuf>, AnalyticsError> {
-        let folder = format!("{SILVER_PREFIX}/date={}/", day_part(day));
+    /// Local paths of one day's files of an hourly summary.
+    async fn summary_files(
+        &self,
+        summary: &str,
+        day: NaiveDate,
+    ) -> Result<Vec<PathBuf>, AnalyticsError> {
+        let folder = format!("{SILVER_ROOT}/{summary}/date={}/", day_part(day));
         let mut paths = Vec::new();
         for o in self.0.lake.objects().list_all(&folder).await? {
             if o.filename.ends_with(".parquet") {

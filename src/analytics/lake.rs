@@ -74,7 +74,7 @@ impl LakeFiles {
 
     /// Drops the local copy's date partitions of `prefixes` older than `before`: the lake keeps
     /// them, and a run over those dates fetches them again.
-    pub async fn prune(&self, prefixes: &[&str], before: NaiveDate) -> Result<(), ObjectError> {
+    pub async fn prune(&self, prefixes: &[String], before: NaiveDate) -> Result<(), ObjectError> {
         let Some(copy) = &self.copy else {
             return Ok(());
         };

@@ -4,15 +4,17 @@
 //! - **Bronze** is what the collector writes: `lake/readings/date=…/` (every reading), beside
 //!   the router snapshots; PostgreSQL adds the registry, the alerts and quarantined records.
 //! - **Silver** (`lake/silver/readings/date=…/hour=…/data.parquet`): one row per device, metric
-//!   and device time, validated, flagged and enriched, built per hour.
+//!   and device time, validated, flagged and enriched, built one hour at a time (the rolling
+//!   averages look back into the hour before's silver); beside each hour its summaries for gold
+//!   (`lake/silver/{energy_hours,device_hours}/…`), so that gold never reads readings.
 //! - **Gold** (`lake/gold/{energy_daily_device,energy_daily_location,energy_daily_type,
 //!   device_health,daily_summary}/date=…/data.parquet`): built per day.
 //!
 //! Runs are incremental and idempotent. The catalog ([`catalog`]) knows every bronze file and
 //! the span of device times it holds; a silver hour is rebuilt when the fingerprint of its inputs
-//! (the bronze files with readings in it or in the hour before, the models) differs from the one
-//! it was built from, and a gold day when the silver of it or of the day on either side, or its
-//! alerts, changed. A partition is always rebuilt whole from its inputs, so replays, late readings
+//! (the bronze files with readings in it or in the hour before, the models, the settings they
+//! use) differs from the one it was built from, and a gold day when the silver of it or of the
+//! day on either side, or its alerts, changed. A partition is always rebuilt whole from its inputs, so replays, late readings
 //! and re-runs never count anything twice. The registry and the metadata file enrich an hour as
 //! they are when it is built (`--full` applies later changes to past hours).
 //!
@@ -47,7 +49,9 @@ use crate::stores::objects::{ObjectError, ObjectStore};
 use engine::Engine;
 use lake::LakeFiles;
 
-/// Where silver lives in the lake.
+/// Where silver lives in the lake: the readings, and beside them their hourly summaries for gold.
+pub const SILVER_ROOT: &str = "lake/silver";
+/// Where the silver readings live in the lake.
 pub const SILVER_PREFIX: &str = "lake/silver/readings";
 /// Where gold lives in the lake: `{GOLD_PREFIX}/{model}/date=…/data.parquet`.
 pub const GOLD_PREFIX: &str = "lake/gold";
@@ -322,10 +326,13 @@ impl Analytics {
         if !request.full && request.from.is_none() && request.to.is_none() {
             let keep = i64::from(self.0.settings.lookback_days) + 1;
             let before = Utc::now().date_naive() - TimeDelta::days(keep);
-            self.0
-                .lake
-                .prune(&[READINGS_PREFIX, SILVER_PREFIX], before)
-                .await?;
+            let mut prefixes = vec![READINGS_PREFIX.to_owned(), SILVER_PREFIX.to_owned()];
+            prefixes.extend(
+                models::HOURLY
+                    .iter()
+                    .map(|(_, folder)| format!("{SILVER_ROOT}/{folder}")),
+            );
+            self.0.lake.prune(&prefixes, before).await?;
         }
         Ok(report)
     }

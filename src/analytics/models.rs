@@ -23,8 +23,15 @@ macro_rules! model {
 /// The reference tables (validity ranges, energy sources): statements, not a query.
 pub const REFERENCE: &str = include_str!("../../analytics/models/reference.sql");
 
-/// Bronze → silver, written to `lake/silver/readings/date=…/hour=…/`.
+/// Bronze → silver, one hour at a time, written to `lake/silver/readings/date=…/hour=…/`.
 pub const SILVER: Model = model!("silver_readings");
+
+/// A silver hour summed up for gold, written beside it to `lake/silver/{name}/date=…/hour=…/`
+/// as the `energy_hours` and `device_hours` the gold models read.
+pub const HOURLY: [(Model, &str); 2] = [
+    (model!("hourly_energy"), "energy_hours"),
+    (model!("hourly_device"), "device_hours"),
+];
 
 /// Silver → gold, in dependency order.
 pub const GOLD: [Model; 7] = [
@@ -51,6 +58,9 @@ pub fn version() -> String {
     let mut hash = Sha256::new();
     hash.update(REFERENCE);
     hash.update(SILVER.sql);
+    for (model, _) in HOURLY {
+        hash.update(model.sql);
+    }
     for model in GOLD {
         hash.update(model.name);
         hash.update(model.sql);

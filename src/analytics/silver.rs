@@ -1,17 +1,18 @@
 //! The catalog and silver: new bronze files are read once for their span of device times, and
-//! each hour whose inputs changed is rebuilt whole, in batches of consecutive hours.
+//! each hour whose inputs changed is rebuilt whole, oldest first (an hour's rolling averages
+//! look back into the hour before's silver).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use chrono::{NaiveDate, NaiveDateTime, TimeDelta};
+use chrono::{NaiveDate, NaiveDateTime, TimeDelta, Timelike};
 
 use super::catalog::{self, LakeFile};
 use super::engine::FileStats;
 use super::footer;
 use super::{
     blocking, day_part, fingerprint, hour_of, hour_part, midnight, models, utc, Analytics,
-    AnalyticsError, Progress, RunReport, SharedEngine, FILES_PER_STATS, SILVER_PREFIX,
+    AnalyticsError, Progress, RunReport, SharedEngine, FILES_PER_STATS, SILVER_PREFIX, SILVER_ROOT,
 };
 use crate::sinks::archive::lake::READINGS_PREFIX;
 
@@ -85,8 +86,8 @@ impl Analytics {
         Ok(new_files)
     }
 
-    /// Rebuilds the silver hours of `dates` whose inputs changed (all with `full`); returns the
-    /// hours and rows written.
+    /// Rebuilds the silver hours of `dates` whose inputs changed (all with `full`), oldest
+    /// first, each with its hourly summaries; returns the hours and rows written.
     pub(super) async fn silver(
         &self,
         engine: &SharedEngine,
@@ -107,22 +108,25 @@ impl Analytics {
         )
         .await?;
         let hours = hours_with_readings(&files, dates);
-        let version = models::version();
-        let late = self.0.settings.late_after_s.to_string();
+        let settings = [
+            models::version(),
+            self.0.settings.late_after_s.to_string(),
+            self.0.settings.max_gap_s.to_string(),
+        ];
         let wanted: Vec<Stale> = hours
             .iter()
             .map(|&hour| {
+                // The hour's readings and the hour before's (the rolling averages look back into
+                // it). The registry and the metadata file are taken as they are when the hour is
+                // built: a change reaches past hours with `devicehub analytics run --full`.
                 let inputs = inputs_of(
                     &files,
                     hour - TimeDelta::hours(1),
                     hour + TimeDelta::hours(1),
                 );
-                let rows = inputs.iter().map(|f| rows_in(f, hour)).sum();
-                // The registry and the metadata file are taken as they are when the hour is
-                // built: a change reaches past hours with `devicehub analytics run --full`.
-                let mut parts = vec![version.clone(), late.clone()];
+                let mut parts = settings.to_vec();
                 parts.extend(inputs.iter().map(|f| format!("{}:{}", f.key, f.size)));
-                (hour, fingerprint(parts), rows)
+                (hour, fingerprint(parts))
             })
             .collect();
         let built = catalog::builds(
@@ -130,94 +134,122 @@ impl Analytics {
             models::SILVER.name,
             &wanted
                 .iter()
-                .map(|(h, _, _)| hour_part(*h))
+                .map(|(h, _)| hour_part(*h))
                 .collect::<Vec<_>>(),
         )
         .await?;
         let stale: Vec<&Stale> = wanted
             .iter()
-            .filter(|(h, inputs, _)| full || built.get(&hour_part(*h)) != Some(inputs))
+            .filter(|(h, inputs)| full || built.get(&hour_part(*h)) != Some(inputs))
             .collect();
         progress.stage("silver", stale.len() as u64);
+        let mut in_lake = self
+            .silver_in_lake(first - TimeDelta::days(1), last)
+            .await?;
         let mut rows_written = 0;
-        for batch in batches(&stale, self.0.settings.batch_rows) {
-            // A batch DuckDB fails on is built again hour by hour, so that one unreadable file
-            // costs only the hours it has readings in.
-            let tries = match self.silver_batch(engine, &files, &batch).await {
-                Err(AnalyticsError::Duck(e)) if batch.len() > 1 => {
-                    tracing::warn!(error = %e, "a silver batch failed; building its hours one by one");
-                    batch.iter().map(|hour| vec![*hour]).collect()
-                }
-                result => {
-                    rows_written += self.note(result, &batch, report)?;
-                    Vec::new()
+        let mut failed = None;
+        for &&(hour, ref inputs) in &stale {
+            let before = hour - TimeDelta::hours(1);
+            let result = if failed == Some(before) {
+                // Its look-back would be the hour before's old silver: it waits for that hour.
+                Err(format!(
+                    "the hour before ({}) was not built",
+                    hour_part(before)
+                ))
+            } else {
+                match self
+                    .silver_hour(engine, &files, &mut in_lake, hour, inputs)
+                    .await
+                {
+                    Ok(rows) => {
+                        rows_written += rows;
+                        Ok(())
+                    }
+                    Err(AnalyticsError::Duck(e)) => Err(e.to_string()),
+                    Err(e) => return Err(e),
                 }
             };
-            for hour in tries {
-                let result = self.silver_batch(engine, &files, &hour).await;
-                rows_written += self.note(result, &hour, report)?;
+            if let Err(e) = result {
+                let part = hour_part(hour);
+                tracing::warn!(part, error = %e, "a silver hour could not be built; the next run tries again");
+                report.failed.push(format!("silver {part}: {e}"));
+                failed = Some(hour);
             }
-            progress.advance(batch.len() as u64);
+            progress.advance(1);
         }
         Ok((stale.len(), rows_written))
     }
 
-    /// Builds consecutive silver hours from the bronze files with readings in them or in the
-    /// hour before; returns the rows written.
-    async fn silver_batch(
+    /// Builds one silver hour and its summaries from the bronze files with readings in it and
+    /// the hour before's silver; returns the rows written.
+    async fn silver_hour(
         &self,
         engine: &SharedEngine,
         files: &[LakeFile],
-        batch: &[&Stale],
+        in_lake: &mut BTreeMap<String, u64>,
+        hour: NaiveDateTime,
+        inputs: &str,
     ) -> Result<u64, AnalyticsError> {
-        let from = batch[0].0;
-        let to = batch[batch.len() - 1].0 + TimeDelta::hours(1);
         let mut paths = Vec::new();
-        for f in inputs_of(files, from - TimeDelta::hours(1), to) {
+        for f in inputs_of(files, hour, hour + TimeDelta::hours(1)) {
             if let Some(path) = self.0.lake.local(&f.key, f.size as u64).await? {
                 paths.push(path);
             }
         }
-        let (rows, staged) = blocking(engine, move |e| e.silver(&paths, from, to)).await?;
-        for s in &staged {
-            let key = format!(
-                "{SILVER_PREFIX}/date={}/hour={:02}/data.parquet",
-                day_part(s.date),
-                s.hour.unwrap_or_default()
-            );
-            self.0.lake.store(&key, &s.file).await?;
+        if paths.is_empty() {
+            // Its files left the lake since the catalog was read: the next run forgets them.
+            return Ok(0);
         }
-        let done: Vec<(String, String)> = batch
-            .iter()
-            .map(|(h, inputs, _)| (hour_part(*h), inputs.clone()))
-            .collect();
-        catalog::record_builds(&self.0.pool, models::SILVER.name, &done).await?;
+        let key = silver_key("readings", hour - TimeDelta::hours(1));
+        let before = match in_lake.get(&key) {
+            Some(&size) => self.0.lake.local(&key, size).await?,
+            None => None,
+        };
+        let (rows, staged) =
+            blocking(engine, move |e| e.silver(&paths, before.as_deref(), hour)).await?;
+        for s in &staged {
+            let key = silver_key(s.model, hour);
+            self.0.lake.store(&key, &s.file).await?;
+            in_lake.insert(key, std::fs::metadata(&s.file)?.len());
+        }
+        catalog::record_builds(
+            &self.0.pool,
+            models::SILVER.name,
+            &[(hour_part(hour), inputs.to_owned())],
+        )
+        .await?;
         Ok(rows)
     }
 
-    /// A batch's rows; a DuckDB failure goes into the report (the hours stay stale and are
-    /// tried again by the next run), any other ends the run.
-    fn note(
+    /// The silver files in the lake of the dates `from..=to`, with their sizes.
+    async fn silver_in_lake(
         &self,
-        result: Result<u64, AnalyticsError>,
-        batch: &[&Stale],
-        report: &mut RunReport,
-    ) -> Result<u64, AnalyticsError> {
-        match result {
-            Ok(rows) => Ok(rows),
-            Err(AnalyticsError::Duck(e)) => {
-                let part = hour_part(batch[0].0);
-                tracing::warn!(part, error = %e, "a silver hour could not be built");
-                report.failed.push(format!("silver {part}: {e}"));
-                Ok(0)
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<BTreeMap<String, u64>, AnalyticsError> {
+        let mut found = BTreeMap::new();
+        for day in from.iter_days().take_while(|d| *d <= to) {
+            let folder = format!("{SILVER_PREFIX}/date={}/", day_part(day));
+            for o in self.0.lake.objects().list_all(&folder).await? {
+                found.insert(o.filename, o.size);
             }
-            Err(e) => Err(e),
         }
+        Ok(found)
     }
 }
 
-/// A silver hour to build: its hour, the fingerprint of its inputs, its estimated rows.
-pub(super) type Stale = (NaiveDateTime, String, u64);
+/// The lake key of a silver hour's file: `lake/silver/{folder}/date=…/hour=…/data.parquet`,
+/// `folder` being `readings` or one of the hourly summaries.
+pub(super) fn silver_key(folder: &str, hour: NaiveDateTime) -> String {
+    format!(
+        "{SILVER_ROOT}/{folder}/date={}/hour={:02}/data.parquet",
+        day_part(hour.date()),
+        hour.hour()
+    )
+}
+
+/// A silver hour to build: its hour and the fingerprint of its inputs.
+pub(super) type Stale = (NaiveDateTime, String);
 
 /// Rows and span of device times of each file: from its footer, or where the footer cannot
 /// say, from DuckDB reading it.
@@ -280,38 +312,4 @@ pub(super) fn inputs_of(
             _ => false,
         })
         .collect()
-}
-
-/// About how many of the file's rows fall in `hour` (its rows spread evenly over its hours).
-pub(super) fn rows_in(file: &LakeFile, hour: NaiveDateTime) -> u64 {
-    let (Some(min), Some(max)) = (file.min_ts, file.max_ts) else {
-        return 0;
-    };
-    let hours = ((hour_of(max) - hour_of(min)).num_hours() + 1).max(1) as u64;
-    if hour < hour_of(min) || hour > hour_of(max) {
-        return 0;
-    }
-    file.rows.max(0) as u64 / hours
-}
-
-/// Consecutive hours, in batches of at most `max_rows` rows (an hour alone may exceed it).
-pub(super) fn batches<'a>(hours: &[&'a Stale], max_rows: u64) -> Vec<Vec<&'a Stale>> {
-    let mut out: Vec<Vec<&Stale>> = Vec::new();
-    let mut rows = 0;
-    for &hour in hours {
-        let joins = out.last().is_some_and(|batch| {
-            let previous = batch[batch.len() - 1].0;
-            previous + TimeDelta::hours(1) == hour.0 && rows + hour.2 <= max_rows
-        });
-        if joins {
-            rows += hour.2;
-            if let Some(batch) = out.last_mut() {
-                batch.push(hour);
-            }
-        } else {
-            rows = hour.2;
-            out.push(vec![hour]);
-        }
-    }
-    out
 }

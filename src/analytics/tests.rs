@@ -2,7 +2,7 @@ use chrono::TimeZone;
 
 use super::catalog::LakeFile;
 use super::gold::consecutive_days;
-use super::silver::{batches, hours_with_readings, inputs_of, rows_in};
+use super::silver::{hours_with_readings, inputs_of, silver_key};
 use super::*;
 
 fn at(h: u32, m: u32) -> DateTime<Utc> {
@@ -43,22 +43,20 @@ fn a_file_counts_in_every_hour_it_has_readings_in() {
     let keys = |v: Vec<&LakeFile>| v.iter().map(|f| f.key.clone()).collect::<Vec<_>>();
     assert_eq!(keys(inputs_of(&files, hour(11), hour(12))), ["a"]);
     assert_eq!(keys(inputs_of(&files, hour(12), hour(14))), ["b"]);
-    assert_eq!(rows_in(&files[0], hour(10)), 50);
-    assert_eq!(rows_in(&files[0], hour(12)), 0);
 }
 
 #[test]
-fn batches_hold_consecutive_hours_up_to_the_row_budget() {
-    let hours: Vec<(NaiveDateTime, String, u64)> = [(1, 40), (2, 40), (3, 40), (5, 10), (6, 500)]
-        .into_iter()
-        .map(|(h, rows)| (hour(h), String::new(), rows))
-        .collect();
-    let refs: Vec<&(NaiveDateTime, String, u64)> = hours.iter().collect();
-    let sizes: Vec<Vec<u32>> = batches(&refs, 100)
-        .iter()
-        .map(|b| b.iter().map(|(h, _, _)| h.hour()).collect())
-        .collect();
-    assert_eq!(sizes, [vec![1, 2], vec![3], vec![5], vec![6]]);
+fn a_silver_hour_and_its_summaries_are_hive_partitions() {
+    assert_eq!(
+        silver_key("readings", hour(7)),
+        "lake/silver/readings/date=2026-11-20/hour=07/data.parquet"
+    );
+    for (_, folder) in models::HOURLY {
+        assert_eq!(
+            silver_key(folder, hour(23)),
+            format!("lake/silver/{folder}/date=2026-11-20/hour=23/data.parquet")
+        );
+    }
 }
 
 #[test]

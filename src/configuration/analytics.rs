@@ -28,8 +28,6 @@ pub struct AnalyticsSettings {
     pub memory_limit_mb: u64,
     /// DuckDB's worker threads.
     pub threads: u32,
-    /// Bronze rows one silver statement takes at most (whole hours; one hour may exceed it).
-    pub batch_rows: u64,
 }
 
 impl AnalyticsSettings {
@@ -45,7 +43,6 @@ impl AnalyticsSettings {
             ("analytics.gold_every_s", self.gold_every_s),
             ("analytics.max_gap_s", self.max_gap_s),
             ("analytics.memory_limit_mb", self.memory_limit_mb),
-            ("analytics.batch_rows", self.batch_rows),
             ("analytics.lookback_days", u64::from(self.lookback_days)),
             ("analytics.threads", u64::from(self.threads)),
         ] {

@@ -683,3 +683,130 @@ async fn rolling_averages_are_over_a_true_hour_not_a_number_of_rows() {
         .unwrap();
     assert!(close(avg, 60.0), "{avg}");
 }
+
+#[tokio::test]
+async fn a_days_gold_from_hourly_summaries_is_what_its_readings_give() {
+    let lake = Lake::local().await;
+    // Power at irregular times: gaps within hours, across hour boundaries, one longer than
+    // max_gap_s (15 min), and a span across midnight (23:59 → 00:01).
+    let minutes = [
+        0.0, 0.5, 1.5, 3.0, 7.0, 50.0, 59.5, 60.5, 62.0, 65.0, 75.0, 130.0, 131.0, 500.0, 501.0,
+        509.0, 1430.0, 1439.0, 1441.0,
+    ];
+    let samples: Vec<Sample> = minutes
+        .iter()
+        .enumerate()
+        .map(|(i, &m)| Sample {
+            ts: at(0) + TimeDelta::milliseconds((m * 60_000.0) as i64),
+            ..sample("odd-meter", "power", "W", 0, 600.0 + 10.0 * i as f64)
+        })
+        .collect();
+    write_bronze(&lake.objects, 1, &samples).await;
+    lake.run(false).await;
+    // By hand: trapezoids between readings at most 900 s apart, the last span half on the day.
+    let seconds: Vec<f64> = minutes.iter().map(|m| m * 60.0).collect();
+    let watts = |i: usize| 600.0 + 10.0 * i as f64;
+    let mut wh = 0.0;
+    for i in 1..seconds.len() {
+        let gap = seconds[i] - seconds[i - 1];
+        let span = if gap <= 900.0 {
+            (watts(i) + watts(i - 1)) / 2.0 * gap / 3600.0
+        } else {
+            0.0
+        };
+        wh += if seconds[i] > 86_400.0 {
+            span * 0.5
+        } else {
+            span
+        };
+    }
+    let rows = lake.energy().await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(
+        close(kwh(&rows[0]), (wh / 1000.0 * 1e6).round() / 1e6),
+        "{} vs {wh} Wh",
+        rows[0]
+    );
+    assert_eq!(rows[0]["method"], "power");
+    // Every span ending on the day, and the part of the one across midnight.
+    assert_eq!(rows[0]["readings"], minutes.len() - 1);
+    // The cadence is the median time between the day's readings (18 of them: 17 gaps, the
+    // middle one), the hours' gaps and those between hours together.
+    let mut gaps: Vec<f64> = seconds[..18].windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort_by(f64::total_cmp);
+    let health = lake
+        .get(&format!("/api/analytics/health?date={}", day()))
+        .await;
+    assert_eq!(health[0]["device_id"], "odd-meter");
+    assert_eq!(health[0]["readings"], 18);
+    assert_eq!(health[0]["cadence_s"].as_f64(), Some(gaps[8]), "{gaps:?}");
+    // One more reading makes the number of gaps even: the mean of the two middle ones.
+    let extra = Sample {
+        ts: at(0) + TimeDelta::seconds(20),
+        ..sample("odd-meter", "power", "W", 0, 600.0)
+    };
+    write_bronze(&lake.objects, 100, &[extra]).await;
+    lake.run(false).await;
+    let mut seconds = seconds[..18].to_vec();
+    seconds.push(20.0);
+    seconds.sort_by(f64::total_cmp);
+    let mut gaps: Vec<f64> = seconds.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort_by(f64::total_cmp);
+    let health = lake
+        .get(&format!("/api/analytics/health?date={}", day()))
+        .await;
+    assert_eq!(health[0]["readings"], 19);
+    assert_eq!(
+        health[0]["cadence_s"].as_f64(),
+        Some((gaps[8] + gaps[9]) / 2.0),
+        "{gaps:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_hour_duckdb_cannot_build_waits_with_the_hour_after_it_for_the_next_run() {
+    let lake = Lake::local().await;
+    let load: Vec<Sample> = (0..180)
+        .map(|m| sample("hall-heater", "power", "W", m, 600.0))
+        .collect();
+    write_bronze(&lake.objects, 1, &load).await;
+    // A file with readings in hour 01 whose footer reads (the catalog knows its span) but whose
+    // pages are damaged, as a bad disk would leave them.
+    let extra: Vec<Sample> = (60..70)
+        .map(|m| Sample {
+            ts: at(m) + TimeDelta::seconds(30),
+            ..sample("hall-heater", "power", "W", m, 600.0)
+        })
+        .collect();
+    write_bronze(&lake.objects, 1000, &extra).await;
+    let key = format!(
+        "lake/readings/date={}/part-00000000000000001000.parquet",
+        day()
+    );
+    let whole = lake.objects.get(&key).await.unwrap().unwrap();
+    let mut bytes = whole.clone();
+    let footer = u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap());
+    let pages_end = bytes.len() - 8 - footer as usize;
+    for b in &mut bytes[4..pages_end] {
+        *b ^= 0x5a;
+    }
+    lake.objects.put(&key, bytes).await.unwrap();
+    let report = lake.run(false).await;
+    // Hour 01 fails; hour 02 would look back into hour 01's missing silver, so it waits too.
+    let failed: Vec<&str> = report
+        .failed
+        .iter()
+        .map(|f| f.split(':').next().unwrap_or_default())
+        .collect();
+    let part = |h: u32| format!("silver {}T{h:02}", day());
+    assert_eq!(failed, [part(1), part(2)], "{report:?}");
+    assert!(report.failed[1].contains("the hour before"), "{report:?}");
+    // The file is mended: the next run builds both hours, and the day is whole.
+    lake.objects.put(&key, whole).await.unwrap();
+    let report = lake.run(false).await;
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(report.silver_hours, 2, "{report:?}");
+    let rows = lake.energy().await;
+    // 600 W from 00:00 to 02:59: 1.79 kWh.
+    assert!(close(kwh(&rows[0]), 0.6 * 179.0 / 60.0), "{}", rows[0]);
+}
