@@ -1,6 +1,6 @@
 //! Gold: each day whose silver (or whose neighbours' silver, or alerts) changed is rebuilt
 //! whole, in batches of consecutive days, from the hourly summaries silver writes beside its
-//! readings (a day's gold reads a few thousand rows per device, not its readings).
+//! readings (a day's gold reads a few dozen rows per device, not its readings).
 
 use std::path::PathBuf;
 
