@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Timelike, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use duckdb::{params, Connection};
 
 use super::inputs::Inputs;
@@ -26,8 +26,6 @@ pub struct FileStats {
 pub struct Staged {
     pub model: &'static str,
     pub date: NaiveDate,
-    /// Silver only.
-    pub hour: Option<u32>,
     pub file: PathBuf,
 }
 
@@ -251,11 +249,10 @@ impl Engine {
             "CREATE OR REPLACE TEMP VIEW silver_readings AS SELECT * FROM read_parquet({});",
             literal(&file.to_string_lossy())
         ))?;
-        let (date, hour_no) = (hour.date(), Some(hour.hour()));
+        let date = hour.date();
         let mut staged = vec![Staged {
             model: "readings",
             date,
-            hour: hour_no,
             file,
         }];
         for (model, folder) in models::HOURLY {
@@ -271,7 +268,6 @@ impl Engine {
             staged.push(Staged {
                 model: folder,
                 date,
-                hour: hour_no,
                 file,
             });
         }
@@ -332,7 +328,6 @@ impl Engine {
                 staged.push(Staged {
                     model: name,
                     date: day,
-                    hour: None,
                     file,
                 });
                 day = day.succ_opt().unwrap_or(NaiveDate::MAX);
