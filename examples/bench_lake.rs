@@ -8,10 +8,15 @@
 //! (RFC 3339), the collector's 2-second windows; a third are seed 002 plugs (per-interval
 //! energy), a third Shelly channels (Wh counters), a third AC meters (kWh counters). One reading
 //! in a thousand arrives twice (a broker redelivery, in a later window).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark tool: a failure ends it with the message"
+)]
 
 use chrono::{DateTime, TimeDelta, Utc};
 use devicehub::domain::{DeviceId, MetricName, Reading, Unit};
-use devicehub::sinks::archive::lake::{LakeRow, LakeWindow};
+use devicehub::lake::{LakeRow, LakeWindow};
 
 const DEVICES: u64 = 1000;
 const EVERY_S: i64 = 30;

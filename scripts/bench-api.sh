@@ -17,14 +17,7 @@ ensure_postgres
 command -v wrk >/dev/null || apt_install wrk
 command -v curl >/dev/null || apt_install curl
 
-# DEVICEHUB_BIN measures a given build (an earlier commit's, say) instead.
-if [ -n "${DEVICEHUB_BIN:-}" ]; then
-  BIN="$DEVICEHUB_BIN"
-else
-  log "building devicehub (release)"
-  cargo build --release --locked -p devicehub
-  BIN="$CARGO_TARGET_DIR/release/devicehub"
-fi
+release_binaries
 
 psql -w -h "$PG_HOST" -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
 export DEVICEHUB__DATABASE__URL="postgres://postgres@$PG_HOST:$PG_PORT/$DB"

@@ -55,16 +55,7 @@ ensure_influxdb
 # the background, which this benchmark would count against the collector.
 drop_test_influx_databases
 
-# DEVICEHUB_BIN and DEVICEHUB_SIM_BIN measure given builds (an earlier commit's, say) instead.
-if [ -n "${DEVICEHUB_BIN:-}" ]; then
-  BIN="$DEVICEHUB_BIN"
-  SIM="${DEVICEHUB_SIM_BIN:-$CARGO_TARGET_DIR/release/devicehub-sim}"
-else
-  log "building devicehub and devicehub-sim (release)"
-  cargo build --release --locked -p devicehub -p devicehub-sim
-  BIN="$CARGO_TARGET_DIR/release/devicehub"
-  SIM="$CARGO_TARGET_DIR/release/devicehub-sim"
-fi
+release_binaries
 
 # The shipped broker config (config/mosquitto/mosquitto.conf: its queue bounded by bytes, 1,000
 # messages in flight per client, persistence), opened to anonymous clients without ACLs so that

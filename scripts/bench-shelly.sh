@@ -24,15 +24,7 @@ ensure_mosquitto
 ensure_influxdb
 drop_test_influx_databases
 
-if [ -n "${DEVICEHUB_BIN:-}" ]; then
-  BIN="$DEVICEHUB_BIN"
-  SIM="${DEVICEHUB_SIM_BIN:-$CARGO_TARGET_DIR/release/devicehub-sim}"
-else
-  log "building devicehub and devicehub-sim (release)"
-  cargo build --release --locked -p devicehub -p devicehub-sim
-  BIN="$CARGO_TARGET_DIR/release/devicehub"
-  SIM="$CARGO_TARGET_DIR/release/devicehub-sim"
-fi
+release_binaries
 trap 'kill ${SERVER:-} ${EMULATORS:-} 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 
 # The emulators: one HTTP server per Shelly, on 127.0.5.1, 127.0.5.2, ... port $PORT.

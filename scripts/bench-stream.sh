@@ -20,13 +20,7 @@ VENV="$HOME/.cache/devicehub/venv"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -c 'import paho.mqtt' 2>/dev/null || "$VENV/bin/pip" install -q paho-mqtt==2.1.0
 
-if [ -n "${DEVICEHUB_BIN:-}" ]; then
-  BIN="$DEVICEHUB_BIN"
-else
-  log "building devicehub (release)"
-  cargo build --release --locked -p devicehub
-  BIN="$CARGO_TARGET_DIR/release/devicehub"
-fi
+release_binaries
 
 WORK="$(mktemp -d)"
 TAG="bench$RANDOM"

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """scripts/bench-stream.sh's measurements: idle stream clients' memory, reading latency."""
 
 import asyncio

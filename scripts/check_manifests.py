@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Checks rendered Kubernetes manifests (and docker-compose.yml) beyond their schemas.
 
 - every DEVICEHUB__ name they set is a setting of config/default.toml (set or commented out);

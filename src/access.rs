@@ -38,7 +38,8 @@ pub async fn observe(
     if let Some(stores) = stores {
         stores
             .metrics
-            .http_request(method, route.clone(), status, seconds);
+            .http
+            .request(method, route.clone(), status, seconds);
     }
     let route = route.as_deref().unwrap_or("unmatched");
     let ms = seconds * 1000.0;

@@ -13,7 +13,7 @@ use crate::domain::Role;
 use crate::registry::users;
 use crate::routes::openapi;
 use crate::startup::Application;
-use crate::{database, telemetry};
+use crate::{database, logging};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -97,7 +97,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let settings = Settings::load(cli.config.as_deref())?;
-    telemetry::init(&settings.log);
+    logging::init(&settings.log);
     match cli.command {
         Command::Serve => {
             let app = Application::build(settings).await?;

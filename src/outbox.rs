@@ -13,12 +13,12 @@ use chrono::Utc;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::clients::shelly::ShellyClient;
 use crate::domain::command::switch_set;
 use crate::domain::{command_payload, CommandName};
-use crate::pipeline::decode::SHELLY_RPC_SOURCE;
 use crate::registry::commands::{self, Queued};
-use crate::sources::shelly::ShellyClient;
 use crate::stores::broker::Publisher;
+use crate::wire::SHELLY_RPC_SOURCE;
 
 #[derive(Clone)]
 pub struct Outbox {

@@ -14,7 +14,6 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -22,7 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::metrics::Metrics;
+use crate::metrics::TaskMetrics;
 use crate::retry::Backoff;
 
 /// When a task is told to stop, in shutdown order.
@@ -53,11 +52,11 @@ pub struct Fatal {
 pub struct Supervisor {
     waves: [JoinSet<Result<(), Fatal>>; WAVES],
     tokens: [CancellationToken; WAVES],
-    metrics: Arc<Metrics>,
+    metrics: TaskMetrics,
 }
 
 impl Supervisor {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub fn new(metrics: TaskMetrics) -> Self {
         Self {
             waves: Default::default(),
             tokens: Default::default(),
@@ -76,7 +75,7 @@ impl Supervisor {
         let name = name.into();
         let token = self.tokens[wave as usize].clone();
         let metrics = self.metrics.clone();
-        metrics.task_started(&name);
+        metrics.started(&name);
         self.waves[wave as usize].spawn(async move {
             let mut backoff = Backoff::new();
             let mut failures = VecDeque::new();
@@ -101,7 +100,7 @@ impl Supervisor {
                     });
                 }
                 tracing::error!(task = %name, "{why}; restarting it");
-                metrics.task_restarted(&name);
+                metrics.restarted(&name);
                 tokio::select! {
                     () = backoff.wait() => {}
                     () = token.cancelled() => return Ok(()),
@@ -249,13 +248,14 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     use super::*;
 
     #[tokio::test]
     async fn a_task_that_panics_is_restarted_and_counted() {
-        let metrics = Arc::new(Metrics::new());
-        let mut supervisor = Supervisor::new(metrics.clone());
+        let metrics = crate::metrics::Metrics::new();
+        let mut supervisor = Supervisor::new(metrics.tasks.clone());
         let runs = Arc::new(AtomicUsize::new(0));
         let done = Arc::new(tokio::sync::Notify::new());
         let (r, d) = (runs.clone(), done.clone());
@@ -282,7 +282,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_task_that_cannot_restart_stops_the_process_with_its_name() {
-        let mut supervisor = Supervisor::new(Arc::new(Metrics::new()));
+        let mut supervisor = Supervisor::new(TaskMetrics::default());
         let stopped = Arc::new(AtomicUsize::new(0));
         let s = stopped.clone();
         supervisor.spawn("bystander", Wave::Sinks, move |token| {
@@ -311,7 +311,7 @@ mod tests {
 
     #[tokio::test]
     async fn waves_stop_in_order_and_the_grace_period_bounds_a_stuck_task() {
-        let mut supervisor = Supervisor::new(Arc::new(Metrics::new()));
+        let mut supervisor = Supervisor::new(TaskMetrics::default());
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
         for (name, wave) in [
             ("output", Wave::Outputs),

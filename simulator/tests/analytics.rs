@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use devicehub::configuration::Role as ServiceRole;
+use devicehub::configuration::ProcessRole;
 use devicehub_sim::run::run_scenario;
 use serde_json::Value;
 
@@ -21,9 +21,9 @@ async fn the_simulated_home_comes_out_of_the_analytics_with_energy_cost_and_heal
     let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
     let mut settings = settings(&tag);
     settings.roles = vec![
-        ServiceRole::Api,
-        ServiceRole::Collector,
-        ServiceRole::Analytics,
+        ProcessRole::Api,
+        ProcessRole::Collector,
+        ProcessRole::Analytics,
     ];
     settings.analytics.silver_every_s = 3;
     settings.analytics.gold_every_s = 3;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use devicehub::configuration::Role as ServiceRole;
+use devicehub::configuration::ProcessRole;
 use devicehub_sim::run::{inventory, run_scenario};
 use devicehub_sim::scenario::Scenario;
 use secrecy::SecretString;
@@ -94,9 +94,9 @@ async fn a_polled_shelly_reports_every_channel_through_the_pipeline() {
     let id = format!("shellypro4pm-{tag}");
     let mut settings = settings(&tag);
     settings.roles = vec![
-        ServiceRole::Api,
-        ServiceRole::Collector,
-        ServiceRole::Pollers,
+        ProcessRole::Api,
+        ProcessRole::Collector,
+        ProcessRole::Pollers,
     ];
     // A host that is not there, listed first: it must not hold the live one up.
     settings.shelly.hosts = vec![
@@ -225,9 +225,9 @@ async fn the_home_network_is_found_through_the_inventory_polled_and_controlled()
 
     let mut settings = settings(&tag);
     settings.roles = vec![
-        ServiceRole::Api,
-        ServiceRole::Collector,
-        ServiceRole::Pollers,
+        ProcessRole::Api,
+        ProcessRole::Collector,
+        ProcessRole::Pollers,
     ];
     settings.mikrotik.url = Some(format!("http://127.0.0.1:{router_port}/rest"));
     settings.mikrotik.password = Some(SecretString::from("router-test-password"));

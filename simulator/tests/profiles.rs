@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use devicehub::domain::{CommandResult, Message};
-use devicehub::pipeline::decode::Decoder;
+use devicehub::wire::Decoder;
 use devicehub_sim::profiles::esp32::{self, Esp32Config, Esp32Stats};
 use devicehub_sim::profiles::house::{self, HouseConfig};
 use devicehub_sim::profiles::meter::{self, MeterConfig};
@@ -667,7 +667,7 @@ async fn the_mikrotik_emulator_serves_leases_and_wifi_stations_with_basic_auth()
     let mac = leases[1]["mac-address"].as_str().unwrap();
     assert_eq!(mac.len(), 17);
     // devicehub's own reading of RouterOS's answers.
-    let typed = devicehub::sources::routeros::leases(&Value::Array(leases.clone())).unwrap();
+    let typed = devicehub::clients::routeros::leases(&Value::Array(leases.clone())).unwrap();
     assert_eq!(typed.len(), 2);
     assert!(typed[0].dynamic && typed[0].last_seen.is_some() && typed[0].expires_after.is_some());
     let table: Value = client
@@ -681,7 +681,7 @@ async fn the_mikrotik_emulator_serves_leases_and_wifi_stations_with_basic_auth()
         .json()
         .await
         .unwrap();
-    let stations = devicehub::sources::routeros::stations(&table).unwrap();
+    let stations = devicehub::clients::routeros::stations(&table).unwrap();
     assert_eq!(stations.len(), 1, "{table}");
     assert_eq!(stations[0].mac.to_string(), mikrotik::mac_for("pixel-8"));
     assert!(stations[0].signal.is_some_and(|s| s < 0));
@@ -799,7 +799,7 @@ async fn the_mikrotik_emulator_serves_https_with_a_self_signed_certificate_devic
         .unwrap()
         .mikrotik;
     settings.password = Some(secrecy::SecretString::from("secret"));
-    let refused = devicehub::sources::mikrotik::MikrotikClient::new(&settings, &url)
+    let refused = devicehub::clients::mikrotik::MikrotikClient::new(&settings, &url)
         .unwrap()
         .leases()
         .await
@@ -807,7 +807,7 @@ async fn the_mikrotik_emulator_serves_https_with_a_self_signed_certificate_devic
         .to_string();
     assert!(refused.to_lowercase().contains("certificate"), "{refused}");
     settings.ca_file = Some(cert.clone());
-    let leases = devicehub::sources::mikrotik::MikrotikClient::new(&settings, &url)
+    let leases = devicehub::clients::mikrotik::MikrotikClient::new(&settings, &url)
         .unwrap()
         .leases()
         .await
@@ -835,7 +835,7 @@ fn the_home_scenarios_metadata_file_names_hosts_of_the_home_scenario() {
     for entry in metadata.iter() {
         let host = hosts
             .iter()
-            .find(|h| devicehub::inventory::Mac::parse(&h.mac) == Some(entry.mac));
+            .find(|h| devicehub::domain::Mac::parse(&h.mac) == Some(entry.mac));
         assert!(host.is_some(), "{} is not a host of home.toml", entry.mac);
         if entry.device_type == "shelly" {
             assert!(host.unwrap().host_name.starts_with("shelly"), "{entry:?}");

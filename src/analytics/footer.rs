@@ -43,7 +43,7 @@ mod tests {
 
     use super::*;
     use crate::domain::{DeviceId, MetricName, Reading};
-    use crate::sinks::archive::lake::{LakeRow, LakeWindow};
+    use crate::lake::{LakeRow, LakeWindow};
 
     #[test]
     fn the_collectors_files_say_their_rows_and_times_in_the_footer() {

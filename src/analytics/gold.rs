@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use chrono::{NaiveDate, TimeDelta, Utc};
+use chrono::{NaiveDate, NaiveDateTime, TimeDelta, Utc};
 
 use super::catalog;
 use super::engine::{GoldScope, Staged};
@@ -31,6 +31,51 @@ impl Analytics {
         let data_until = catalog::newest_reading(pool)
             .await?
             .map_or_else(|| Utc::now().naive_utc(), |t| t.naive_utc());
+        let wanted = self.wanted_days(dates, (first, last), data_until).await?;
+        let built = catalog::builds(
+            pool,
+            "gold",
+            &wanted.iter().map(|(d, _)| day_part(*d)).collect::<Vec<_>>(),
+        )
+        .await?;
+        let stale: Vec<(NaiveDate, String)> = wanted
+            .into_iter()
+            .filter(|(d, inputs)| full || built.get(&day_part(*d)) != Some(inputs))
+            .collect();
+        progress.stage("gold", stale.len() as u64);
+        for batch in consecutive_days(&stale, GOLD_DAYS_PER_BATCH) {
+            let tries: Vec<&[(NaiveDate, String)]> = match self
+                .gold_batch(engine, batch, data_until)
+                .await
+            {
+                Err(AnalyticsError::Duck(e)) if batch.len() > 1 => {
+                    tracing::warn!(error = %e, "a gold batch failed; building its days one by one");
+                    batch.chunks(1).collect()
+                }
+                result => {
+                    note(result, batch, report)?;
+                    Vec::new()
+                }
+            };
+            for day in tries {
+                let result = self.gold_batch(engine, day, data_until).await;
+                note(result, day, report)?;
+            }
+            progress.advance(batch.len() as u64);
+        }
+        Ok(stale.len())
+    }
+
+    /// Every day of `dates` with silver, with the fingerprint of what it is built from: the
+    /// model's version and settings, the day's registry signals, how far the data reaches, and
+    /// the silver builds of the day and the days beside it.
+    async fn wanted_days(
+        &self,
+        dates: &[NaiveDate],
+        (first, last): (NaiveDate, NaiveDate),
+        data_until: NaiveDateTime,
+    ) -> Result<Vec<(NaiveDate, String)>, AnalyticsError> {
+        let pool = &self.0.pool;
         let silver = catalog::builds_between(
             pool,
             models::SILVER.name,
@@ -66,38 +111,7 @@ impl Analytics {
             }
             wanted.push((day, fingerprint(parts)));
         }
-        let built = catalog::builds(
-            pool,
-            "gold",
-            &wanted.iter().map(|(d, _)| day_part(*d)).collect::<Vec<_>>(),
-        )
-        .await?;
-        let stale: Vec<(NaiveDate, String)> = wanted
-            .into_iter()
-            .filter(|(d, inputs)| full || built.get(&day_part(*d)) != Some(inputs))
-            .collect();
-        progress.stage("gold", stale.len() as u64);
-        for batch in consecutive_days(&stale, GOLD_DAYS_PER_BATCH) {
-            let tries: Vec<&[(NaiveDate, String)]> = match self
-                .gold_batch(engine, batch, data_until)
-                .await
-            {
-                Err(AnalyticsError::Duck(e)) if batch.len() > 1 => {
-                    tracing::warn!(error = %e, "a gold batch failed; building its days one by one");
-                    batch.chunks(1).collect()
-                }
-                result => {
-                    note(result, batch, report)?;
-                    Vec::new()
-                }
-            };
-            for day in tries {
-                let result = self.gold_batch(engine, day, data_until).await;
-                note(result, day, report)?;
-            }
-            progress.advance(batch.len() as u64);
-        }
-        Ok(stale.len())
+        Ok(wanted)
     }
 
     /// Builds consecutive gold days from the hourly summaries of those days and the day on each

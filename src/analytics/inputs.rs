@@ -7,7 +7,8 @@ use std::sync::Arc;
 use chrono::{NaiveDate, NaiveDateTime};
 use sqlx::PgPool;
 
-use crate::inventory::{Mac, Metadata};
+use crate::domain::Mac;
+use crate::inventory::Metadata;
 
 /// A registered device as the models see it.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]

@@ -43,8 +43,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::configuration::{AnalyticsSettings, Settings};
 use crate::inventory::MetadataFile;
-use crate::metrics::Metrics;
-use crate::sinks::archive::lake::READINGS_PREFIX;
+use crate::lake::READINGS_PREFIX;
+use crate::metrics::AnalyticsMetrics;
 use crate::stores::objects::{ObjectError, ObjectStore};
 use engine::Engine;
 use lake::LakeFiles;
@@ -218,7 +218,7 @@ impl Analytics {
     /// tries again.
     pub async fn run_on_schedule(
         self,
-        metrics: Arc<Metrics>,
+        metrics: AnalyticsMetrics,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let every = |s: u64| {
@@ -228,7 +228,7 @@ impl Analytics {
         };
         let mut silver = every(self.0.settings.silver_every_s);
         let mut gold = every(self.0.settings.gold_every_s);
-        metrics.analytics_scheduled();
+        metrics.scheduled();
         loop {
             let (layer, request) = tokio::select! {
                 biased;
@@ -240,15 +240,15 @@ impl Analytics {
                 () = shutdown.cancelled() => return Ok(()),
                 result = self.run(&request, &Quiet) => match result {
                     Ok(report) if report.failed.is_empty() => {
-                        metrics.analytics_ran(layer, "ok");
+                        metrics.ran(layer, "ok");
                         tracing::info!(layer, ?report, "analytics run");
                     }
                     Ok(report) => {
-                        metrics.analytics_ran(layer, "failed");
+                        metrics.ran(layer, "failed");
                         tracing::warn!(layer, ?report, "analytics run left partitions unbuilt; the next one tries again");
                     }
                     Err(e) => {
-                        metrics.analytics_ran(layer, "failed");
+                        metrics.ran(layer, "failed");
                         tracing::warn!(layer, error = %e, "analytics run failed; the next one tries again");
                     }
                 },

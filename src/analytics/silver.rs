@@ -14,7 +14,7 @@ use super::{
     blocking, day_part, fingerprint, hour_of, hour_part, midnight, models, utc, Analytics,
     AnalyticsError, Progress, RunReport, SharedEngine, FILES_PER_STATS, SILVER_PREFIX, SILVER_ROOT,
 };
-use crate::sinks::archive::lake::READINGS_PREFIX;
+use crate::lake::READINGS_PREFIX;
 
 impl Analytics {
     /// Brings the catalog up to date with the bronze files of `dates`; returns how many files
@@ -107,28 +107,7 @@ impl Analytics {
             utc(end + TimeDelta::hours(1)),
         )
         .await?;
-        let hours = hours_with_readings(&files, dates);
-        let settings = [
-            models::version(),
-            self.0.settings.late_after_s.to_string(),
-            self.0.settings.max_gap_s.to_string(),
-        ];
-        let wanted: Vec<Stale> = hours
-            .iter()
-            .map(|&hour| {
-                // The hour's readings and the hour before's (the rolling averages look back into
-                // it). The registry and the metadata file are taken as they are when the hour is
-                // built: a change reaches past hours with `devicehub analytics run --full`.
-                let inputs = inputs_of(
-                    &files,
-                    hour - TimeDelta::hours(1),
-                    hour + TimeDelta::hours(1),
-                );
-                let mut parts = settings.to_vec();
-                parts.extend(inputs.iter().map(|f| format!("{}:{}", f.key, f.size)));
-                (hour, fingerprint(parts))
-            })
-            .collect();
+        let wanted = self.wanted_hours(&files, dates);
         let built = catalog::builds(
             pool,
             models::SILVER.name,
@@ -178,6 +157,33 @@ impl Analytics {
             progress.advance(1);
         }
         Ok((stale.len(), rows_written))
+    }
+
+    /// Every hour of `dates` with readings, with the fingerprint of what it is built from: the
+    /// model's version and settings and the bronze files of the hour and the hour before.
+    fn wanted_hours(&self, files: &[LakeFile], dates: &[NaiveDate]) -> Vec<Stale> {
+        let hours = hours_with_readings(files, dates);
+        let settings = [
+            models::version(),
+            self.0.settings.late_after_s.to_string(),
+            self.0.settings.max_gap_s.to_string(),
+        ];
+        hours
+            .iter()
+            .map(|&hour| {
+                // The hour's readings and the hour before's (the rolling averages look back into
+                // it). The registry and the metadata file are taken as they are when the hour is
+                // built: a change reaches past hours with `devicehub analytics run --full`.
+                let inputs = inputs_of(
+                    files,
+                    hour - TimeDelta::hours(1),
+                    hour + TimeDelta::hours(1),
+                );
+                let mut parts = settings.to_vec();
+                parts.extend(inputs.iter().map(|f| format!("{}:{}", f.key, f.size)));
+                (hour, fingerprint(parts))
+            })
+            .collect()
     }
 
     /// Builds one silver hour and its summaries from the bronze files with readings in it and

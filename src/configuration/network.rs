@@ -1,7 +1,21 @@
 //! The home network's settings: the Mikrotik, Shelly and HikVision pollers and the inventory.
 
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+
+use super::SettingsError;
+
+/// `host[:port]` entries, trimmed, empty ones (`a,,b`, a trailing comma, an unset variable in
+/// docker-compose.yml) dropped: read once here, so every user of the list gets clean hosts.
+fn hosts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    let raw = Vec::<String>::deserialize(deserializer)?;
+    Ok(raw
+        .iter()
+        .map(|h| h.trim())
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
 
 /// The Mikrotik poller (role `pollers`); no `url`, no poller.
 #[derive(Debug, Clone, Deserialize)]
@@ -26,7 +40,7 @@ pub struct MikrotikSettings {
 pub struct ShellySettings {
     /// `host[:port]` of each Shelly to poll (`DEVICEHUB__SHELLY__HOSTS`, comma-separated),
     /// beside those the inventory finds.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "hosts")]
     pub hosts: Vec<String>,
     /// The port of the Shelly devices the inventory finds (by address).
     pub port: u16,
@@ -45,7 +59,7 @@ pub struct ShellySettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct HikvisionSettings {
     /// `host[:port]` of each camera (`DEVICEHUB__HIKVISION__HOSTS`, comma-separated).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "hosts")]
     pub hosts: Vec<String>,
     pub username: String,
     #[serde(default)]
@@ -67,4 +81,42 @@ pub struct InventorySettings {
     pub metadata_csv: std::path::PathBuf,
     /// Days of router snapshots the inventory keeps in memory for host history.
     pub history_days: u32,
+}
+
+impl MikrotikSettings {
+    /// The router's URL, when a poller is configured (an empty one is none).
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref().filter(|u| !u.is_empty())
+    }
+
+    pub(super) fn check(&self) -> Result<(), SettingsError> {
+        let Some(url) = self.url() else {
+            return Ok(());
+        };
+        let parsed = url::Url::parse(url).map_err(|e| {
+            SettingsError::Invalid(format!("mikrotik.url {url:?} is not a URL: {e}"))
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(SettingsError::Invalid(format!(
+                "mikrotik.url {url:?} must be https:// (or http://)"
+            )));
+        }
+        if self.interval_s == 0 || self.timeout_ms == 0 {
+            return Err(SettingsError::Zero(
+                "mikrotik.interval_s and mikrotik.timeout_ms",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ShellySettings {
+    pub(super) fn check(&self) -> Result<(), SettingsError> {
+        if self.interval_s == 0 || self.timeout_ms == 0 {
+            return Err(SettingsError::Zero(
+                "shelly.interval_s and shelly.timeout_ms",
+            ));
+        }
+        Ok(())
+    }
 }

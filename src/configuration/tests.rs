@@ -1,3 +1,5 @@
+use secrecy::SecretString;
+
 use super::*;
 
 fn defaults() -> Settings {
@@ -115,11 +117,49 @@ fn list_settings_come_comma_separated_from_the_environment() {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     let settings = Settings::load_with(None, Some(env)).unwrap();
-    assert_eq!(settings.roles, [Role::Api, Role::Pollers]);
+    assert_eq!(settings.roles, [ProcessRole::Api, ProcessRole::Pollers]);
     assert_eq!(
         settings.shelly.hosts,
         ["192.168.88.30", "192.168.88.31:8080"]
     );
     assert_eq!(settings.hikvision.hosts, ["192.168.88.40"]);
     assert_eq!(settings.shelly.port, 8081);
+}
+
+#[test]
+fn hosts_are_trimmed_and_empty_entries_dropped_once_at_load() {
+    let env = [
+        (
+            "DEVICEHUB__SHELLY__HOSTS",
+            " 192.168.88.30 ,,192.168.88.31:8080,",
+        ),
+        ("DEVICEHUB__HIKVISION__HOSTS", ""),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let settings = Settings::load_with(None, Some(env)).unwrap();
+    assert_eq!(
+        settings.shelly.hosts,
+        ["192.168.88.30", "192.168.88.31:8080"]
+    );
+    assert!(settings.hikvision.hosts.is_empty());
+}
+
+#[test]
+fn configured_poller_hosts_need_the_collector_in_the_same_process() {
+    let mut settings = defaults();
+    settings.auth.jwt_secret = Some(SecretString::from("x".repeat(32)));
+    settings.roles = vec![ProcessRole::Api, ProcessRole::Pollers];
+    settings.shelly.hosts = vec!["192.168.88.30".into()];
+    let refused = settings.check().unwrap_err().to_string();
+    assert!(refused.contains("shelly.hosts"), "{refused}");
+    settings.roles.push(ProcessRole::Collector);
+    assert!(settings.check().is_ok());
+    settings.roles = vec![ProcessRole::Api, ProcessRole::Pollers];
+    settings.shelly.hosts.clear();
+    assert!(
+        settings.check().is_ok(),
+        "the Mikrotik poller alone needs no collector"
+    );
 }

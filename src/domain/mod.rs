@@ -7,6 +7,7 @@ pub mod command;
 pub(crate) mod config_key;
 mod device;
 mod device_id;
+mod mac;
 mod message;
 mod metric;
 mod page;
@@ -23,6 +24,7 @@ pub use device::{
     MAX_TYPE_CHARS as MAX_DEVICE_TYPE_CHARS,
 };
 pub use device_id::DeviceId;
+pub use mac::Mac;
 pub use message::{CommandResult, EventRejection, Message, QsEvent, Reading};
 pub use metric::{MetricName, Unit};
 pub use page::{Listing, Page};

@@ -5,8 +5,8 @@
 
 use sqlx::PgPool;
 
-use super::mac::Mac;
 use super::metadata::Metadata;
+use crate::domain::Mac;
 
 /// A host as one poll saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]

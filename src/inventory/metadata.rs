@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::mac::Mac;
+use crate::domain::Mac;
 
 /// One host's metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -15,7 +15,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
-use crate::sources::routeros::{Lease, Station};
+use crate::clients::routeros::{Lease, Station};
 
 pub const LEASES_PREFIX: &str = "lake/leases";
 pub const WIFI_PREFIX: &str = "lake/wifi";

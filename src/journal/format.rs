@@ -40,9 +40,9 @@ pub(super) fn parse_body(body: Vec<u8>, crc: u32) -> Option<Record> {
     if crc32fast::hash(&body) != crc {
         return None;
     }
-    let no = u64::from_le_bytes(body[..8].try_into().expect("8 bytes"));
-    let micros = i64::from_le_bytes(body[8..16].try_into().expect("8 bytes"));
-    let topic_len = u16::from_le_bytes(body[16..18].try_into().expect("2 bytes")) as usize;
+    let no = u64::from_le_bytes(bytes(&body[..8]));
+    let micros = i64::from_le_bytes(bytes(&body[8..16]));
+    let topic_len = u16::from_le_bytes(bytes(&body[16..18])) as usize;
     if 18 + topic_len > len {
         return None;
     }
@@ -77,9 +77,9 @@ pub(super) fn read_record_from(reader: &mut BufReader<File>, from: u64) -> io::R
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Next::End),
         Err(e) => return Err(e),
     }
-    let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
-    let crc = u32::from_le_bytes(head[4..HEADER].try_into().expect("4 bytes"));
-    let no = u64::from_le_bytes(head[HEADER..].try_into().expect("8 bytes"));
+    let len = u32::from_le_bytes(bytes(&head[..4])) as usize;
+    let crc = u32::from_le_bytes(bytes(&head[4..HEADER]));
+    let no = u64::from_le_bytes(bytes(&head[HEADER..]));
     if !(18..=MAX_BODY).contains(&len) {
         return Ok(Next::End);
     }
@@ -105,4 +105,11 @@ pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
         f.sync_data()?;
     }
     fs::rename(tmp, path)
+}
+
+/// The first `N` bytes of `slice`, which the caller has checked holds them.
+fn bytes<const N: usize>(slice: &[u8]) -> [u8; N] {
+    let mut array = [0; N];
+    array.copy_from_slice(&slice[..N]);
+    array
 }

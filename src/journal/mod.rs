@@ -185,6 +185,10 @@ impl Journal {
                 bytes: 0,
             });
         }
+        #[allow(
+            clippy::expect_used,
+            reason = "an empty directory got its first segment above"
+        )]
         let current = segments.last().expect("at least one segment");
         let file = OpenOptions::new()
             .create(true)

@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Hub;
 use crate::configuration::MqttSettings;
-use crate::pipeline::decode::Decoder;
 use crate::retry::Backoff;
+use crate::wire::Decoder;
 
 pub struct Relay {
     hub: Hub,

@@ -4,14 +4,12 @@
 //! `{"error","reason","topic","payload" (the first 1 KiB),"payload_bytes","received_at"}`, plus
 //! `event_id` for an event; each is counted by reason and logged once a minute per reason.
 
-use std::sync::Arc;
-
 use chrono::Utc;
 use serde_json::json;
 
 use crate::configuration::MqttSettings;
 use crate::domain::{EventRejection, RejectKind, Rejection};
-use crate::metrics::Metrics;
+use crate::metrics::IngestMetrics;
 use crate::stores::broker::Publisher;
 
 /// The part of a refused payload a dead letter repeats.
@@ -22,11 +20,11 @@ pub struct DeadLetters {
     publisher: Publisher,
     iot_target: String,
     qs_prefix: String,
-    metrics: Arc<Metrics>,
+    metrics: IngestMetrics,
 }
 
 impl DeadLetters {
-    pub fn new(publisher: Publisher, mqtt: &MqttSettings, metrics: Arc<Metrics>) -> Self {
+    pub fn new(publisher: Publisher, mqtt: &MqttSettings, metrics: IngestMetrics) -> Self {
         Self {
             publisher,
             iot_target: mqtt.deadletter_topic.clone(),

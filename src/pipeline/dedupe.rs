@@ -5,11 +5,11 @@ use std::collections::{HashSet, VecDeque};
 
 use sqlx::PgPool;
 
-use super::decode::Decoder;
 use super::idle::IdleMap;
 use crate::domain::DeviceId;
 use crate::journal::{Journal, JournalReader};
 use crate::registry;
+use crate::wire::Decoder;
 
 /// Drops repeats of `(device_id, seq)`: the last number per device and a 64-wide window of
 /// numbers below it (devices publishing to several brokers deliver each message more than once,

@@ -1,6 +1,6 @@
 //! The middle of the data flow: `sources/` (MQTT; pollers later) → `pipeline/` → `journal/` →
 //! `sinks/`. Ingest ([`Ingest`]) takes what a source hands over, in batches of whatever has
-//! arrived: decodes each message ([`decode`]), applies the acceptance policy ([`policy`]), drops
+//! arrived: decodes each message ([`crate::wire`]), applies the acceptance policy ([`policy`]), drops
 //! repeats and redeliveries ([`dedupe`]), dead-letters what it cannot take ([`dead_letter`]),
 //! appends the rest to the journal, and only then acknowledges the batch to its source. Sinks
 //! enrich what they read with the registry's device types ([`enrich`]).
@@ -9,7 +9,6 @@
 //! yet written, ingest holds its acknowledgements, so the broker keeps the rest.
 
 pub mod dead_letter;
-pub mod decode;
 pub mod dedupe;
 pub mod enrich;
 pub mod idle;
@@ -25,10 +24,10 @@ use tokio::sync::{mpsc, Notify};
 use crate::configuration::FsyncPolicy;
 use crate::domain::Message;
 use crate::journal::{Decode, Entry, Feed, Journal, Journaled, Record};
-use crate::metrics::Metrics;
+use crate::metrics::IngestMetrics;
 use crate::retry::Backoff;
+use crate::wire::Decoder;
 use dead_letter::DeadLetters;
-use decode::Decoder;
 use dedupe::{Dedupers, Redeliveries};
 use policy::Acceptance;
 
@@ -125,7 +124,7 @@ pub struct Ingest {
     pub journal: Journal,
     pub feed: Feed,
     pub dead_letters: DeadLetters,
-    pub metrics: Arc<Metrics>,
+    pub metrics: IngestMetrics,
     pub max_journal_bytes: u64,
     /// Live stream clients watching readings.
     pub live: crate::live::Hub,
@@ -149,8 +148,13 @@ impl Ingest {
         loop {
             let first = tokio::select! {
                 biased;
-                done = async { (&mut syncing.as_mut().expect("guarded").task).await },
-                    if syncing.is_some() =>
+                done = async {
+                    match syncing.as_mut() {
+                        Some(s) => (&mut s.task).await,
+                        // Not polled: the guard below holds it back while nothing syncs.
+                        None => std::future::pending().await,
+                    }
+                }, if syncing.is_some() =>
                 {
                     let covered = syncing.take().map(|s| s.acks).unwrap_or_default();
                     match done.map_err(std::io::Error::other).and_then(|r| r) {
@@ -195,7 +199,18 @@ impl Ingest {
                 _ => acks.push(owed),
             }
         }
-        if let Some(s) = syncing.take() {
+        self.finish(syncing, unsynced, &acks).await
+    }
+
+    /// At shutdown: the journal on disk, then the broker's acks of everything it holds; what
+    /// every sink has written goes, so the next start finds the journal as small as it can be.
+    async fn finish(
+        &mut self,
+        syncing: Option<Syncing>,
+        mut unsynced: Vec<Ack>,
+        acks: &AckQueue,
+    ) -> anyhow::Result<()> {
+        if let Some(s) = syncing {
             unsynced.extend(s.acks);
             let _ = s.task.await;
         }
@@ -203,8 +218,6 @@ impl Ingest {
         if synced.is_ok() {
             acks.push(unsynced);
         }
-        // What every sink has written goes, so the next start finds the journal as small as
-        // it can be.
         if let Err(e) = self.journal.remove_through(self.feed.written_by_all()) {
             tracing::warn!(error = %e, "cannot remove consumed journal segments");
         }

@@ -6,7 +6,7 @@ use chrono::{NaiveDate, TimeDelta, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::Stores;
+use super::ApiState;
 use crate::analytics::results::{
     self, DailyEnergy, DailySummary, DeviceHealth, GoldError, GroupBy,
 };
@@ -65,13 +65,11 @@ fn unavailable(e: GoldError) -> ApiError {
     params(EnergyQuery), security(("bearer" = [])),
     responses(
         (status = 200, body = Vec<DailyEnergy>),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
 pub async fn energy(
     _: Viewer,
-    stores: web::Data<Stores>,
+    stores: web::Data<ApiState>,
     query: web::Query<EnergyQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
@@ -88,13 +86,11 @@ pub async fn energy(
     params(HealthQuery), security(("bearer" = [])),
     responses(
         (status = 200, body = Vec<DeviceHealth>),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
 pub async fn health(
     _: Viewer,
-    stores: web::Data<Stores>,
+    stores: web::Data<ApiState>,
     query: web::Query<HealthQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let rows = match query.into_inner().date {
@@ -114,13 +110,11 @@ pub async fn health(
     params(DaysQuery), security(("bearer" = [])),
     responses(
         (status = 200, body = Vec<DailySummary>),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
 pub async fn summary(
     _: Viewer,
-    stores: web::Data<Stores>,
+    stores: web::Data<ApiState>,
     query: web::Query<DaysQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
@@ -130,3 +124,16 @@ pub async fn summary(
         .map_err(unavailable)?;
     Ok(HttpResponse::Ok().json(rows))
 }
+
+/// This module's routes, under `/api`: one resource per path, so that a known path with the
+/// wrong method answers 405.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/analytics/energy/daily").get(energy))
+        .service(web::resource("/analytics/health").get(health))
+        .service(web::resource("/analytics/summary").get(summary));
+}
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(energy, health, summary), tags((name = "analytics", description = "Gold tables of the bronze/silver/gold models: energy, cost, health")))]
+pub struct Doc;

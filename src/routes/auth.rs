@@ -141,7 +141,6 @@ fn presented(req: &HttpRequest, body: &[u8]) -> Result<Option<String>, ApiError>
         (status = 200, body = TokenResponse),
         (status = 400, description = "Malformed JSON, or auth is disabled", body = ErrorBody),
         (status = 401, description = "Wrong username or password", body = ErrorBody),
-        (status = 422, body = ErrorBody),
         (status = 429, description = "Too many attempts", body = ErrorBody),
     ))]
 pub async fn login(
@@ -230,7 +229,7 @@ pub async fn refresh(
 #[utoipa::path(post, operation_id = "logout", path = "/api/auth/logout", tag = "auth",
     request_body(content = Option<RefreshRequest>, description = "Optional: the cookie serves browsers"),
     responses(
-        (status = 200, body = super::Message),
+        (status = 200, body = super::Notice),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
     ))]
 pub async fn logout(
@@ -243,7 +242,7 @@ pub async fn logout(
     }
     Ok(HttpResponse::Ok()
         .cookie(refresh_cookie(&req, String::new(), CookieDuration::ZERO))
-        .json(super::Message {
+        .json(super::Notice {
             message: "logged out".into(),
         }))
 }
@@ -252,7 +251,6 @@ pub async fn logout(
 #[utoipa::path(get, operation_id = "me", path = "/api/auth/me", tag = "auth",
     responses(
         (status = 200, body = Me, example = json!({"username": "admin", "role": "admin"})),
-        (status = 401, body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn me(caller: Viewer) -> HttpResponse {
@@ -261,3 +259,17 @@ pub async fn me(caller: Viewer) -> HttpResponse {
         role: caller.caller.role,
     })
 }
+
+/// This module's routes, under `/api`: one resource per path, so that a known path with the
+/// wrong method answers 405.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/auth/login").post(login))
+        .service(web::resource("/auth/refresh").post(refresh))
+        .service(web::resource("/auth/logout").post(logout))
+        .service(web::resource("/auth/me").get(me));
+}
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(login, refresh, logout, me), tags((name = "auth", description = "Tokens")))]
+pub struct Doc;

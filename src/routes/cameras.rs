@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use sqlx::PgPool;
 
-use super::{device_id, Stores};
+use super::{device_id, ApiState};
 use crate::auth::Viewer;
 use crate::error::{ApiError, ErrorBody};
 use crate::registry::devices;
@@ -18,8 +18,6 @@ use crate::registry::devices;
     responses(
         (status = 200, description = "The camera's picture", content_type = "image/jpeg",
          headers(("X-Archive-Key" = String, description = "Where the archive keeps it, when it could"))),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "No such device"),
         (status = 409, body = ErrorBody, description = "The device is not a camera devicehub reaches"),
         (status = 502, body = ErrorBody, description = "The camera did not answer with a picture"),
@@ -27,7 +25,7 @@ use crate::registry::devices;
 pub async fn snapshot(
     _: Viewer,
     pool: web::Data<PgPool>,
-    stores: web::Data<Stores>,
+    stores: web::Data<ApiState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = device_id(&path)?;
@@ -64,3 +62,14 @@ pub async fn snapshot(
     }
     Ok(response.body(jpeg))
 }
+
+/// This module's routes, under `/api`: one resource per path, so that a known path with the
+/// wrong method answers 405.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/devices/{device_id}/snapshot").get(snapshot));
+}
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(snapshot))]
+pub struct Doc;

@@ -3,7 +3,7 @@ use serde::Deserialize;
 use sqlx::PgPool;
 use utoipa::ToSchema;
 
-use super::{device_id, Message};
+use super::{device_id, Notice};
 use crate::auth::{Operator, Viewer};
 use crate::domain::{bounded_json_value, ConfigKey};
 use crate::error::{ApiError, ErrorBody};
@@ -31,9 +31,6 @@ fn config_key(raw: &str) -> Result<ConfigKey, ApiError> {
     params(("device_id" = String, Path)), security(("bearer" = [])),
     responses(
         (status = 200, body = Vec<ConfigEntry>),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody),
     ))]
 pub async fn list(
     _: Viewer,
@@ -50,13 +47,7 @@ pub async fn list(
     request_body = ConfigValue, security(("bearer" = [])),
     responses(
         (status = 200, body = ConfigEntry),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody),
     ))]
 pub async fn set(
     _: Operator,
@@ -76,9 +67,7 @@ pub async fn set(
 #[utoipa::path(delete, operation_id = "delete_device_config", path = "/api/devices/{device_id}/configs/{key}", tag = "configs",
     params(("device_id" = String, Path), ("key" = String, Path)), security(("bearer" = [])),
     responses(
-        (status = 200, body = Message),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
+        (status = 200, body = Notice),
         (status = 403, body = ErrorBody),
         (status = 404, description = "No such device or key", body = ErrorBody),
     ))]
@@ -90,7 +79,23 @@ pub async fn delete(
     let (id, key) = path.into_inner();
     let (id, key) = (device_id(&id)?, config_key(&key)?);
     configs::delete(&pool, &id, &key).await?;
-    Ok(HttpResponse::Ok().json(Message {
+    Ok(HttpResponse::Ok().json(Notice {
         message: format!("config {key} of device {id} deleted"),
     }))
 }
+
+/// This module's routes, under `/api`: one resource per path, so that a known path with the
+/// wrong method answers 405.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/devices/{device_id}/configs").get(list))
+        .service(
+            web::resource("/devices/{device_id}/configs/{key}")
+                .put(set)
+                .delete(delete),
+        );
+}
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, set, delete), tags((name = "configs", description = "Per-device configuration")))]
+pub struct Doc;

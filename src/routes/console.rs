@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
@@ -37,7 +37,19 @@ const TEXT: &str = "text/plain; charset=utf-8";
 
 static ASSETS: &[Asset] = &[
     asset!("/", "console/index.html", HTML),
+    // The console's ES modules: app.js routes between the pages and imports the rest.
     asset!("/console/app.js", "console/app.js", JS),
+    asset!("/console/dom.js", "console/dom.js", JS),
+    asset!("/console/api.js", "console/api.js", JS),
+    asset!("/console/auth.js", "console/auth.js", JS),
+    asset!("/console/live.js", "console/live.js", JS),
+    asset!("/console/chart.js", "console/chart.js", JS),
+    asset!("/console/overview.js", "console/overview.js", JS),
+    asset!("/console/devices.js", "console/devices.js", JS),
+    asset!("/console/device.js", "console/device.js", JS),
+    asset!("/console/alerts.js", "console/alerts.js", JS),
+    asset!("/console/inventory.js", "console/inventory.js", JS),
+    asset!("/console/energy.js", "console/energy.js", JS),
     asset!("/console/app.css", "console/app.css", CSS),
     asset!("/docs", "docs/index.html", HTML),
     asset!("/docs/docs.js", "docs/docs.js", JS),
@@ -155,6 +167,32 @@ fn serve(req: &HttpRequest, path: &str) -> Result<HttpResponse, ApiError> {
     Ok(response.content_type(asset.content_type).body(asset.body))
 }
 
+/// This module's routes, at the root: the console, the docs page and their assets (compressed).
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    let compressed = actix_web::middleware::Compress::default;
+    cfg.service(web::resource("/").get(index))
+        .service(web::resource("/docs").get(docs))
+        .service(web::resource("/docs/{file}").wrap(compressed()).get(asset))
+        .service(
+            web::resource("/console/{file}")
+                .wrap(compressed())
+                .get(asset),
+        )
+        .service(
+            web::resource("/vendor/{path:.+}")
+                .wrap(compressed())
+                .get(asset),
+        );
+}
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(index, docs),
+    tags((name = "console", description = "The web console and these docs (HTML)"))
+)]
+pub struct Doc;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +217,21 @@ mod tests {
             assert_eq!(
                 served, sum,
                 "{file} differs from what scripts/vendor-web.sh fetched"
+            );
+        }
+    }
+
+    #[test]
+    fn every_file_of_the_console_is_served() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/web/console");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if name == "index.html" {
+                continue;
+            }
+            assert!(
+                BY_PATH.contains_key(format!("/console/{name}").as_str()),
+                "web/console/{name} is not served (add it to ASSETS)"
             );
         }
     }

@@ -76,7 +76,7 @@ pub async fn readyz(
     .filter_map(|(name, failure)| failure.map(|f| (name.to_owned(), serde_json::Value::from(f))))
     .collect();
     // A store that answers but refuses devicehub's writes (credentials, a missing bucket).
-    for (sink, reason) in stores.metrics.misconfigured_sinks() {
+    for (sink, reason) in stores.health.failing_sinks() {
         failing.insert(format!("{sink} sink"), reason.into());
     }
     if failing.is_empty() {
@@ -105,3 +105,16 @@ async fn probe<T, E: std::fmt::Display>(
         Err(_) => Some(format!("no answer within {} s", LIMIT.as_secs())),
     }
 }
+
+/// This module's routes, at the root: one resource per path, so that a known path with the
+/// wrong method answers 405.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/health").get(health))
+        .service(web::resource("/healthz").get(healthz))
+        .service(web::resource("/readyz").get(readyz));
+}
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health, healthz, readyz), tags((name = "health", description = "Liveness and readiness")))]
+pub struct Doc;

@@ -9,11 +9,12 @@ use serde::Deserialize;
 use sqlx::PgPool;
 use utoipa::IntoParams;
 
-use super::Stores;
+use super::ApiState;
 use crate::auth::Viewer;
 use crate::domain::Invalid;
+use crate::domain::Mac;
 use crate::error::{ApiError, ErrorBody};
-use crate::inventory::{Host, HostFilter, HostHistory, Inventory, InventoryError, Mac};
+use crate::inventory::{Host, HostFilter, HostHistory, Inventory, InventoryError};
 use crate::registry::devices;
 
 /// The longest `location` or `owner` filter.
@@ -91,14 +92,12 @@ async fn with_devices(pool: &PgPool, hosts: &mut [Host]) -> Result<(), ApiError>
     params(InventoryQuery), security(("bearer" = [])),
     responses(
         (status = 200, body = Vec<Host>),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
 pub async fn list(
     _: Viewer,
     pool: web::Data<PgPool>,
-    stores: web::Data<Stores>,
+    stores: web::Data<ApiState>,
     query: web::Query<InventoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
@@ -122,15 +121,12 @@ pub async fn list(
     security(("bearer" = [])),
     responses(
         (status = 200, body = HostHistory),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
 pub async fn read(
     _: Viewer,
     pool: web::Data<PgPool>,
-    stores: web::Data<Stores>,
+    stores: web::Data<ApiState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let mac = Mac::parse_exact(&path).ok_or_else(|| {
@@ -149,3 +145,15 @@ pub async fn read(
     with_devices(&pool, std::slice::from_mut(&mut host.host)).await?;
     Ok(HttpResponse::Ok().json(host))
 }
+
+/// This module's routes, under `/api`: one resource per path, so that a known path with the
+/// wrong method answers 405.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/inventory").get(list))
+        .service(web::resource("/inventory/{mac}").get(read));
+}
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, read), tags((name = "inventory", description = "What is on the home network (DuckDB over the router's snapshots)")))]
+pub struct Doc;

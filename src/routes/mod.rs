@@ -1,5 +1,8 @@
 //! One file per resource; handlers parse input into domain types, call the registry and return
 //! JSON. The least role each route needs is the type of its `Viewer`/`Operator`/`Admin` argument.
+//! Each resource module registers its own routes (`routes`) and carries its part of the OpenAPI
+//! document (`Doc`); [`ROOT`] and [`API`] list the modules, so a new resource is one file and one
+//! line.
 
 pub mod alerts;
 pub mod analytics;
@@ -13,12 +16,12 @@ pub mod devices;
 pub mod events;
 pub mod health;
 pub mod inventory;
-pub mod metrics;
 pub mod openapi;
 mod openapi_rules;
 pub mod prometheus;
 pub mod quarantine;
 pub mod raw_data;
+pub mod readings;
 pub mod stats;
 pub mod stream;
 pub mod users;
@@ -39,9 +42,9 @@ use crate::stores::broker::Publisher;
 use crate::stores::influxdb::InfluxClient;
 use crate::stores::objects::ObjectStore;
 
-/// The stores and connections the API uses besides PostgreSQL.
+/// What the API handlers share besides PostgreSQL: the stores, clients and live hub.
 #[derive(Clone)]
-pub struct Stores {
+pub struct ApiState {
     pub influx: InfluxClient,
     pub archive: ObjectStore,
     pub publisher: Publisher,
@@ -49,7 +52,7 @@ pub struct Stores {
     pub metrics: Arc<Metrics>,
     pub inventory: crate::inventory::Inventory,
     /// ISAPI to the HikVision cameras, for snapshots.
-    pub cameras: crate::sources::hikvision::CameraClient,
+    pub cameras: crate::clients::hikvision::CameraClient,
     /// Whether the collector runs in this process (its counters are then the ingest stats).
     pub collector: bool,
     /// Live updates for `/api/stream`, and its settings.
@@ -64,100 +67,45 @@ pub struct Probes {
     pub archive: ObjectStore,
     pub publisher: Publisher,
     pub metrics: Arc<Metrics>,
+    /// The sinks a store refuses for a reason of configuration, for `/readyz`.
+    pub health: Arc<crate::health::Health>,
 }
 
 /// `/health`, `/healthz`, `/readyz` and `/metrics`: all a process without the `api` role serves
 /// (orchestrators probe it, Prometheus scrapes it).
 pub fn configure_probes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/health").get(health::health))
-        .service(web::resource("/healthz").get(health::healthz))
-        .service(web::resource("/readyz").get(health::readyz))
-        .service(web::resource("/metrics").get(prometheus::metrics));
+    cfg.configure(health::routes).configure(prometheus::routes);
 }
 
+/// A resource module: it registers its own routes and documents them.
+pub struct Resource {
+    pub routes: fn(&mut web::ServiceConfig),
+    pub doc: fn() -> utoipa::openapi::OpenApi,
+}
+
+macro_rules! resources {
+    ($($module:ident),+ $(,)?) => {
+        &[$(Resource { routes: $module::routes, doc: <$module::Doc as utoipa::OpenApi>::openapi }),+]
+    };
+}
+
+/// Served at the root: the probes, the console and the document.
+pub const ROOT: &[Resource] = resources!(health, prometheus, console, openapi);
+
+/// Served under `/api`. A new resource is one module and one line here.
+pub const API: &[Resource] = resources!(
+    auth, devices, cameras, configs, alerts, events, readings, raw_data, commands, quarantine,
+    inventory, analytics, stats, stream, users,
+);
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    // Explicit resources, so that a known path with the wrong method answers 405, not 404.
-    configure_probes(cfg);
-    let compressed = || actix_web::middleware::Compress::default();
-    cfg.service(web::resource("/").get(console::index))
-        .service(web::resource("/docs").get(console::docs))
-        .service(
-            web::resource("/docs/{file}")
-                .wrap(compressed())
-                .get(console::asset),
-        )
-        .service(
-            web::resource("/console/{file}")
-                .wrap(compressed())
-                .get(console::asset),
-        )
-        .service(
-            web::resource("/vendor/{path:.+}")
-                .wrap(compressed())
-                .get(console::asset),
-        )
-        .service(web::resource("/api-docs/openapi.json").get(openapi::document))
-        .service(
-            web::scope("/api")
-                .service(web::resource("/auth/login").post(auth::login))
-                .service(web::resource("/auth/refresh").post(auth::refresh))
-                .service(web::resource("/auth/logout").post(auth::logout))
-                .service(web::resource("/auth/me").get(auth::me))
-                .service(
-                    web::resource("/devices")
-                        .get(devices::list)
-                        .post(devices::register),
-                )
-                .service(
-                    web::resource("/devices/{device_id}")
-                        .get(devices::read)
-                        .put(devices::update)
-                        .delete(devices::delete),
-                )
-                .service(web::resource("/devices/{device_id}/heartbeat").post(devices::heartbeat))
-                .service(web::resource("/devices/{device_id}/status").get(devices::status))
-                .service(web::resource("/devices/{device_id}/snapshot").get(cameras::snapshot))
-                .service(web::resource("/devices/{device_id}/configs").get(configs::list))
-                .service(
-                    web::resource("/devices/{device_id}/configs/{key}")
-                        .put(configs::set)
-                        .delete(configs::delete),
-                )
-                .service(
-                    web::resource("/devices/{device_id}/alerts")
-                        .get(alerts::list_for_device)
-                        .post(alerts::raise),
-                )
-                .service(web::resource("/devices/{device_id}/events").get(events::list))
-                .service(web::resource("/devices/{device_id}/metrics").get(metrics::read))
-                .service(web::resource("/devices/{device_id}/raw-data").get(raw_data::list))
-                .service(
-                    web::resource("/devices/{device_id}/raw-data/{object:.+}").get(raw_data::get),
-                )
-                .service(
-                    web::resource("/devices/{device_id}/commands")
-                        .get(commands::list)
-                        .post(commands::create),
-                )
-                .service(web::resource("/quarantine").get(quarantine::list))
-                .service(web::resource("/quarantine/{id}").get(quarantine::read))
-                .service(web::resource("/inventory").get(inventory::list))
-                .service(web::resource("/inventory/{mac}").get(inventory::read))
-                .service(web::resource("/analytics/energy/daily").get(analytics::energy))
-                .service(web::resource("/analytics/health").get(analytics::health))
-                .service(web::resource("/analytics/summary").get(analytics::summary))
-                .service(web::resource("/alerts").get(alerts::list))
-                .service(web::resource("/alerts/{id}/acknowledge").post(alerts::acknowledge))
-                .service(web::resource("/stats").get(stats::read))
-                .service(web::resource("/stream").get(stream::stream))
-                .service(web::resource("/stream/ticket").post(stream::ticket))
-                .service(web::resource("/users").get(users::list).post(users::create))
-                .service(
-                    web::resource("/users/{username}")
-                        .patch(users::update)
-                        .delete(users::delete),
-                ),
-        );
+    for resource in ROOT {
+        cfg.configure(resource.routes);
+    }
+    let api = API.iter().fold(web::scope("/api"), |scope, resource| {
+        scope.configure(resource.routes)
+    });
+    cfg.service(api);
 }
 
 /// Parses a `{device_id}` path segment: 400 when it cannot be a device id.
@@ -204,7 +152,9 @@ pub(crate) fn paged<T: Serialize>(
 }
 
 /// The message body of deletes and other actions without a resource to return.
+// `Message` in the OpenAPI document, as ever; in the code `domain::Message` is an MQTT message.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct Message {
+#[schema(as = Message)]
+pub struct Notice {
     pub message: String,
 }

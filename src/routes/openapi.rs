@@ -1,11 +1,6 @@
-use actix_web::HttpResponse;
+use actix_web::{web, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-
-use super::{
-    alerts, analytics, auth, cameras, commands, configs, console, devices, events, health,
-    inventory, metrics, prometheus, quarantine, raw_data, stats, stream, users,
-};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,48 +11,11 @@ use super::{
                        (the stream takes a ticket from `POST /api/stream/ticket`); errors \
                        are `{\"error\": ..., \"details\": ...}`.",
     ),
-    paths(
-        health::health, health::healthz, health::readyz, document, prometheus::metrics,
-        console::index, console::docs,
-        auth::login, auth::refresh, auth::logout, auth::me,
-        devices::list, devices::register, devices::read, devices::update, devices::delete,
-        devices::heartbeat, devices::status, cameras::snapshot,
-        configs::list, configs::set, configs::delete,
-        alerts::list_for_device, alerts::raise, alerts::list, alerts::acknowledge,
-        events::list,
-        metrics::read,
-        raw_data::list, raw_data::get,
-        commands::create, commands::list,
-        quarantine::list, quarantine::read,
-        stats::read,
-        stream::ticket, stream::stream,
-        inventory::list, inventory::read,
-        analytics::energy, analytics::health, analytics::summary,
-        users::list, users::create, users::update, users::delete,
-    ),
     components(schemas(
-        crate::error::ErrorBody, crate::domain::Role, super::Message,
+        crate::error::ErrorBody, crate::domain::Role, super::Notice,
         crate::analytics::results::GroupBy,
     )),
-    modifiers(&BearerAuth),
-    tags(
-        (name = "health", description = "Liveness and readiness"),
-        (name = "console", description = "The web console and these docs (HTML)"),
-        (name = "auth", description = "Tokens"),
-        (name = "devices", description = "The device registry"),
-        (name = "configs", description = "Per-device configuration"),
-        (name = "alerts", description = "Alerts and acknowledgements"),
-        (name = "events", description = "qs/v1 events"),
-        (name = "metrics", description = "Time series from InfluxDB"),
-        (name = "archive", description = "The raw archive"),
-        (name = "commands", description = "Commands to devices over MQTT"),
-        (name = "stats", description = "Fleet counters"),
-        (name = "stream", description = "Live updates for browsers (Server-Sent Events)"),
-        (name = "quarantine", description = "Records a store refused for good"),
-        (name = "inventory", description = "What is on the home network (DuckDB over the router's snapshots)"),
-        (name = "analytics", description = "Gold tables of the bronze/silver/gold models: energy, cost, health"),
-        (name = "users", description = "API users and their roles (admin)"),
-    )
+    modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
 
@@ -82,7 +40,11 @@ impl Modify for BearerAuth {
 /// exactly as `devicehub openapi` prints it; built once.
 pub fn document_json() -> String {
     static DOCUMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        let mut doc = ApiDoc::openapi();
+        for resource in super::ROOT.iter().chain(super::API) {
+            doc.merge((resource.doc)());
+        }
+        let mut doc = serde_json::to_value(doc).unwrap_or_default();
         super::openapi_rules::apply(&mut doc);
         let mut json = serde_json::to_string_pretty(&doc)
             .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
@@ -100,3 +62,14 @@ pub async fn document() -> HttpResponse {
         .content_type("application/json")
         .body(document_json())
 }
+
+/// This module's routes, at the root: one resource per path, so that a known path with the
+/// wrong method answers 405.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/api-docs/openapi.json").get(document));
+}
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(document))]
+pub struct Doc;

@@ -1,6 +1,8 @@
 //! What the API enforces, written into the OpenAPI document: utoipa describes types, and this
 //! adds the rules the parsers apply (id patterns, ranges, enums, text without control
-//! characters, JSON that PostgreSQL can store) and the error statuses every operation can give,
+//! characters, JSON that PostgreSQL can store), the paging headers of every listing with `offset`
+//! and the error statuses every operation can give (400 with parameters or a body, 401 with
+//! security, 404 under a path parameter, 413/415/422 with a body: handlers list only others),
 //! so that a client generated from the document — or schemathesis, which `scripts/schemathesis.sh`
 //! runs in the test command — sends what the API takes and expects what it answers. The unit
 //! tests below hold the patterns to the parsers.
@@ -59,9 +61,9 @@ fn parameter(name: &str, path: &str) -> Option<Value> {
         "every" => json!({"type": "string", "pattern": DURATION}),
         "fn" => json!({"type": "string",
             "enum": ["mean", "min", "max", "sum", "count", "first", "last", "median"]}),
-        "sink" => json!({"type": "string", "enum": super::quarantine::SINKS}),
+        "sink" => json!({"type": "string", "enum": crate::sinks::NAMES}),
         "limit" if path.ends_with("/metrics") => {
-            json!({"type": "integer", "minimum": 1, "maximum": super::metrics::MAX_LIMIT})
+            json!({"type": "integer", "minimum": 1, "maximum": super::readings::MAX_LIMIT})
         }
         "limit" => json!({"type": "integer", "minimum": 1, "maximum": Page::MAX_LIMIT}),
         "offset" => json!({"type": "integer", "minimum": 0, "maximum": i64::MAX}),
@@ -216,6 +218,14 @@ fn merge(target: &mut Value, rule: &Value) {
     }
 }
 
+/// What every paged listing (an operation with `offset`) answers besides its items.
+fn paging_headers() -> Value {
+    json!({
+        "X-Total-Count": {"description": "How many match in all", "schema": {"type": "integer", "format": "int64"}},
+        "Link": {"description": "The first, prev, next and last pages (RFC 8288)", "schema": {"type": "string"}},
+    })
+}
+
 fn error_response(description: &str) -> Value {
     json!({"description": description,
            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
@@ -282,7 +292,23 @@ fn operation_rules(path: &str, operation: &mut Value) {
             }
         }
     }
+    let paged = operation
+        .get("parameters")
+        .and_then(Value::as_array)
+        .is_some_and(|ps| {
+            ps.iter()
+                .any(|p| p["name"] == "offset" && p["in"] == "query")
+        });
+    if paged {
+        if let Some(ok) = operation
+            .get_mut("responses")
+            .and_then(|r| r.get_mut("200"))
+        {
+            ok["headers"] = paging_headers();
+        }
+    }
     let has_body = operation.contains_key("requestBody");
+    let has_security = operation.contains_key("security");
     let responses = operation
         .entry("responses")
         .or_insert_with(|| Value::Object(Map::new()));
@@ -296,6 +322,12 @@ fn operation_rules(path: &str, operation: &mut Value) {
     };
     if has_parameters || has_body {
         add("400", "Malformed JSON, or a bad path or query parameter");
+    }
+    if has_security {
+        add("401", "No token, or an invalid or expired one");
+    }
+    if path.contains('{') {
+        add("404", "No such resource");
     }
     if has_body {
         add("413", "The body is over http.max_body_bytes");
@@ -344,7 +376,7 @@ mod tests {
         ] {
             assert_eq!(
                 matches(MAC, s),
-                crate::inventory::Mac::parse_exact(s).is_some(),
+                crate::domain::Mac::parse_exact(s).is_some(),
                 "{s:?}"
             );
         }

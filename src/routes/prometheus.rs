@@ -27,7 +27,8 @@ pub async fn metrics(pool: web::Data<PgPool>, stores: web::Data<Probes>) -> Http
     });
     stores
         .metrics
-        .mqtt_connected("publisher", stores.publisher.is_connected());
+        .mqtt
+        .connected("publisher", stores.publisher.is_connected());
     match stores.metrics.encode(fleet) {
         Ok(text) => HttpResponse::Ok()
             .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
@@ -38,3 +39,14 @@ pub async fn metrics(pool: web::Data<PgPool>, stores: web::Data<Probes>) -> Http
         }
     }
 }
+
+/// This module's routes, at the root: one resource per path, so that a known path with the
+/// wrong method answers 405.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/metrics").get(metrics));
+}
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(metrics))]
+pub struct Doc;

@@ -6,17 +6,15 @@ use utoipa::IntoParams;
 use super::paged;
 use crate::auth::Viewer;
 use crate::domain::{DeviceId, Invalid, Page};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::registry::quarantine::{self, QuarantineFilter, Quarantined};
-
-/// The sinks that quarantine.
-pub const SINKS: [&str; 3] = ["influxdb", "archive", "registry"];
+use crate::sinks;
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct QuarantineQuery {
-    /// Only records of this sink: `influxdb`, `archive` or `registry`.
+    /// Only records of this sink (the collector's sinks, listed in the document's enum).
     pub sink: Option<String>,
     pub device_id: Option<String>,
     /// 1–1000, default 100.
@@ -30,11 +28,7 @@ pub struct QuarantineQuery {
 #[utoipa::path(get, operation_id = "list_quarantine", path = "/api/quarantine", tag = "quarantine",
     params(QuarantineQuery), security(("bearer" = [])),
     responses(
-        (status = 200, body = Vec<Quarantined>, headers(
-            ("X-Total-Count" = i64, description = "How many match in all"),
-            ("Link" = String, description = "The first, prev, next and last pages (RFC 8288)"))),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
+        (status = 200, body = Vec<Quarantined>),
     ))]
 pub async fn list(
     req: HttpRequest,
@@ -43,10 +37,10 @@ pub async fn list(
     query: web::Query<QuarantineQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
-    if let Some(sink) = q.sink.as_deref().filter(|s| !SINKS.contains(s)) {
+    if let Some(sink) = q.sink.as_deref().filter(|s| !sinks::NAMES.contains(s)) {
         return Err(ApiError::invalid_parameter(Invalid::new(
             "sink",
-            format!("{sink:?} is none of influxdb, archive, registry"),
+            format!("{sink:?} is none of {}", sinks::NAMES.join(", ")),
         )));
     }
     let device_id = q
@@ -69,9 +63,6 @@ pub async fn list(
     params(("id" = i64, Path)), security(("bearer" = [])),
     responses(
         (status = 200, body = Quarantined),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody),
     ))]
 pub async fn read(
     _: Viewer,
@@ -80,3 +71,15 @@ pub async fn read(
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(quarantine::find(&pool, path.into_inner()).await?))
 }
+
+/// This module's routes, under `/api`: one resource per path, so that a known path with the
+/// wrong method answers 405.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/quarantine").get(list))
+        .service(web::resource("/quarantine/{id}").get(read));
+}
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, read), tags((name = "quarantine", description = "Records a store refused for good")))]
+pub struct Doc;

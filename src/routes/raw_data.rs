@@ -3,7 +3,7 @@ use serde::Deserialize;
 use sqlx::PgPool;
 use utoipa::IntoParams;
 
-use super::{device_id, Stores};
+use super::{device_id, ApiState};
 use crate::auth::Viewer;
 use crate::domain::Invalid;
 use crate::error::{ApiError, ErrorBody};
@@ -45,15 +45,12 @@ fn safe_suffix(field: &'static str, raw: &str) -> Result<(), ApiError> {
     params(("device_id" = String, Path), RawDataQuery), security(("bearer" = [])),
     responses(
         (status = 200, body = Vec<ArchiveObject>),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
 pub async fn list(
     _: Viewer,
     pool: web::Data<PgPool>,
-    stores: web::Data<Stores>,
+    stores: web::Data<ApiState>,
     path: web::Path<String>,
     query: web::Query<RawDataQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -89,14 +86,11 @@ pub async fn list(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The object", content_type = "application/json"),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
 pub async fn get(
     _: Viewer,
-    stores: web::Data<Stores>,
+    stores: web::Data<ApiState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, object) = path.into_inner();
@@ -123,3 +117,15 @@ pub async fn get(
         .content_type(content_type(&key))
         .body(bytes))
 }
+
+/// This module's routes, under `/api`: one resource per path, so that a known path with the
+/// wrong method answers 405.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/devices/{device_id}/raw-data").get(list))
+        .service(web::resource("/devices/{device_id}/raw-data/{object:.+}").get(get));
+}
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, get), tags((name = "archive", description = "The raw archive")))]
+pub struct Doc;

@@ -30,7 +30,7 @@ pub struct Stats {
 pub async fn read(
     _: Viewer,
     pool: web::Data<PgPool>,
-    stores: web::Data<super::Stores>,
+    stores: web::Data<super::ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let fleet = stats::read(&pool).await?;
     Ok(HttpResponse::Ok().json(Stats {
@@ -39,6 +39,17 @@ pub async fn read(
         unacknowledged_alerts: fleet.unacknowledged_alerts,
         online_devices: fleet.online_devices,
         total_events: fleet.total_events,
-        ingest: stores.collector.then(|| stores.metrics.ingest()),
+        ingest: stores.collector.then(|| stores.metrics.ingest_stats()),
     }))
 }
+
+/// This module's routes, under `/api`: one resource per path, so that a known path with the
+/// wrong method answers 405.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/stats").get(read));
+}
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(read), tags((name = "stats", description = "Fleet counters")))]
+pub struct Doc;

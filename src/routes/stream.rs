@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{device_id, Stores};
+use super::{device_id, ApiState};
 use crate::auth::{Auth, Viewer};
 use crate::domain::{single_line, Invalid, MAX_DEVICE_TYPE_CHARS};
 use crate::error::{ApiError, ErrorBody};
@@ -36,12 +36,11 @@ pub struct StreamTicket {
     security(("bearer" = [])),
     responses(
         (status = 200, body = StreamTicket),
-        (status = 401, body = ErrorBody),
     ))]
 pub async fn ticket(
     caller: Viewer,
     auth: web::Data<Arc<Auth>>,
-    stores: web::Data<Stores>,
+    stores: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let ttl = stores.stream.ticket_ttl_secs;
     let ticket = match auth.issuer() {
@@ -88,7 +87,6 @@ pub struct StreamQuery {
     responses(
         (status = 200, content_type = "text/event-stream", body = String,
             description = "Events: readings, status, alert, command, lagged, heartbeat, end"),
-        (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
@@ -97,7 +95,7 @@ pub async fn stream(
     query: web::Query<StreamQuery>,
     auth: web::Data<Arc<Auth>>,
     pool: web::Data<PgPool>,
-    stores: web::Data<Stores>,
+    stores: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let claims = auth.verify_ticket(query.ticket.as_deref())?;
@@ -209,3 +207,15 @@ fn filter(query: &StreamQuery) -> Result<Filter, ApiError> {
     }
     Ok(Filter::new(kinds, devices, device_type))
 }
+
+/// This module's routes, under `/api`: one resource per path, so that a known path with the
+/// wrong method answers 405.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/stream").get(stream))
+        .service(web::resource("/stream/ticket").post(ticket));
+}
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(stream, ticket), tags((name = "stream", description = "Live updates for browsers (Server-Sent Events)")))]
+pub struct Doc;

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use validator::{Validate, ValidationError};
 
-use super::Message;
+use super::Notice;
 use crate::auth::{hash_password, Admin, Auth};
 use crate::domain::Role;
 use crate::error::{ApiError, ErrorBody};
@@ -78,7 +78,6 @@ fn username(raw: &str) -> Result<&str, ApiError> {
     security(("bearer" = [])),
     responses(
         (status = 200, body = Vec<User>),
-        (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
     ))]
 pub async fn list(_: Admin, pool: web::Data<PgPool>) -> Result<HttpResponse, ApiError> {
@@ -91,11 +90,8 @@ pub async fn list(_: Admin, pool: web::Data<PgPool>) -> Result<HttpResponse, Api
     responses(
         (status = 201, body = User),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 409, description = "The username is taken", body = ErrorBody),
-        (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody),
         (status = 422, description = "A field breaks a rule", body = ErrorBody),
     ))]
 pub async fn create(
@@ -124,11 +120,7 @@ pub async fn create(
     responses(
         (status = 200, body = User),
         (status = 400, description = "Malformed JSON or username", body = ErrorBody),
-        (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody),
         (status = 422, description = "A field breaks a rule, or neither is given", body = ErrorBody),
     ))]
 pub async fn update(
@@ -161,11 +153,9 @@ pub async fn update(
 #[utoipa::path(delete, operation_id = "delete_user", path = "/api/users/{username}", tag = "users",
     params(("username" = String, Path)), security(("bearer" = [])),
     responses(
-        (status = 200, body = Message),
+        (status = 200, body = Notice),
         (status = 400, description = "Malformed username", body = ErrorBody),
-        (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
         (status = 409, description = "You cannot delete yourself", body = ErrorBody),
     ))]
 pub async fn delete(
@@ -183,7 +173,23 @@ pub async fn delete(
     users::delete(&pool, username).await?;
     auth.forget(username);
     tracing::info!(%username, by = %admin.caller.username, "user deleted");
-    Ok(HttpResponse::Ok().json(Message {
+    Ok(HttpResponse::Ok().json(Notice {
         message: format!("user {username} deleted"),
     }))
 }
+
+/// This module's routes, under `/api`: one resource per path, so that a known path with the
+/// wrong method answers 405.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/users").get(list).post(create))
+        .service(
+            web::resource("/users/{username}")
+                .patch(update)
+                .delete(delete),
+        );
+}
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, create, update, delete), tags((name = "users", description = "API users and their roles (admin)")))]
+pub struct Doc;

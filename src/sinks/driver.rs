@@ -18,8 +18,9 @@ use tokio_util::task::AbortOnDropHandle;
 use super::quarantine::Quarantine;
 use super::{Cursor, ErrorKind, Refusal, Sink, Write};
 use crate::configuration::BatchSettings;
+use crate::health::Health;
 use crate::journal::{Feed, FeedReader, SinkPosition};
-use crate::metrics::Metrics;
+use crate::metrics::SinkMetrics;
 use crate::retry::Backoff;
 use crate::supervisor::{Supervisor, Wave};
 
@@ -27,7 +28,17 @@ use crate::supervisor::{Supervisor, Wave};
 #[derive(Clone)]
 pub struct Oversight {
     pub quarantine: Arc<dyn Quarantine>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: SinkMetrics,
+    pub health: Arc<Health>,
+}
+
+impl Oversight {
+    /// `sink` cannot write for a reason of configuration (`Some(reason)`: counted, and named by
+    /// `/readyz`), or can again.
+    fn misconfigured(&self, sink: &'static str, reason: Option<&str>) {
+        self.metrics.misconfigured(sink, reason.is_some());
+        self.health.sink_failing(sink, reason);
+    }
 }
 
 /// Records taken from the feed at a time while a batch gathers: a batch grows in steps of at
@@ -88,7 +99,7 @@ pub async fn spawn<S: Sink>(
     let position = feed.register(start);
     oversight
         .metrics
-        .watch_sink(S::NAME, feed.clone(), position.clone());
+        .started(S::NAME, feed.clone(), position.clone());
     let (feed, oversight) = (feed.clone(), oversight.clone());
     supervisor.spawn(format!("{} sink", S::NAME), Wave::Sinks, move |shutdown| {
         Driver {
@@ -219,7 +230,7 @@ async fn write_through<S: Sink>(
             match writer.write(&mut payload, span.clone(), &mut refused).await {
                 Ok(()) => {
                     written = true;
-                    oversight.metrics.sink_misconfigured(S::NAME, None);
+                    oversight.misconfigured(S::NAME, None);
                 }
                 Err(e) if e.kind == ErrorKind::Refused => {
                     refused.retain(|r| !span.contains(&r.journal_no));
@@ -231,9 +242,7 @@ async fn write_through<S: Sink>(
                 }
                 Err(e) => {
                     if e.kind == ErrorKind::Misconfigured {
-                        oversight
-                            .metrics
-                            .sink_misconfigured(S::NAME, Some(&e.message));
+                        oversight.misconfigured(S::NAME, Some(&e.message));
                     }
                     tracing::warn!(sink = S::NAME, error = %e, "write failed; retrying");
                     writer.recover(&e).await;

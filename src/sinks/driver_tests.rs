@@ -151,7 +151,8 @@ fn setup(records: usize) -> Setup {
     let kept = Arc::new(Kept::default());
     let oversight = Oversight {
         quarantine: kept.clone(),
-        metrics: Arc::new(Metrics::new()),
+        metrics: Default::default(),
+        health: Default::default(),
     };
     Setup {
         dir,
@@ -193,8 +194,8 @@ async fn run_until(
 async fn a_sink_whose_write_panics_is_restarted_from_its_cursor_and_writes_every_record_once() {
     let s = setup(100);
     s.sink.panics.store(1, Ordering::SeqCst);
-    let metrics = Arc::new(Metrics::new());
-    let mut supervisor = Supervisor::new(metrics.clone());
+    let metrics = Metrics::new();
+    let mut supervisor = Supervisor::new(metrics.tasks.clone());
     spawn(
         &mut supervisor,
         (&s.feed, &s.oversight),
@@ -232,7 +233,7 @@ async fn retriable_failures_are_retried_and_what_the_store_refuses_is_quarantine
     s.sink.retriable_failures.store(2, Ordering::SeqCst);
     s.sink.poison = Some(4);
     s.sink.poison_batch = Some(15);
-    let mut supervisor = Supervisor::new(Arc::new(Metrics::new()));
+    let mut supervisor = Supervisor::new(Default::default());
     spawn(
         &mut supervisor,
         (&s.feed, &s.oversight),
@@ -268,7 +269,7 @@ async fn retriable_failures_are_retried_and_what_the_store_refuses_is_quarantine
 #[tokio::test]
 async fn at_shutdown_the_batch_being_gathered_is_written_at_once() {
     let s = setup(5);
-    let mut supervisor = Supervisor::new(Arc::new(Metrics::new()));
+    let mut supervisor = Supervisor::new(Default::default());
     // A batch that would wait a minute for more records.
     spawn(
         &mut supervisor,
@@ -297,7 +298,7 @@ async fn at_shutdown_the_batch_being_gathered_is_written_at_once() {
 async fn a_restarted_sink_starts_after_its_stored_cursor() {
     let s = setup(20);
     s.sink.cursor.store(12).unwrap();
-    let mut supervisor = Supervisor::new(Arc::new(Metrics::new()));
+    let mut supervisor = Supervisor::new(Default::default());
     spawn(
         &mut supervisor,
         (&s.feed, &s.oversight),

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::{Refusal, SinkError, Write};
 use crate::domain::Reading;
 use crate::journal::{FileCursor, Journaled};
-use crate::metrics::Metrics;
+use crate::metrics::SinkMetrics;
 use crate::pipeline::enrich::DeviceTypes;
 use crate::stores::influxdb::{InfluxClient, MEASUREMENT};
 
@@ -20,7 +20,7 @@ pub struct InfluxSink {
     client: InfluxClient,
     device_types: Arc<DeviceTypes>,
     cursor: FileCursor,
-    metrics: Arc<Metrics>,
+    metrics: SinkMetrics,
 }
 
 impl InfluxSink {
@@ -28,7 +28,7 @@ impl InfluxSink {
         client: InfluxClient,
         device_types: Arc<DeviceTypes>,
         cursor: FileCursor,
-        metrics: Arc<Metrics>,
+        metrics: SinkMetrics,
     ) -> Self {
         Self {
             client,
@@ -36,6 +36,21 @@ impl InfluxSink {
             cursor,
             metrics,
         }
+    }
+}
+
+impl super::Registered for InfluxSink {
+    fn build(context: &super::SinkContext<'_>) -> Self {
+        Self::new(
+            context.influx.clone(),
+            context.device_types.clone(),
+            context.file_cursor(<Self as super::Sink>::NAME),
+            context.metrics.clone(),
+        )
+    }
+
+    fn batching(settings: &crate::configuration::Settings) -> crate::configuration::BatchSettings {
+        settings.influxdb.batch
     }
 }
 
@@ -134,7 +149,7 @@ impl super::Sink for InfluxSink {
 #[derive(Clone)]
 pub struct InfluxWriter {
     client: InfluxClient,
-    metrics: Arc<Metrics>,
+    metrics: SinkMetrics,
 }
 
 impl Write<Points> for InfluxWriter {

@@ -9,7 +9,9 @@
 //! - [`registry`]: PostgreSQL (liveness, firmware, sequence gaps, command answers, `qs/v1`
 //!   events), with its cursor in the same transaction.
 //!
-//! A new sink is one module implementing [`Sink`] and one line of wiring in `collector.rs`.
+//! A new sink is one module implementing [`Sink`] and [`Registered`], and one line in
+//! [`registered_sinks!`] below: the collector starts it, and its name labels the metrics, filters
+//! `GET /api/quarantine` and fills the OpenAPI document's enum ([`NAMES`]).
 
 pub mod archive;
 pub mod driver;
@@ -21,7 +23,76 @@ use std::future::Future;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
-use crate::journal::{FileCursor, Journaled};
+use sqlx::PgPool;
+
+use crate::configuration::{BatchSettings, Settings};
+use crate::journal::{Feed, FileCursor, Journal, Journaled};
+use crate::metrics::SinkMetrics;
+use crate::pipeline::dead_letter::DeadLetters;
+use crate::pipeline::enrich::DeviceTypes;
+use crate::stores::broker::Publisher;
+use crate::stores::influxdb::InfluxClient;
+use crate::stores::objects::ObjectStore;
+use crate::supervisor::Supervisor;
+use crate::wire::Decoder;
+
+/// Lists the sinks the collector runs, once: [`NAMES`] and [`spawn_all`] are made from it.
+macro_rules! registered_sinks {
+    ($($sink:ty),+ $(,)?) => {
+        /// The name of every sink the collector runs, in the order they start.
+        pub const NAMES: &[&str] = &[$(<$sink as Sink>::NAME),+];
+
+        /// Starts every sink at its cursor under `supervisor`; returns those whose cursor lay
+        /// outside the journal.
+        pub async fn spawn_all(
+            supervisor: &mut Supervisor,
+            oversight: (&Feed, &driver::Oversight),
+            context: &SinkContext<'_>,
+        ) -> anyhow::Result<Vec<driver::Skipped>> {
+            let mut skipped = Vec::new();
+            $(
+                let batching = <$sink as Registered>::batching(context.settings);
+                let sink = <$sink as Registered>::build(context);
+                skipped.extend(driver::spawn(supervisor, oversight, batching, sink).await?);
+            )+
+            Ok(skipped)
+        }
+    };
+}
+
+registered_sinks!(
+    influxdb::InfluxSink,
+    archive::ArchiveSink,
+    registry::RegistrySink,
+);
+
+/// What the collector hands every sink to build itself from.
+pub struct SinkContext<'a> {
+    pub settings: &'a Settings,
+    pub pool: &'a PgPool,
+    pub influx: &'a InfluxClient,
+    pub objects: &'a ObjectStore,
+    pub publisher: &'a Publisher,
+    pub journal: &'a Journal,
+    pub feed: &'a Feed,
+    pub decoder: &'a Arc<Decoder>,
+    pub device_types: &'a Arc<DeviceTypes>,
+    pub dead_letters: &'a DeadLetters,
+    pub metrics: &'a SinkMetrics,
+}
+
+impl SinkContext<'_> {
+    /// The sink's cursor file in the journal directory.
+    pub fn file_cursor(&self, sink: &str) -> FileCursor {
+        FileCursor::new(self.journal, sink)
+    }
+}
+
+/// A sink the collector runs: how it is built and how it batches.
+pub trait Registered: Sink {
+    fn build(context: &SinkContext<'_>) -> Self;
+    fn batching(settings: &Settings) -> BatchSettings;
+}
 
 /// What a sink does with journaled records: gathers them into a batch and hands a finished batch
 /// to its [`Write`]. The driver calls these in journal order, one batch at a time, while the

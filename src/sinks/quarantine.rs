@@ -4,14 +4,13 @@
 //! sink.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::PgPool;
 
 use super::{Refusal, SinkError};
 use crate::journal::Feed;
-use crate::metrics::Metrics;
+use crate::metrics::SinkMetrics;
 use crate::registry::quarantine::{self, NewQuarantined};
 
 /// Where refused records go.
@@ -26,16 +25,16 @@ pub struct PgQuarantine {
     pool: PgPool,
     journal_id: String,
     feed: Feed,
-    metrics: Arc<Metrics>,
+    metrics: SinkMetrics,
 }
 
 impl PgQuarantine {
-    pub fn new(pool: PgPool, journal_id: String, feed: Feed, metrics: Arc<Metrics>) -> Self {
+    pub fn new(pool: PgPool, journal_id: &str, feed: &Feed, metrics: &SinkMetrics) -> Self {
         Self {
             pool,
-            journal_id,
-            feed,
-            metrics,
+            journal_id: journal_id.to_owned(),
+            feed: feed.clone(),
+            metrics: metrics.clone(),
         }
     }
 }

@@ -10,151 +10,16 @@
 //! or whose snapshot the object store refuses, is logged and the next poll comes one interval
 //! later.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::routeros::{self, Lease, Station};
+use crate::clients::mikrotik::MikrotikClient;
 use crate::configuration::MikrotikSettings;
 use crate::inventory::hosts::{self, Sighting};
 use crate::inventory::{snapshots, Inventory};
 use crate::stores::objects::ObjectStore;
-
-/// The registration tables of RouterOS's `wifi` package (v7.13 on) and of the older `wireless`.
-const WIFI_PATHS: [&str; 2] = [
-    "/interface/wifi/registration-table",
-    "/interface/wireless/registration-table",
-];
-
-#[derive(Debug, thiserror::Error)]
-pub enum PollError {
-    #[error("cannot reach the router: {0}")]
-    Request(String),
-    #[error("the router answered {status}: {body}")]
-    Status { status: u16, body: String },
-    #[error("the router's answer is not what RouterOS sends: {0}")]
-    Answer(String),
-}
-
-/// A RouterOS REST client for one router.
-#[derive(Clone)]
-pub struct MikrotikClient {
-    http: reqwest::Client,
-    /// `https://router/rest`, without a trailing slash.
-    base: String,
-    username: String,
-    password: Option<SecretString>,
-    /// Which registration table answers, once known (`None` inside: neither does).
-    wifi: Arc<Mutex<Option<Option<&'static str>>>>,
-}
-
-impl MikrotikClient {
-    pub fn new(settings: &MikrotikSettings, url: &str) -> anyhow::Result<Self> {
-        let mut http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(settings.timeout_ms.max(1)))
-            .user_agent(concat!("devicehub/", env!("CARGO_PKG_VERSION")));
-        // An empty setting (an unset variable in docker-compose.yml) is no CA file.
-        if let Some(ca) = settings
-            .ca_file
-            .as_ref()
-            .filter(|p| !p.as_os_str().is_empty())
-        {
-            let pem = std::fs::read(ca).map_err(|e| {
-                anyhow::anyhow!("cannot read mikrotik.ca_file {}: {e}", ca.display())
-            })?;
-            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                anyhow::anyhow!(
-                    "mikrotik.ca_file {} holds no PEM certificate: {e}",
-                    ca.display()
-                )
-            })?;
-            for certificate in certificates {
-                http = http.add_root_certificate(certificate);
-            }
-        }
-        if settings.insecure {
-            tracing::warn!(
-                url,
-                "mikrotik.insecure: the router's certificate is NOT verified; anyone on the path \
-                 can read the router password. Prefer mikrotik.ca_file"
-            );
-            http = http.danger_accept_invalid_certs(true);
-        }
-        Ok(Self {
-            http: http.build()?,
-            base: url.trim_end_matches('/').to_owned(),
-            username: settings.username.clone(),
-            password: settings.password.clone(),
-            wifi: Default::default(),
-        })
-    }
-
-    async fn get(&self, path: &str) -> Result<Value, PollError> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .basic_auth(
-                &self.username,
-                self.password.as_ref().map(|p| p.expose_secret().to_owned()),
-            )
-            .send()
-            .await
-            .map_err(|e| PollError::Request(super::error_chain(&e)))?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(PollError::Status {
-                status: status.as_u16(),
-                body: body.chars().take(200).collect(),
-            });
-        }
-        response
-            .json()
-            .await
-            .map_err(|e| PollError::Answer(e.to_string()))
-    }
-
-    pub async fn leases(&self) -> Result<Vec<Lease>, PollError> {
-        routeros::leases(&self.get("/ip/dhcp-server/lease").await?).map_err(PollError::Answer)
-    }
-
-    /// The Wi-Fi stations, from whichever registration table the router has; `None` when it
-    /// has neither (no Wi-Fi).
-    pub async fn stations(&self) -> Result<Option<Vec<Station>>, PollError> {
-        let known = self.wifi.lock().ok().and_then(|w| *w);
-        let candidates: Vec<&'static str> = match known {
-            Some(Some(path)) => vec![path],
-            Some(None) => return Ok(None),
-            None => WIFI_PATHS.to_vec(),
-        };
-        for path in candidates {
-            match self.get(path).await {
-                Ok(answer) => {
-                    if let Ok(mut w) = self.wifi.lock() {
-                        *w = Some(Some(path));
-                    }
-                    return routeros::stations(&answer)
-                        .map(Some)
-                        .map_err(PollError::Answer);
-                }
-                // RouterOS answers 400 or 404 for a menu its packages do not have.
-                Err(PollError::Status {
-                    status: 400 | 404, ..
-                }) if known.is_none() => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        tracing::info!(router = %self.base, "the router has no Wi-Fi registration table; presence stays unknown");
-        if let Ok(mut w) = self.wifi.lock() {
-            *w = Some(None);
-        }
-        Ok(None)
-    }
-}
 
 /// What one poll stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::configuration::MqttSettings;
-use crate::metrics::Metrics;
+use crate::metrics::MqttMetrics;
 use crate::pipeline::{Ack, AckQueue, Incoming};
 use crate::retry::Backoff;
 use crate::stores::broker;
@@ -29,7 +29,7 @@ pub struct MqttSource {
     filters: Vec<SubscribeFilter>,
     handoff: mpsc::Sender<Incoming>,
     acks: Arc<AckQueue>,
-    metrics: Arc<Metrics>,
+    metrics: MqttMetrics,
 }
 
 impl MqttSource {
@@ -39,7 +39,7 @@ impl MqttSource {
     pub fn new(
         settings: &MqttSettings,
         topics: Vec<String>,
-        (acks, metrics): (Arc<AckQueue>, Arc<Metrics>),
+        (acks, metrics): (Arc<AckQueue>, MqttMetrics),
         handoff: mpsc::Sender<Incoming>,
     ) -> Result<Self, broker::BrokerUrlError> {
         let mut options = broker::options(settings, &settings.client_id, true)?;
@@ -57,7 +57,7 @@ impl MqttSource {
                 SubscribeFilter::new(filter, QoS::AtLeastOnce)
             })
             .collect();
-        metrics.mqtt_connected("collector", false);
+        metrics.connected("collector", false);
         let source = Self {
             client,
             eventloop,
@@ -90,7 +90,7 @@ impl MqttSource {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     tracing::info!("collector connected to the broker");
                     connected = true;
-                    self.metrics.mqtt_connected("collector", true);
+                    self.metrics.connected("collector", true);
                     connection += 1;
                     backoff.reset();
                     if let Err(e) = self.client.subscribe_many(self.filters.clone()).await {
@@ -131,7 +131,7 @@ impl MqttSource {
                     if connected {
                         tracing::warn!(error = %e, "collector lost the broker; reconnecting");
                         connected = false;
-                        self.metrics.mqtt_connected("collector", false);
+                        self.metrics.connected("collector", false);
                     } else if backoff.is_first() {
                         tracing::warn!(error = %e, "collector cannot reach the broker; retrying");
                     }
@@ -142,7 +142,7 @@ impl MqttSource {
                 }
             }
         }
-        self.metrics.mqtt_connected("collector", false);
+        self.metrics.connected("collector", false);
         self.stop(connection).await;
         Ok(())
     }

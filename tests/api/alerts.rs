@@ -1,6 +1,6 @@
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app};
+use crate::harness::{assert_error, spawn_app};
 
 #[tokio::test]
 async fn raised_alert_is_listed_and_acknowledged_by_its_user() {

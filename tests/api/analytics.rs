@@ -6,11 +6,11 @@ use devicehub::analytics::{Analytics, Quiet, RunReport, RunRequest};
 use devicehub::configuration::{ArchiveBackend, Settings};
 use devicehub::domain::{DeviceId, MetricName, Reading, Unit};
 use devicehub::inventory::MetadataFile;
-use devicehub::sinks::archive::lake::{LakeRow, LakeWindow};
+use devicehub::lake::{LakeRow, LakeWindow};
 use devicehub::stores::objects::ObjectStore;
 use serde_json::{json, Value};
 
-use crate::helpers::{s3_settings, spawn_app_with, test_settings, TestApp};
+use crate::harness::{s3_settings, spawn_app_with, test_settings, TestApp};
 
 /// A past day, so that "today" never matters.
 fn day() -> NaiveDate {
@@ -474,7 +474,7 @@ async fn bad_parameters_are_400_and_an_empty_lake_answers_empty() {
         "/api/analytics/health?date=2026-13-01",
     ] {
         let response = lake.app.get(path, &lake.app.viewer).await;
-        crate::helpers::assert_error(response, 400).await;
+        crate::harness::assert_error(response, 400).await;
     }
     assert_eq!(lake.get("/api/analytics/energy/daily").await, json!([]));
     assert_eq!(lake.get("/api/analytics/health").await, json!([]));
@@ -495,13 +495,13 @@ async fn bad_parameters_are_400_and_an_empty_lake_answers_empty() {
         .await;
     assert_eq!(none, json!([]));
     let response = lake.app.get("/api/analytics/summary", "not-a-token").await;
-    crate::helpers::assert_error(response, 401).await;
+    crate::harness::assert_error(response, 401).await;
 }
 
 #[tokio::test]
 async fn seed_002_records_over_mqtt_come_out_as_their_unique_energy() {
-    let app = spawn_app_with(crate::helpers::collector_settings()).await;
-    let device = crate::helpers::Device::connect(&[], None).await;
+    let app = spawn_app_with(crate::harness::collector_settings()).await;
+    let device = crate::harness::Device::connect(&[], None).await;
     let topic = app.topic("kitchen-plug", "telemetry");
     let now = Utc::now();
     let mut unique_wh = 0.0;

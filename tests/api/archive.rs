@@ -5,13 +5,13 @@ use std::collections::BTreeSet;
 use arrow_array::{Array, Float64Array, RecordBatch, StringArray, UInt64Array};
 use chrono::Utc;
 use devicehub::configuration::ArchiveBackend;
-use devicehub::sinks::archive::lake::{readings_schema, READINGS_PREFIX};
+use devicehub::lake::{readings_schema, READINGS_PREFIX};
 use devicehub::stores::objects::{ObjectStore, S3Store};
 
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, collector_settings, s3_settings, spawn_app_with, Device};
+use crate::harness::{assert_error, collector_settings, s3_settings, spawn_app_with, Device};
 
 /// The rows of one lake file (a window file is one record batch).
 fn rows(parquet: Vec<u8>) -> RecordBatch {

@@ -5,7 +5,7 @@ use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with, test_settings, TEST_SECRET};
+use crate::harness::{assert_error, spawn_app, spawn_app_with, test_settings, TEST_SECRET};
 
 /// Every `/api` route with a body that would be valid, so that only auth decides the outcome.
 fn api_routes() -> Vec<(Method, &'static str, Option<Value>)> {
@@ -66,7 +66,7 @@ fn api_routes() -> Vec<(Method, &'static str, Option<Value>)> {
 }
 
 async fn call(
-    app: &crate::helpers::TestApp,
+    app: &crate::harness::TestApp,
     method: &Method,
     path: &str,
     body: &Option<Value>,
@@ -338,7 +338,7 @@ async fn service_refuses_to_start_with_auth_on_and_a_short_or_missing_secret() {
     }
 }
 
-async fn login(app: &crate::helpers::TestApp, username: &str, password: &str) -> String {
+async fn login(app: &crate::harness::TestApp, username: &str, password: &str) -> String {
     let response = app
         .client
         .post(app.url("/api/auth/login"))

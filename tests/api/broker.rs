@@ -9,8 +9,8 @@ use reqwest::Method;
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use serde_json::{json, Value};
 
-use crate::faults::{scratch, Service};
-use crate::servers;
+use crate::harness::services as servers;
+use crate::harness::{scratch, Service};
 
 fn datagram(device: &str, seq: u64) -> String {
     let ts = (Utc::now() - chrono::Duration::hours(1) + chrono::Duration::milliseconds(seq as i64))

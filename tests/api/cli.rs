@@ -3,7 +3,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::helpers::spawn_app;
+use crate::harness::spawn_app;
 
 const BIN: &str = env!("CARGO_BIN_EXE_devicehub");
 

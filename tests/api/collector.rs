@@ -5,7 +5,7 @@ use chrono::{Duration, Utc};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, collector_settings, spawn_app_with, Device, TestApp};
+use crate::harness::{assert_error, collector_settings, spawn_app_with, Device, TestApp};
 
 async fn collector_app() -> TestApp {
     spawn_app_with(collector_settings()).await

@@ -1,7 +1,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app};
+use crate::harness::{assert_error, spawn_app};
 
 #[tokio::test]
 async fn configs_are_set_replaced_listed_and_deleted() {

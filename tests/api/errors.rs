@@ -4,7 +4,7 @@ use devicehub::domain::Role;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app, TestApp};
+use crate::harness::{assert_error, spawn_app, TestApp};
 
 async fn register_raw(app: &TestApp, body: Value) -> reqwest::Response {
     app.post_json("/api/devices", &app.admin, &body).await

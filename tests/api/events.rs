@@ -1,6 +1,6 @@
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app};
+use crate::harness::{assert_error, spawn_app};
 
 #[tokio::test]
 async fn stored_events_of_a_device_are_listed_newest_first_and_filtered_by_type() {

@@ -10,8 +10,8 @@ use reqwest::Method;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::json;
 
-use crate::faults::{scratch, Service};
-use crate::servers;
+use crate::harness::services as servers;
+use crate::harness::{scratch, Service};
 
 /// `DEVICEHUB_FLOOD_IDS` overrides it (scripts/bench-flood.sh).
 fn ids() -> usize {

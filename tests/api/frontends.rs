@@ -5,7 +5,7 @@ use devicehub::domain::Role;
 use reqwest::header::{HeaderMap, SET_COOKIE};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with, test_settings, TestApp};
+use crate::harness::{assert_error, spawn_app, spawn_app_with, test_settings, TestApp};
 
 const PASSWORD: &str = "correct horse battery";
 

@@ -1,6 +1,6 @@
 use serde_json::Value;
 
-use crate::helpers::spawn_app;
+use crate::harness::spawn_app;
 
 #[tokio::test]
 async fn liveness_endpoints_answer_with_their_status_words() {
@@ -44,5 +44,5 @@ async fn api_answers_503_not_500_when_the_database_is_gone() {
     let app = spawn_app().await;
     app.pool.close().await;
     let response = app.get("/api/devices", &app.viewer).await;
-    crate::helpers::assert_error(response, 503).await;
+    crate::harness::assert_error(response, 503).await;
 }

@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
-use devicehub::configuration::Role;
+use devicehub::configuration::ProcessRole;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app_with, test_settings};
-use crate::servers::free_port;
+use crate::harness::services::free_port;
+use crate::harness::{assert_error, spawn_app_with, test_settings};
 
 const PHONE: &str = "3C:22:FB:00:00:01";
 const RELAY: &str = "A8:03:2A:B1:C2:D4";
@@ -70,7 +70,7 @@ fn router() -> (u16, actix_web::dev::ServerHandle) {
 
 fn settings(port: u16, metadata: &std::path::Path) -> devicehub::configuration::Settings {
     let mut settings = test_settings();
-    settings.roles = vec![Role::Api, Role::Pollers];
+    settings.roles = vec![ProcessRole::Api, ProcessRole::Pollers];
     settings.mikrotik.url = Some(format!("http://127.0.0.1:{port}/rest"));
     settings.mikrotik.password = Some(SecretString::from("router-password"));
     settings.mikrotik.interval_s = 1;

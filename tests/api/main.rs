@@ -1,4 +1,5 @@
 //! Integration tests: the real application over HTTP against a real PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod alerts;
 mod analytics;
@@ -9,19 +10,18 @@ mod cli;
 mod collector;
 mod configs;
 mod devices;
+mod docs;
 mod errors;
 mod events;
 mod faults;
 mod flood;
 mod frontends;
+mod harness;
 mod health;
-mod helpers;
 mod inventory;
 mod mikrotik;
-mod mqtt;
 mod observe;
 mod openapi;
 mod pollers;
-mod servers;
 mod stats;
 mod stream;

@@ -9,15 +9,16 @@ use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use arrow_array::{Array, Int32Array, StringArray, TimestampMicrosecondArray};
-use devicehub::configuration::{MikrotikSettings, Role};
+use devicehub::clients::mikrotik::{MikrotikClient, PollError};
+use devicehub::configuration::{MikrotikSettings, ProcessRole};
 use devicehub::inventory::snapshots::{LEASES_PREFIX, WIFI_PREFIX};
-use devicehub::sources::mikrotik::{MikrotikClient, MikrotikPoller, PollError};
+use devicehub::sources::mikrotik::MikrotikPoller;
 use devicehub::stores::objects::ObjectStore;
 use secrecy::SecretString;
 use serde_json::json;
 
-use crate::helpers::{spawn_app_with, test_settings};
-use crate::servers::{self, free_port};
+use crate::harness::services::{self as servers, free_port};
+use crate::harness::{spawn_app_with, test_settings};
 
 const PASSWORD: &str = "router-test-password";
 
@@ -117,7 +118,7 @@ async fn the_poller_keeps_every_lease_and_wifi_poll_as_a_snapshot_in_the_lake() 
     let (port, router) = router();
     let url = format!("http://127.0.0.1:{port}/rest");
     let mut app_settings = test_settings();
-    app_settings.roles = vec![Role::Api, Role::Pollers];
+    app_settings.roles = vec![ProcessRole::Api, ProcessRole::Pollers];
     app_settings.mikrotik = settings(&url);
     let archive = app_settings.archive.dir.clone();
     let _app = spawn_app_with(app_settings).await;
@@ -283,7 +284,7 @@ async fn a_malformed_metadata_file_stops_start_up_naming_its_line() {
     )
     .unwrap();
     let mut settings = test_settings();
-    settings.roles = vec![Role::Api, Role::Pollers];
+    settings.roles = vec![ProcessRole::Api, ProcessRole::Pollers];
     settings.inventory.metadata_csv = csv.clone();
     let error = devicehub::startup::Application::build(settings.clone())
         .await

@@ -13,8 +13,8 @@ use chrono::Utc;
 use regex::Regex;
 use serde_json::{json, Value};
 
-use crate::helpers::{collector_settings, spawn_app, spawn_app_with, TestApp};
-use crate::mqtt::Device;
+use crate::harness::Device;
+use crate::harness::{collector_settings, spawn_app, spawn_app_with, TestApp};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const INFLUX_UID: &str = "devicehub-influxdb";
@@ -104,7 +104,7 @@ async fn every_series_the_rules_and_dashboards_use_is_exported() {
     let mut settings = collector_settings();
     settings
         .roles
-        .push(devicehub::configuration::Role::Analytics);
+        .push(devicehub::configuration::ProcessRole::Analytics);
     let app = spawn_app_with(settings).await;
     let answer = app
         .client
@@ -211,7 +211,7 @@ async fn fleet_gauges_count_devices_by_connection_and_open_alerts_by_severity() 
 async fn a_sink_whose_store_is_down_shows_its_lag_in_records_and_seconds() {
     let mut settings = collector_settings();
     // Nothing listens there: every InfluxDB write fails and is retried.
-    settings.influxdb.url = format!("http://127.0.0.1:{}", crate::servers::free_port());
+    settings.influxdb.url = format!("http://127.0.0.1:{}", crate::harness::services::free_port());
     let app = spawn_app_with(settings).await;
     app.register("lagging").await;
     let device = Device::connect(&[], None).await;
@@ -500,7 +500,7 @@ fn the_dashboards_and_the_influxdb_template_refer_only_to_what_devicehub_writes(
 #[tokio::test]
 async fn json_logs_are_one_object_per_line_with_the_request_id_the_response_returns() {
     let app = spawn_app().await;
-    let (mut command, port) = crate::helpers::binary(&app, "logs");
+    let (mut command, port) = crate::harness::binary(&app, "logs");
     let mut child = command
         .env("DEVICEHUB__LOG__FORMAT", "json")
         .env("DEVICEHUB__LOG__LEVEL", "info,devicehub::access=debug")

@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use devicehub::configuration::Role;
+use devicehub::configuration::ProcessRole;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::helpers::{collector_settings, spawn_app_with, TestApp};
+use crate::harness::{collector_settings, spawn_app_with, TestApp};
 
 const OK: u8 = 0;
 const HANG: u8 = 1;
@@ -211,7 +211,7 @@ async fn failing_devices_are_counted_and_marked_offline_while_the_others_keep_th
     let camera_id = format!("hikvision-cam{tag}");
 
     let mut settings = collector_settings();
-    settings.roles.push(Role::Pollers);
+    settings.roles.push(ProcessRole::Pollers);
     settings.shelly.hosts = shellys.iter().map(|s| s.address.clone()).collect();
     settings.shelly.interval_s = 1;
     settings.shelly.timeout_ms = 500;
@@ -343,7 +343,7 @@ async fn the_shelly_password_goes_by_basic_auth_only_to_a_gen1_device() {
     });
     let mut settings = collector_settings().shelly;
     settings.password = Some(secrecy::SecretString::from("the-shared-shelly-password"));
-    let host = devicehub::sources::shelly::ShellyClient::new(&settings)
+    let host = devicehub::clients::shelly::ShellyClient::new(&settings)
         .unwrap()
         .host(&address);
     let refused = host.get("/rpc/Shelly.GetDeviceInfo").await.unwrap_err();

@@ -1,6 +1,6 @@
 use serde_json::{json, Value};
 
-use crate::helpers::spawn_app;
+use crate::harness::spawn_app;
 
 #[tokio::test]
 async fn stats_count_devices_by_status_open_alerts_and_online_devices() {

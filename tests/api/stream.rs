@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use devicehub::domain::Role;
 use serde_json::{json, Value};
 
-use crate::helpers::{
+use crate::harness::{
     assert_error, collector_settings, spawn_app, spawn_app_with, test_settings, Device, TestApp,
 };
 
@@ -449,7 +449,7 @@ async fn streams_past_the_limit_get_503() {
 #[tokio::test]
 async fn a_thousand_idle_streams_stay_under_the_memory_bound() {
     let app = spawn_app().await;
-    let (mut command, port) = crate::helpers::binary(&app, "sse");
+    let (mut command, port) = crate::harness::binary(&app, "sse");
     let mut child = command
         .env("DEVICEHUB__HTTP__WORKERS", "2")
         .env("DEVICEHUB__LOG__LEVEL", "warn")
@@ -535,10 +535,10 @@ async fn a_thousand_idle_streams_stay_under_the_memory_bound() {
 /// readings devices publish as themselves reach the stream.
 #[tokio::test]
 async fn the_relay_hears_devices_on_the_shipped_broker() {
-    let (tag, dir) = crate::faults::scratch();
+    let (tag, dir) = crate::harness::scratch();
     let (meter, shelly) = ("meter-relay01", "shellyplus1pm-relay01");
-    let broker = crate::servers::mosquitto(&dir, &[meter, shelly]);
-    let mut service = crate::faults::Service::new(&tag, broker.port, &dir);
+    let broker = crate::harness::services::mosquitto(&dir, &[meter, shelly]);
+    let mut service = crate::harness::Service::new(&tag, broker.port, &dir);
     service.set("DEVICEHUB__ROLES", "api");
     service.start().await;
     let pool = sqlx::PgPool::connect(&service.database_url())
@@ -548,7 +548,7 @@ async fn the_relay_hears_devices_on_the_shipped_broker() {
         .await
         .unwrap();
     let token = devicehub::auth::TokenIssuer::new(
-        &secrecy::SecretString::from(crate::helpers::TEST_SECRET),
+        &secrecy::SecretString::from(crate::harness::TEST_SECRET),
         60,
     )
     .issue("relay-viewer", Role::Viewer)
@@ -577,7 +577,7 @@ async fn the_relay_hears_devices_on_the_shipped_broker() {
     let as_device = |id: &str| {
         let mut options =
             rumqttc::MqttOptions::new(format!("{id}-{tag}"), "127.0.0.1", broker.port);
-        options.set_credentials(id, crate::servers::DEVICE_PASSWORD);
+        options.set_credentials(id, crate::harness::services::DEVICE_PASSWORD);
         let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 100);
         tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
         client

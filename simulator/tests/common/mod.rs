@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use devicehub::auth::hash_password;
-use devicehub::configuration::{InfluxApi, Role as ServiceRole, Settings};
+use devicehub::configuration::{InfluxApi, ProcessRole, Settings};
 use devicehub::domain::Role;
 use devicehub::registry::users;
 use devicehub::startup::Application;
@@ -34,7 +34,7 @@ pub fn settings(tag: &str) -> Settings {
     s.auth.jwt_secret = Some(SecretString::from(
         "simulator-test-secret-0123456789-abcdef",
     ));
-    s.roles = vec![ServiceRole::Api, ServiceRole::Collector];
+    s.roles = vec![ProcessRole::Api, ProcessRole::Collector];
     s.mqtt.url = SecretString::from(broker());
     s.mqtt.client_id = format!("devicehub-simtest-{tag}");
     s.mqtt.iot_prefix = format!("t{tag}/iot");

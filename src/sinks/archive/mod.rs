@@ -1,9 +1,8 @@
 //! The archive sink: per window of the journal, the raw payloads of each device as one JSON
-//! object ([`raw`]) and every reading as a row of the Parquet lake ([`lake`]), written to the
+//! object ([`raw`]) and every reading as a row of the Parquet lake ([`crate::lake`]), written to the
 //! object store together. Objects are named by the journal number of the window's first record,
 //! so a window replayed after a crash overwrites its objects instead of adding copies.
 
-pub mod lake;
 pub mod raw;
 
 use std::collections::HashMap;
@@ -12,12 +11,12 @@ use std::sync::Arc;
 
 use super::{Refusal, SinkError, Write};
 use crate::journal::{FileCursor, Journaled};
-use crate::metrics::Metrics;
-use crate::pipeline::decode::Decoder;
+use crate::lake::{LakeRow, LakeWindow};
+use crate::metrics::SinkMetrics;
 use crate::pipeline::enrich::{DeviceTypes, KnownTypes};
 use crate::stores;
 use crate::stores::objects::ObjectStore;
-use lake::{LakeRow, LakeWindow};
+use crate::wire::Decoder;
 use raw::RawWindow;
 
 #[derive(Clone)]
@@ -26,7 +25,7 @@ pub struct ArchiveSink {
     device_types: Arc<DeviceTypes>,
     decoder: Arc<Decoder>,
     cursor: FileCursor,
-    metrics: Arc<Metrics>,
+    metrics: SinkMetrics,
 }
 
 impl ArchiveSink {
@@ -35,7 +34,7 @@ impl ArchiveSink {
         device_types: Arc<DeviceTypes>,
         decoder: Arc<Decoder>,
         cursor: FileCursor,
-        metrics: Arc<Metrics>,
+        metrics: SinkMetrics,
     ) -> Self {
         Self {
             store,
@@ -44,6 +43,22 @@ impl ArchiveSink {
             cursor,
             metrics,
         }
+    }
+}
+
+impl super::Registered for ArchiveSink {
+    fn build(context: &super::SinkContext<'_>) -> Self {
+        Self::new(
+            context.objects.clone(),
+            context.device_types.clone(),
+            context.decoder.clone(),
+            context.file_cursor(<Self as super::Sink>::NAME),
+            context.metrics.clone(),
+        )
+    }
+
+    fn batching(settings: &crate::configuration::Settings) -> crate::configuration::BatchSettings {
+        settings.archive.batch
     }
 }
 
@@ -137,7 +152,7 @@ impl super::Sink for ArchiveSink {
 #[derive(Clone)]
 pub struct ArchiveWriter {
     store: ObjectStore,
-    metrics: Arc<Metrics>,
+    metrics: SinkMetrics,
 }
 
 impl Write<Objects> for ArchiveWriter {

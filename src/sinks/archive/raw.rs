@@ -9,7 +9,7 @@ use crate::domain::DeviceId;
 use crate::journal::Record;
 
 /// An object of a window: its key, its bytes, and the journal numbers with data in it.
-pub type WindowObject = (String, Vec<u8>, Vec<u64>);
+pub use crate::lake::WindowObject;
 
 /// The one function that builds raw-archive keys.
 pub fn raw_object_key(

@@ -118,15 +118,17 @@ impl RegistryBatch {
         self.bytes += MESSAGE_BYTES;
         // Looked up before inserting: most messages come from devices already in the batch, and
         // a key is then not allocated.
-        if !self.devices.contains_key(device) {
-            let update = DeviceUpdate {
-                seen: received,
-                online: true,
-                fw_version: None,
-            };
-            self.devices.insert(device.to_owned(), update);
-        }
-        let update = self.devices.get_mut(device).expect("inserted above");
+        let update = match self.devices.get_mut(device) {
+            Some(update) => update,
+            None => self
+                .devices
+                .entry(device.to_owned())
+                .or_insert(DeviceUpdate {
+                    seen: received,
+                    online: true,
+                    fw_version: None,
+                }),
+        };
         update.seen = update.seen.max(received);
         update.online = !matches!(message, Message::Status { online: false, .. });
         if let Some(seq) = message.seq() {
@@ -198,8 +200,9 @@ impl RegistryBatch {
             || !self.rejected_events.is_empty()
     }
 
-    /// Applies the batch and moves the cursor in one transaction. Returns, per stored event,
-    /// whether it was new (`stored`) or already there (`duplicate`).
+    /// Applies the batch and moves the cursor in one transaction: devices first (registered when
+    /// unknown and `register_unknown`), then sequences, gap alerts, command answers, events.
+    /// Returns, per stored event, whether it was new (`stored`) or already there (`duplicate`).
     pub async fn apply(
         &self,
         pool: &PgPool,
@@ -207,6 +210,28 @@ impl RegistryBatch {
         register_unknown: bool,
     ) -> Result<Vec<(QsEvent, bool)>, sqlx::Error> {
         let mut tx = pool.begin().await?;
+        self.apply_devices(&mut tx, register_unknown).await?;
+        self.apply_sequences(&mut tx).await?;
+        self.apply_commands(&mut tx).await?;
+        let outcomes = self.apply_events(&mut tx).await?;
+        sqlx::query(
+            "INSERT INTO collector_cursors (name, position) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
+        )
+        .bind(cursor_name)
+        .bind(last as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// Liveness, connection status and firmware of the batch's devices.
+    async fn apply_devices(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        register_unknown: bool,
+    ) -> Result<(), sqlx::Error> {
         let ids: Vec<&str> = self.devices.keys().map(String::as_str).collect();
         if register_unknown && !ids.is_empty() {
             sqlx::query(
@@ -238,6 +263,11 @@ impl RegistryBatch {
             .execute(&mut *tx)
             .await?;
         }
+        Ok(())
+    }
+
+    /// The last sequence number of each device, and the gaps found as alerts.
+    async fn apply_sequences(&self, tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
         if !self.sequences.is_empty() {
             let (devices, seqs): (Vec<&str>, Vec<i64>) =
                 self.sequences.iter().map(|(d, s)| (d.as_str(), *s)).unzip();
@@ -265,8 +295,13 @@ impl RegistryBatch {
                     }
                 })
                 .collect();
-            insert_alerts(&mut tx, &devices, "sequence_gap", "warning", &messages).await?;
+            insert_alerts(tx, &devices, "sequence_gap", "warning", &messages).await?;
         }
+        Ok(())
+    }
+
+    /// Command answers and OTA progress.
+    async fn apply_commands(&self, tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
         for CommandAnswer {
             cmd_id,
             device,
@@ -293,6 +328,14 @@ impl RegistryBatch {
                 .execute(&mut *tx)
                 .await?;
         }
+        Ok(())
+    }
+
+    /// `qs/v1` events, each with whether it is new (false: a duplicate).
+    async fn apply_events(
+        &self,
+        tx: &mut sqlx::PgConnection,
+    ) -> Result<Vec<(QsEvent, bool)>, sqlx::Error> {
         let mut outcomes = Vec::with_capacity(self.events.len());
         if !self.events.is_empty() {
             let e = &self.events;
@@ -323,15 +366,6 @@ impl RegistryBatch {
                 outcomes.push((event.clone(), new));
             }
         }
-        sqlx::query(
-            "INSERT INTO collector_cursors (name, position) VALUES ($1, $2) \
-             ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
-        )
-        .bind(cursor_name)
-        .bind(last as i64)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
         Ok(outcomes)
     }
 }

@@ -71,6 +71,29 @@ impl RegistrySink {
     }
 }
 
+impl super::Registered for RegistrySink {
+    /// Its cursor is a row in PostgreSQL, written in the same transaction as the batch, named
+    /// by the collector's client id and its journal.
+    fn build(context: &super::SinkContext<'_>) -> Self {
+        let cursor = format!(
+            "{}/{}/registry",
+            context.settings.mqtt.client_id,
+            context.journal.id()
+        );
+        Self::new(
+            context.pool.clone(),
+            cursor,
+            context.settings,
+            (context.publisher.clone(), context.dead_letters.clone()),
+            context.feed.clone(),
+        )
+    }
+
+    fn batching(settings: &Settings) -> crate::configuration::BatchSettings {
+        settings.registry.batch
+    }
+}
+
 impl super::Sink for RegistrySink {
     const NAME: &'static str = "registry";
     type Batch = RegistryBatch;

@@ -19,13 +19,9 @@
 //!   retried less often.
 //!
 //! Every attempt and part is counted: `devicehub_polls_total{source="hikvision",outcome=...}`.
-//! Snapshots (`GET /api/devices/{id}/snapshot`) come from [`CameraClient::snapshot`].
-
-pub mod isapi;
-pub mod multipart;
+//! Snapshots (`GET /api/devices/{id}/snapshot`) come from [`crate::clients::hikvision::CameraClient::snapshot`].
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -34,122 +30,17 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::http_auth::{AuthedHost, Credentials, DeviceError, HttpFailure};
+use crate::clients::hikvision::{isapi, multipart, CameraClient, CameraError};
+use crate::clients::http_auth::{AuthedHost, HttpFailure};
 use crate::configuration::HikvisionSettings;
 use crate::domain::{DeviceId, NewAlert, NewDevice, Severity};
-use crate::metrics::Metrics;
+use crate::metrics::PollMetrics;
 use crate::pipeline::Incoming;
 use crate::registry;
 
-const DEVICE_INFO: &str = "/ISAPI/System/deviceInfo";
-const ALERT_STREAM: &str = "/ISAPI/Event/notification/alertStream";
-const PICTURE: &str = "/ISAPI/Streaming/channels/101/picture";
-/// The largest snapshot taken (a 4K JPEG is well under it).
-const MAX_PICTURE: usize = 16 << 20;
 /// How often a talking camera's `last_seen` is written.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 const LONGEST_OFFLINE_WAIT: Duration = Duration::from_secs(300);
-
-/// Why a camera failed.
-pub type CameraError = DeviceError;
-
-/// ISAPI requests to cameras, with the configured credentials.
-#[derive(Clone)]
-pub struct CameraClient {
-    http: reqwest::Client,
-    credentials: Arc<Credentials>,
-    timeout: Duration,
-}
-
-impl CameraClient {
-    pub fn new(settings: &HikvisionSettings) -> anyhow::Result<Self> {
-        let timeout = Duration::from_millis(settings.timeout_ms.max(1));
-        Ok(Self {
-            // No overall timeout on the client: the alert stream stays open. Each plain
-            // request sets its own.
-            http: reqwest::Client::builder()
-                .connect_timeout(timeout)
-                .user_agent(concat!("devicehub/", env!("CARGO_PKG_VERSION")))
-                .build()?,
-            credentials: Arc::new(Credentials {
-                digest_user: settings.username.clone(),
-                basic_user: settings.username.clone(),
-                password: super::http_auth::non_empty(settings.password.as_ref()),
-            }),
-            timeout,
-        })
-    }
-
-    /// A camera the operator configured: it may have the password by basic auth, which some
-    /// ISAPI firmwares ask for.
-    pub fn host(&self, host: &str) -> AuthedHost {
-        let host = AuthedHost::new(self.http.clone(), host, self.credentials.clone());
-        host.allow_basic();
-        host
-    }
-
-    async fn get(
-        &self,
-        host: &AuthedHost,
-        path: &str,
-        timeout: Option<Duration>,
-    ) -> Result<reqwest::Response, CameraError> {
-        let response = host
-            .send(reqwest::Method::GET, path, None, timeout)
-            .await
-            .map_err(|e| CameraError::of(host.name(), e))?;
-        if !response.status().is_success() {
-            return Err(CameraError::Status {
-                host: host.name().to_owned(),
-                status: response.status().as_u16(),
-            });
-        }
-        Ok(response)
-    }
-
-    async fn body(
-        &self,
-        host: &AuthedHost,
-        mut response: reqwest::Response,
-        limit: usize,
-    ) -> Result<Vec<u8>, CameraError> {
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| CameraError::of(host.name(), HttpFailure::of(&e)))?
-        {
-            if body.len() + chunk.len() > limit {
-                return Err(CameraError::malformed(
-                    host.name(),
-                    format!("an answer over {limit} bytes"),
-                ));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
-    }
-
-    pub async fn device_info(&self, host: &AuthedHost) -> Result<isapi::DeviceInfo, CameraError> {
-        let response = self.get(host, DEVICE_INFO, Some(self.timeout)).await?;
-        let body = self.body(host, response, 1 << 20).await?;
-        isapi::device_info(&body).map_err(|e| CameraError::malformed(host.name(), e))
-    }
-
-    /// The camera's current picture: JPEG bytes.
-    pub async fn snapshot(&self, host: &str) -> Result<Vec<u8>, CameraError> {
-        let host = self.host(host);
-        let response = self.get(&host, PICTURE, Some(self.timeout * 2)).await?;
-        let body = self.body(&host, response, MAX_PICTURE).await?;
-        if !body.starts_with(&[0xFF, 0xD8, 0xFF]) {
-            return Err(CameraError::malformed(
-                host.name(),
-                "the picture is not a JPEG",
-            ));
-        }
-        Ok(body)
-    }
-}
 
 /// The device id of a camera: `hikvision-` and its serial number, lower case.
 pub fn camera_id(serial: &str) -> Result<DeviceId, String> {
@@ -173,7 +64,7 @@ pub struct Camera {
     qs_prefix: String,
     pool: PgPool,
     handoff: mpsc::Sender<Incoming>,
-    metrics: Arc<Metrics>,
+    metrics: PollMetrics,
 }
 
 /// How one stream ended.
@@ -188,7 +79,7 @@ impl Camera {
         settings: &HikvisionSettings,
         host: &str,
         qs_prefix: &str,
-        (pool, handoff, metrics): (PgPool, mpsc::Sender<Incoming>, Arc<Metrics>),
+        (pool, handoff, metrics): (PgPool, mpsc::Sender<Incoming>, PollMetrics),
     ) -> anyhow::Result<Self> {
         let client = CameraClient::new(settings)?;
         Ok(Self {
@@ -329,7 +220,7 @@ impl Camera {
         shutdown: &CancellationToken,
     ) -> Result<Ended, CameraError> {
         let mut response = tokio::select! {
-            r = self.client.get(&self.host, ALERT_STREAM, None) => r?,
+            r = self.client.alert_stream(&self.host) => r?,
             () = shutdown.cancelled() => return Ok(Ended::Shutdown),
         };
         let content_type = response
@@ -353,66 +244,13 @@ impl Camera {
                 c = tokio::time::timeout(self.silence, response.chunk()) => c,
                 () = shutdown.cancelled() => return Ok(Ended::Shutdown),
             };
-            let chunk = match chunk {
-                Err(_) => {
-                    return Ok(Ended::Closed(CameraError::Timeout {
-                        host: self.host().to_owned(),
-                    }))
-                }
-                Ok(Ok(None)) => {
-                    return Ok(Ended::Closed(CameraError::Connection {
-                        host: self.host().to_owned(),
-                        error: "the camera closed the alert stream".into(),
-                    }))
-                }
-                Ok(Err(e)) => {
-                    return Ok(Ended::Closed(CameraError::of(
-                        self.host(),
-                        HttpFailure::of(&e),
-                    )))
-                }
-                Ok(Ok(Some(chunk))) => chunk,
+            let chunk = match self.chunk_or_end(chunk) {
+                Ok(chunk) => chunk,
+                Err(ended) => return Ok(ended),
             };
             parts.push(&chunk);
-            loop {
-                let part = match parts.next_part() {
-                    Ok(Some(part)) => part,
-                    Ok(None) => break,
-                    Err(e) => {
-                        let e = CameraError::malformed(self.host(), e);
-                        self.count(Err(&e), failures);
-                        self.offline_after(Some(id), *failures, &e).await;
-                        break;
-                    }
-                };
-                if !part
-                    .content_type
-                    .as_deref()
-                    .is_none_or(|t| t.to_ascii_lowercase().contains("xml"))
-                {
-                    continue; // a picture some firmwares attach
-                }
-                let alert = match isapi::alert(&part.body) {
-                    Ok(alert) => alert,
-                    Err(e) => {
-                        let e = CameraError::malformed(self.host(), e);
-                        self.count(Err(&e), failures);
-                        self.offline_after(Some(id), *failures, &e).await;
-                        continue;
-                    }
-                };
-                self.count(Ok(()), failures);
-                *good = true;
-                if heard.elapsed() >= HEARTBEAT_EVERY {
-                    heard = Instant::now();
-                    if let Err(e) = registry::devices::heartbeat(&self.pool, id).await {
-                        tracing::warn!(error = %e, device_id = %id, "cannot record the camera's heartbeat");
-                    }
-                }
-                if let Some(kind) = alert.detection() {
-                    self.detection(id, kind, &alert, &mut active).await?;
-                }
-            }
+            self.read_parts(id, &mut parts, (failures, good), (&mut heard, &mut active))
+                .await?;
             if parts.is_finished() {
                 return Ok(Ended::Closed(CameraError::Connection {
                     host: self.host().to_owned(),
@@ -420,6 +258,78 @@ impl Camera {
                 }));
             }
         }
+    }
+
+    /// The next piece of the stream, or how the stream ended (silence, closed, an error).
+    fn chunk_or_end(
+        &self,
+        chunk: Result<reqwest::Result<Option<bytes::Bytes>>, tokio::time::error::Elapsed>,
+    ) -> Result<bytes::Bytes, Ended> {
+        match chunk {
+            Err(_) => Err(Ended::Closed(CameraError::Timeout {
+                host: self.host().to_owned(),
+            })),
+            Ok(Ok(None)) => Err(Ended::Closed(CameraError::Connection {
+                host: self.host().to_owned(),
+                error: "the camera closed the alert stream".into(),
+            })),
+            Ok(Err(e)) => Err(Ended::Closed(CameraError::of(
+                self.host(),
+                HttpFailure::of(&e),
+            ))),
+            Ok(Ok(Some(chunk))) => Ok(chunk),
+        }
+    }
+
+    /// Reads every whole part received so far: alerts keep the camera online (a heartbeat at
+    /// most every [`HEARTBEAT_EVERY`]) and detections become events and alerts.
+    async fn read_parts(
+        &self,
+        id: &DeviceId,
+        parts: &mut multipart::Multipart,
+        (failures, good): (&mut u32, &mut bool),
+        (heard, active): (&mut Instant, &mut HashMap<(&'static str, u32), Instant>),
+    ) -> Result<(), CameraError> {
+        loop {
+            let part = match parts.next_part() {
+                Ok(Some(part)) => part,
+                Ok(None) => break,
+                Err(e) => {
+                    let e = CameraError::malformed(self.host(), e);
+                    self.count(Err(&e), failures);
+                    self.offline_after(Some(id), *failures, &e).await;
+                    break;
+                }
+            };
+            if !part
+                .content_type
+                .as_deref()
+                .is_none_or(|t| t.to_ascii_lowercase().contains("xml"))
+            {
+                continue; // a picture some firmwares attach
+            }
+            let alert = match isapi::alert(&part.body) {
+                Ok(alert) => alert,
+                Err(e) => {
+                    let e = CameraError::malformed(self.host(), e);
+                    self.count(Err(&e), failures);
+                    self.offline_after(Some(id), *failures, &e).await;
+                    continue;
+                }
+            };
+            self.count(Ok(()), failures);
+            *good = true;
+            if heard.elapsed() >= HEARTBEAT_EVERY {
+                *heard = Instant::now();
+                if let Err(e) = registry::devices::heartbeat(&self.pool, id).await {
+                    tracing::warn!(error = %e, device_id = %id, "cannot record the camera's heartbeat");
+                }
+            }
+            if let Some(kind) = alert.detection() {
+                self.detection(id, kind, &alert, active).await?;
+            }
+        }
+        Ok(())
     }
 
     /// An active detection: an event for ingest, and an alert unless one is open for it.

@@ -29,7 +29,6 @@
 pub mod status;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -37,55 +36,14 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::http_auth::{AuthedHost, Credentials, DeviceError, HttpFailure};
+use crate::clients::shelly::{ShellyClient, ShellyError, ShellyHost};
 use crate::configuration::ShellySettings;
 use crate::domain::NewDevice;
 use crate::inventory::Inventory;
-use crate::metrics::Metrics;
+use crate::metrics::PollMetrics;
 use crate::pipeline::Incoming;
 use crate::registry;
 pub use status::{gen1_identity, gen1_messages, gen2_identity, gen2_messages, Identity};
-
-/// Why a Shelly poll failed.
-pub type ShellyError = DeviceError;
-
-/// An HTTP client for Shelly devices, with the shared credentials.
-#[derive(Clone)]
-pub struct ShellyClient {
-    http: reqwest::Client,
-    credentials: Arc<Credentials>,
-}
-
-impl ShellyClient {
-    pub fn new(settings: &ShellySettings) -> anyhow::Result<Self> {
-        let timeout = Duration::from_millis(settings.timeout_ms.max(1));
-        Ok(Self {
-            http: reqwest::Client::builder()
-                .timeout(timeout)
-                .connect_timeout(timeout)
-                .user_agent(concat!("devicehub/", env!("CARGO_PKG_VERSION")))
-                .build()?,
-            credentials: Arc::new(Credentials {
-                digest_user: "admin".into(),
-                basic_user: settings.username.clone(),
-                password: super::http_auth::non_empty(settings.password.as_ref()),
-            }),
-        })
-    }
-
-    /// One host (`address[:port]`).
-    pub fn host(&self, host: &str) -> ShellyHost {
-        ShellyHost(AuthedHost::new(
-            self.http.clone(),
-            host,
-            self.credentials.clone(),
-        ))
-    }
-}
-
-/// One Shelly host.
-#[derive(Clone)]
-pub struct ShellyHost(AuthedHost);
 
 /// What every poller of a fleet shares.
 #[derive(Clone)]
@@ -95,7 +53,7 @@ pub struct ShellyContext {
     failures_before_offline: u32,
     pool: PgPool,
     handoff: mpsc::Sender<Incoming>,
-    metrics: Arc<Metrics>,
+    metrics: PollMetrics,
 }
 
 impl ShellyContext {
@@ -103,7 +61,7 @@ impl ShellyContext {
         settings: &ShellySettings,
         pool: PgPool,
         handoff: mpsc::Sender<Incoming>,
-        metrics: Arc<Metrics>,
+        metrics: PollMetrics,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             client: ShellyClient::new(settings)?,
@@ -129,36 +87,6 @@ impl ShellyContext {
 pub struct ShellyPoller {
     context: ShellyContext,
     host: ShellyHost,
-}
-
-impl ShellyHost {
-    pub fn name(&self) -> &str {
-        self.0.name()
-    }
-
-    /// For a Gen1 device (basic auth is all it knows).
-    pub fn allow_basic(&self) {
-        self.0.allow_basic();
-    }
-
-    /// Sends `method path`, answering the host's auth challenge when a password is set.
-    pub async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<reqwest::Response, ShellyError> {
-        self.0
-            .send(method, path, body, None)
-            .await
-            .map_err(|e| DeviceError::of(self.name(), e))
-    }
-
-    /// `GET path` as JSON.
-    pub async fn get(&self, path: &str) -> Result<Value, ShellyError> {
-        let response = self.send(reqwest::Method::GET, path, None).await?;
-        json_of(self.name(), response).await
-    }
 }
 
 /// A Shelly not known as polled is watched this many intervals for status over MQTT first.
@@ -391,25 +319,6 @@ impl ShellyPoller {
     }
 }
 
-/// A successful answer's body as JSON.
-pub(crate) async fn json_of(host: &str, response: reqwest::Response) -> Result<Value, ShellyError> {
-    let status = response.status();
-    if !status.is_success() {
-        return Err(ShellyError::Status {
-            host: host.to_owned(),
-            status: status.as_u16(),
-        });
-    }
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| DeviceError::of(host, HttpFailure::of(&e)))?;
-    serde_json::from_slice(&body).map_err(|e| ShellyError::Malformed {
-        host: host.to_owned(),
-        message: format!("not JSON: {e}"),
-    })
-}
-
 /// Every Shelly host to poll: the configured ones and those the inventory finds, looked up
 /// again every interval; a poller starts for each new host and stops for each gone one.
 #[derive(Clone)]
@@ -426,12 +335,7 @@ impl ShellyFleet {
         context: ShellyContext,
         inventory: Option<Inventory>,
     ) -> Self {
-        let configured = settings
-            .hosts
-            .iter()
-            .map(|h| normal_host(h.trim()))
-            .filter(|h| !h.is_empty())
-            .collect();
+        let configured = settings.hosts.iter().map(|h| normal_host(h)).collect();
         Self {
             context,
             configured,

@@ -10,7 +10,6 @@ use reqwest::{Method, RequestBuilder, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-pub use crate::mqtt::Device;
 use sqlx::PgPool;
 
 pub const TEST_SECRET: &str = "test-only-secret-0123456789-abcdefghijklmnop";
@@ -37,7 +36,7 @@ pub fn test_settings() -> Settings {
     settings.http.workers = 1;
     settings.auth.enabled = true;
     settings.auth.jwt_secret = Some(SecretString::from(TEST_SECRET));
-    settings.roles = vec![devicehub::configuration::Role::Api];
+    settings.roles = vec![devicehub::configuration::ProcessRole::Api];
     // Everything a test writes outside PostgreSQL is its own: topics, InfluxDB database, files.
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let scratch = std::env::temp_dir().join(format!("devicehub-test-{tag}"));
@@ -78,7 +77,7 @@ pub fn collector_settings() -> Settings {
     let mut settings = test_settings();
     settings
         .roles
-        .push(devicehub::configuration::Role::Collector);
+        .push(devicehub::configuration::ProcessRole::Collector);
     settings
 }
 
@@ -275,34 +274,4 @@ pub async fn assert_error(response: Response, status: u16) -> Value {
         "no error message: {text}"
     );
     body
-}
-
-/// The real devicehub binary set to serve the API over `app`'s database on a free port, for what
-/// only a process of its own shows (its log lines, its memory): a command to add settings and
-/// output to, and its port. `tag` names its InfluxDB database, MQTT client and archive.
-pub fn binary(app: &TestApp, tag: &str) -> (std::process::Command, u16) {
-    let port = crate::servers::free_port();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_devicehub"));
-    command
-        .arg("serve")
-        .env("DEVICEHUB__DATABASE__URL", app.database_url())
-        .env("DEVICEHUB__HTTP__BIND", format!("127.0.0.1:{port}"))
-        .env("DEVICEHUB__HTTP__WORKERS", "1")
-        .env("DEVICEHUB__AUTH__JWT_SECRET", TEST_SECRET)
-        .env("DEVICEHUB__ROLES", "api")
-        .env(
-            "DEVICEHUB__MQTT__CLIENT_ID",
-            format!("devicehub-{tag}-{port}"),
-        )
-        .env("DEVICEHUB__INFLUXDB__API", "v1")
-        .env(
-            "DEVICEHUB__INFLUXDB__DATABASE",
-            format!("devicehub_test_{tag}_{port}"),
-        )
-        .env(
-            "DEVICEHUB__ARCHIVE__DIR",
-            std::env::temp_dir().join(format!("dh-{tag}-{port}")),
-        )
-        .env_remove("RUST_LOG");
-    (command, port)
 }

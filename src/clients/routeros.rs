@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::inventory::Mac;
+use crate::domain::Mac;
 
 /// A DHCP lease (`/rest/ip/dhcp-server/lease`), with the fields the inventory keeps.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,12 +1,13 @@
-//! The Parquet lake: every reading, one row each, in Parquet files Hive-partitioned by the
+//! The Parquet lake's layout, in one place: the archive sink writes it, analytics reads it.
+//! Every reading, one row each, in Parquet files Hive-partitioned by the
 //! reading's UTC date: `lake/readings/date=YYYY-MM-DD/part-{first journal no}.parquet`. DuckDB,
 //! Spark and Trino read the tree as it is (`read_parquet('lake/readings/*/*.parquet',
 //! hive_partitioning = true)`).
 //!
 //! Files are built while an archive window gathers ([`LakeWindow`]), written per window, and
 //! named by the journal number of the window's first record, like raw objects, so a window
-//! replayed after a crash overwrites its files instead of adding duplicate rows. A raw object's key always has `date=` right below the device folder,
-//! so the lake never mixes with a device's raw data, not even for a device called `lake`.
+//! replayed after a crash overwrites its files instead of adding duplicate rows. A raw
+//! object's key always has `date=` right below the device folder, so the lake never mixes with a device's raw data, not even for a device called `lake`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,8 +23,11 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
-use super::raw::WindowObject;
 use crate::domain::Reading;
+
+/// A finished file of a window: its key, its bytes, and the journal numbers with rows in it (the
+/// same shape as the raw archive's objects, which the archive sink writes alongside).
+pub type WindowObject = (String, Vec<u8>, Vec<u64>);
 
 /// The folder of the readings table inside the bucket (or archive directory).
 pub const READINGS_PREFIX: &str = "lake/readings";

@@ -104,16 +104,7 @@ impl Ctx<'_> {
             single_line("unit", unit)?;
         }
         let unit = unit.map(|u| truncate(u, 32));
-        let (value_num, value_text) = match map.get("value") {
-            None | Some(Value::Null) => (None, None),
-            Some(Value::Number(_)) => (Some(number(&map["value"], "value")?), None),
-            Some(Value::String(s)) => {
-                multi_line("value", s)?;
-                (None, Some(truncate(s, 4096)))
-            }
-            Some(Value::Bool(b)) => (None, Some(b.to_string())),
-            Some(other) => (None, Some(truncate(&other.to_string(), 4096))),
-        };
+        let (value_num, value_text) = event_value(map.get("value"))?;
         let ts_field = map
             .get("ts_device")
             .filter(|v| !v.is_null())
@@ -122,20 +113,7 @@ impl Ctx<'_> {
             None | Some(Value::Null) => None,
             Some(v) => Some(self.parse_time(v, "ts_device", self.decoder.local_zone)?),
         };
-        let meta = match map.get("meta") {
-            None | Some(Value::Null) => Value::Object(Map::new()),
-            Some(m @ Value::Object(_)) => {
-                crate::domain::storable_json("meta", m)
-                    .map_err(|e| reject(RejectKind::ControlCharacter, e.to_string()))?;
-                m.clone()
-            }
-            Some(other) => {
-                return Err(reject(
-                    RejectKind::WrongType,
-                    format!("meta must be an object, got {}", type_name(other)),
-                ))
-            }
-        };
+        let meta = event_meta(map.get("meta"))?;
         let reading = match (value_num, MetricName::parse(event_type)) {
             (Some(v), Ok(metric)) => Some(Reading {
                 device_id: id.clone(),
@@ -158,5 +136,35 @@ impl Ctx<'_> {
             meta,
             reading,
         })
+    }
+}
+
+/// An event's `value`: a number (`value_num`), or text (`value_text`; other JSON as its text).
+fn event_value(value: Option<&Value>) -> Result<(Option<f64>, Option<String>), Rejection> {
+    Ok(match value {
+        None | Some(Value::Null) => (None, None),
+        Some(v @ Value::Number(_)) => (Some(number(v, "value")?), None),
+        Some(Value::String(s)) => {
+            multi_line("value", s)?;
+            (None, Some(truncate(s, 4096)))
+        }
+        Some(Value::Bool(b)) => (None, Some(b.to_string())),
+        Some(other) => (None, Some(truncate(&other.to_string(), 4096))),
+    })
+}
+
+/// An event's `meta`: an object PostgreSQL can store as JSONB (none: `{}`).
+fn event_meta(meta: Option<&Value>) -> Result<Value, Rejection> {
+    match meta {
+        None | Some(Value::Null) => Ok(Value::Object(Map::new())),
+        Some(m @ Value::Object(_)) => {
+            crate::domain::storable_json("meta", m)
+                .map_err(|e| reject(RejectKind::ControlCharacter, e.to_string()))?;
+            Ok(m.clone())
+        }
+        Some(other) => Err(reject(
+            RejectKind::WrongType,
+            format!("meta must be an object, got {}", type_name(other)),
+        )),
     }
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{device_id, Stores};
+use super::{device_id, ApiState};
 use crate::auth::Viewer;
 use crate::domain::{DeviceId, Downsample, MetricName, TimeRange};
 use crate::error::{ApiError, ErrorBody};
@@ -126,15 +126,12 @@ async fn points_to_answer(
     params(("device_id" = String, Path), MetricsQuery), security(("bearer" = [])),
     responses(
         (status = 200, body = Vec<MetricPoint>),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody),
         (status = 503, description = "InfluxDB is unreachable", body = ErrorBody),
     ))]
 pub async fn read(
     _: Viewer,
     pool: web::Data<PgPool>,
-    stores: web::Data<Stores>,
+    stores: web::Data<ApiState>,
     path: web::Path<String>,
     query: web::Query<MetricsQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -207,6 +204,17 @@ pub async fn read(
     points.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.metric.cmp(&b.metric)));
     Ok(HttpResponse::Ok().json(points))
 }
+
+/// This module's routes, under `/api`: one resource per path, so that a known path with the
+/// wrong method answers 405.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/devices/{device_id}/metrics").get(read));
+}
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(read), tags((name = "metrics", description = "Time series from InfluxDB")))]
+pub struct Doc;
 
 #[cfg(test)]
 mod tests {
