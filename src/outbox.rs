@@ -6,6 +6,10 @@
 //! to the device itself, as the HTTP RPC `Switch.Set` (Gen1: `/relay/N`), and its answer is the
 //! command's status (`accepted`, or `error` with the reason). To a Shelly that pushes over MQTT
 //! it goes as JSON-RPC on `{id}/rpc`; the device's answer on `{id}/devicehub/rpc` sets the status.
+//!
+//! A device's HTTP answer is read only so far as the status keeps it (4 KiB) and stored with its
+//! control characters replaced, so no answer can wedge the outbox: a command always ends with a
+//! status, and the commands behind it flow.
 
 use std::time::Duration;
 
@@ -135,33 +139,28 @@ impl Outbox {
                 }
                 match shelly.send(reqwest::Method::GET, &path, None).await {
                     Ok(r) if r.status().is_success() => {
-                        let answer = r.text().await.unwrap_or_default();
-                        (
-                            "accepted",
-                            format!(
-                                "{}: {}",
-                                path.split('?').next().unwrap_or_default(),
-                                answer.chars().take(200).collect::<String>()
-                            ),
-                        )
+                        let answer = answer_text(r).await;
+                        ("accepted", format!("{}: {answer}", rpc_name(&path)))
                     }
                     Ok(r) => {
                         let status = r.status().as_u16();
-                        let answer = r.text().await.unwrap_or_default();
-                        (
-                            "error",
-                            format!(
-                                "{} answered {status}: {}",
-                                path.split('?').next().unwrap_or_default(),
-                                answer.chars().take(200).collect::<String>()
-                            ),
-                        )
+                        let answer = answer_text(r).await;
+                        let detail = format!("{} answered {status}: {answer}", rpc_name(&path));
+                        ("error", detail)
                     }
-                    Err(e) => ("error", e.to_string()),
+                    Err(e) => ("error", printable(&e.to_string())),
                 }
             }
         };
-        commands::answer(&self.pool, command.cmd_id, result, &detail).await
+        match commands::answer(&self.pool, command.cmd_id, result, &detail).await {
+            // PostgreSQL refused the text itself (a data exception): the command fails with the
+            // reason instead of staying queued, to be resent, and refused, forever.
+            Err(sqlx::Error::Database(e)) if e.code().is_some_and(|c| c.starts_with("22")) => {
+                let reason = format!("the device's answer could not be stored: {e}");
+                commands::answer(&self.pool, command.cmd_id, "error", &printable(&reason)).await
+            }
+            stored => stored,
+        }
     }
 
     /// Sends queued commands every 2 s while the broker is connected, until shutdown.
@@ -190,6 +189,44 @@ impl Outbox {
             }
         }
     }
+}
+
+/// The most of a device's answer kept in a command's detail, in characters.
+const ANSWER_CHARS: usize = 200;
+/// The most of a device's answer read, whatever it sends (the detail keeps less).
+const ANSWER_BYTES: usize = 4096;
+
+/// The start of a device's answer as a command's detail can hold it: at most [`ANSWER_BYTES`]
+/// read, control characters replaced (NUL, which PostgreSQL cannot store, included).
+async fn answer_text(mut response: reqwest::Response) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < ANSWER_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    bytes.truncate(ANSWER_BYTES);
+    printable(&String::from_utf8_lossy(&bytes))
+}
+
+/// `text` with control characters but tab and line feed replaced by U+FFFD, at most
+/// [`ANSWER_CHARS`] of it (a device's MQTT answer with control characters is dead-lettered
+/// instead; over HTTP the command's status is all there is to keep).
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\t' | '\n' => c,
+            c if c.is_control() => '\u{fffd}',
+            c => c,
+        })
+        .take(ANSWER_CHARS)
+        .collect()
+}
+
+/// The RPC a path calls, without its parameters.
+fn rpc_name(path: &str) -> &str {
+    path.split('?').next().unwrap_or_default()
 }
 
 /// How a Shelly is reached.
@@ -221,4 +258,16 @@ async fn shelly_route(pool: &PgPool, device: &str) -> Result<Option<ShellyRoute>
         },
         _ => ShellyRoute::Mqtt,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_keeps_its_text_without_control_characters_and_within_bounds() {
+        assert_eq!(printable("ok\0\u{7}\tdone\n"), "ok\u{fffd}\u{fffd}\tdone\n");
+        assert_eq!(printable(&"é".repeat(500)).chars().count(), ANSWER_CHARS);
+        assert_eq!(rpc_name("/rpc/Switch.Set?id=0&on=true"), "/rpc/Switch.Set");
+    }
 }

@@ -22,6 +22,7 @@ mod inventory;
 mod mikrotik;
 mod observe;
 mod openapi;
+mod outbox;
 mod pollers;
 mod stats;
 mod stream;
