@@ -273,7 +273,7 @@ mod tests {
         let stopped = supervisor.run_until(done.notified(), Duration::from_secs(5));
         assert!(stopped.await.is_ok());
         assert_eq!(runs.load(Ordering::SeqCst), 2, "ran again after the panic");
-        let text = metrics.encode(None).unwrap();
+        let text = metrics.encode().unwrap();
         assert!(
             text.contains("devicehub_task_restarts_total{task=\"flaky\"} 1"),
             "{text}"

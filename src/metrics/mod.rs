@@ -121,11 +121,13 @@ impl Metrics {
         }
     }
 
-    /// The exposition text, with the fleet gauges as of now.
-    pub fn encode(&self, fleet: Option<Fleet<'_>>) -> Result<String, std::fmt::Error> {
-        if let Some(fleet) = fleet {
-            self.fleet.set(fleet);
-        }
+    /// The fleet as the registry counts it now (a timer reads it, not each scrape).
+    pub fn set_fleet(&self, fleet: Fleet<'_>) {
+        self.fleet.set(fleet);
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
         self.ingest.update_fill();
         self.sinks.read_lag();
         let mut out = String::new();
@@ -153,7 +155,8 @@ mod tests {
             by_connection: &[("online".into(), 1), ("offline".into(), 1)],
             open_by_severity: &[("critical".into(), 3), ("info".into(), 1)],
         };
-        let text = metrics.encode(Some(fleet)).unwrap();
+        metrics.set_fleet(fleet);
+        let text = metrics.encode().unwrap();
         for line in [
             "devicehub_mqtt_messages_received_total 3",
             "devicehub_mqtt_dead_letters_total{reason=\"not_json\"} 2",

@@ -1,35 +1,30 @@
+use std::sync::Arc;
+use std::time::Duration;
+
 use actix_web::{web, HttpResponse};
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
 use super::Probes;
-use crate::metrics::Fleet;
+use crate::metrics::{Fleet, Metrics};
 use crate::registry::stats;
 
-/// Devices, alerts, the collector's, sinks' and the API's counters in the Prometheus/OpenMetrics text
-/// format, served by every process whatever its roles (unauthenticated, like every exporter; it carries no device data beyond counts).
+/// How often the fleet gauges are read from the registry. A scrape reads none: a loop of
+/// scrapes (the endpoint is unauthenticated, like every exporter) costs no query.
+pub const FLEET_EVERY: Duration = Duration::from_secs(15);
+
+/// Devices, alerts, the collector's, sinks' and the API's counters in the Prometheus/OpenMetrics
+/// text format, served by every process whatever its roles (unauthenticated, like every
+/// exporter; it carries no device data beyond counts). The fleet gauges are as of the last
+/// refresh (at most 15 s old); a scrape runs no query.
 #[utoipa::path(get, operation_id = "prometheus_metrics", path = "/metrics", tag = "health",
     responses((status = 200, description = "OpenMetrics text exposition format", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
-pub async fn metrics(pool: web::Data<PgPool>, stores: web::Data<Probes>) -> HttpResponse {
-    // Without the registry the fleet gauges keep their last values; the counters still answer.
-    let (fleet, breakdown) = tokio::join!(stats::read(&pool), stats::breakdown(&pool));
-    let (fleet, breakdown) = (fleet.ok(), breakdown.unwrap_or_default());
-    let by_status: Vec<(String, i64)> = fleet
-        .iter()
-        .flat_map(|f| &f.device_by_status)
-        .map(|s| (s.status.clone(), s.count))
-        .collect();
-    let fleet = fleet.as_ref().map(|f| Fleet {
-        by_status: &by_status,
-        online: f.online_devices,
-        open_alerts: f.unacknowledged_alerts,
-        by_connection: &breakdown.by_connection,
-        open_by_severity: &breakdown.open_by_severity,
-    });
+pub async fn metrics(stores: web::Data<Probes>) -> HttpResponse {
     stores
         .metrics
         .mqtt
         .connected("publisher", stores.publisher.is_connected());
-    match stores.metrics.encode(fleet) {
+    match stores.metrics.encode() {
         Ok(text) => HttpResponse::Ok()
             .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
             .body(text),
@@ -37,6 +32,39 @@ pub async fn metrics(pool: web::Data<PgPool>, stores: web::Data<Probes>) -> Http
             tracing::error!(error = %e, "cannot encode the metrics");
             HttpResponse::InternalServerError().finish()
         }
+    }
+}
+
+/// Reads the fleet gauges from the registry now and every [`FLEET_EVERY`] until `shutdown`.
+/// Without the registry they keep their last values; the counters still answer.
+pub async fn refresh_fleet(
+    pool: PgPool,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(FLEET_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return Ok(()),
+        }
+        let (fleet, breakdown) = tokio::join!(stats::read(&pool), stats::breakdown(&pool));
+        let (Ok(fleet), Ok(breakdown)) = (fleet, breakdown) else {
+            continue;
+        };
+        let by_status: Vec<(String, i64)> = fleet
+            .device_by_status
+            .iter()
+            .map(|s| (s.status.clone(), s.count))
+            .collect();
+        metrics.set_fleet(Fleet {
+            by_status: &by_status,
+            online: fleet.online_devices,
+            open_alerts: fleet.unacknowledged_alerts,
+            by_connection: &breakdown.by_connection,
+            open_by_severity: &breakdown.open_by_severity,
+        });
     }
 }
 

@@ -218,7 +218,7 @@ async fn a_sink_whose_write_panics_is_restarted_from_its_cursor_and_writes_every
         "the cursor is past every record"
     );
     assert_eq!(s.feed.written_by_all(), 100);
-    let text = metrics.encode(None).unwrap();
+    let text = metrics.encode().unwrap();
     assert!(
         text.contains("devicehub_task_restarts_total{task=\"recording sink\"} 1"),
         "{text}"

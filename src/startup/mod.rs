@@ -87,6 +87,10 @@ impl Application {
             Some(_) => "devicehub API listening",
             None => "health and metrics listening (no api role)",
         };
+        let (pool, metrics) = (common.pool.clone(), common.metrics.clone());
+        supervisor.spawn("fleet gauges", Wave::Intake, move |shutdown| {
+            crate::routes::prometheus::refresh_fleet(pool.clone(), metrics.clone(), shutdown)
+        });
         let probes = common.probes();
         let server = server::serve(listener, common.pool.clone(), (probes, state), &settings)?;
         let live = common.live.clone();

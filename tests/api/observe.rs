@@ -188,8 +188,7 @@ async fn fleet_gauges_count_devices_by_connection_and_open_alerts_by_severity() 
     app.raise_alert("on-1", "critical").await;
     app.raise_alert("off-1", "critical").await;
     app.raise_alert("off-1", "info").await;
-    let text = app.scrape().await;
-    for (line, value) in [
+    let expected = [
         (r#"devicehub_devices_connection{status="online"}"#, 1.0),
         (r#"devicehub_devices_connection{status="offline"}"#, 1.0),
         (r#"devicehub_devices_connection{status="unknown"}"#, 0.0),
@@ -202,9 +201,32 @@ async fn fleet_gauges_count_devices_by_connection_and_open_alerts_by_severity() 
             r#"devicehub_alerts_open_by_severity{severity="warning"}"#,
             0.0,
         ),
-    ] {
-        assert_eq!(sample(&text, line), Some(value), "{line}\n{text}");
+    ];
+    // The gauges are refreshed on a timer (every 15 s), not by the scrape.
+    let deadline = std::time::Instant::now() + Duration::from_secs(25);
+    let mut text = app.scrape().await;
+    while expected
+        .iter()
+        .any(|(line, v)| sample(&text, line) != Some(*v))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fleet gauges never showed the fleet:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        text = app.scrape().await;
     }
+    // A scrape runs no query: it answers while the registry's tables are locked.
+    let mut lock = app.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE devices, alerts IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        let scraped = tokio::time::timeout(Duration::from_secs(2), app.scrape()).await;
+        assert!(scraped.is_ok(), "a scrape waited on the registry");
+    }
+    lock.rollback().await.unwrap();
 }
 
 #[tokio::test]
