@@ -103,11 +103,13 @@ pub fn options(
     Ok(options)
 }
 
+/// The user or password of a URL as written, `%XX` decoded (RFC 3986): a `+` stays a plus (form
+/// decoding, which this once was, turned it into a space, so a generated password with a `+`
+/// could never log in).
 fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_owned())
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// A publishing connection, for commands, ACKs and dead letters. Its event loop
@@ -247,6 +249,10 @@ mod tests {
             (login.username.as_str(), login.password.as_str()),
             ("user", "p@ss")
         );
+        // As `openssl rand -base64` makes them: `+` and `/` (percent-encoded, as URLs need).
+        let o = options(&settings("mqtt://svc:a+b%2Fc%2B%20d@broker.lan"), "c", false).unwrap();
+        let login = o.credentials().unwrap();
+        assert_eq!(login.password, "a+b/c+ d");
         assert!(options(&settings("http://x"), "c", false).is_err());
     }
 }
