@@ -38,6 +38,8 @@ pub enum Message {
         device_id: DeviceId,
         seq: Option<u64>,
         online: bool,
+        /// When the device said it (`ts`), if it did.
+        said_at: Option<DateTime<Utc>>,
     },
     /// `iot/{id}/command/ack`.
     CommandAck {

@@ -22,6 +22,8 @@ pub struct IngestMetrics {
     pub received: Counter,
     pub accepted: Counter,
     pub duplicates: Counter,
+    /// Retained readings and stale retained statuses, not ingested.
+    pub retained_ignored: Counter,
     dead_letters: Family<ReasonLabel, Counter>,
     pub journal_bytes: Gauge,
     journal_max_bytes: Gauge,
@@ -51,6 +53,11 @@ impl IngestMetrics {
             "mqtt_duplicates_dropped",
             "Repeated (device_id, seq) and broker redeliveries dropped",
             m.duplicates.clone(),
+        );
+        r.register(
+            "mqtt_retained_ignored",
+            "Retained MQTT messages not ingested: readings, and statuses older than the registry",
+            m.retained_ignored.clone(),
         );
         r.register(
             "mqtt_dead_letters",

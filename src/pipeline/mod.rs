@@ -38,6 +38,9 @@ pub struct Incoming {
     pub payload: Bytes,
     /// The broker marked it as sent before (MQTT DUP): after a crash it may already be journaled.
     pub redelivered: bool,
+    /// The broker kept it (MQTT retain) and hands it to every new subscription, so to every
+    /// restart: it is what the device said then, not something it says now.
+    pub retained: bool,
     /// How to acknowledge it once journaled (QoS 1), if the source needs to.
     pub ack: Option<Ack>,
 }
@@ -251,9 +254,14 @@ impl Ingest {
             self.metrics.received.inc();
             let fingerprint = Redeliveries::fingerprint(&m.topic, &m.payload);
             if let Some(message) = self.decode(m, fingerprint, now) {
+                if m.retained && !retained_news(&message) {
+                    self.metrics.retained_ignored.inc();
+                    continue;
+                }
                 decoded.push((m, fingerprint, message));
             }
         }
+        self.drop_stale_statuses(&mut decoded).await;
         self.acceptance
             .look_up(
                 decoded
@@ -285,6 +293,47 @@ impl Ingest {
         self.live.publish_readings(&messages);
         self.append(entries, messages).await;
         true
+    }
+
+    /// Keeps a retained status only if the device said it (`ts`) after anything the registry
+    /// has heard from it: otherwise a retained `online` of a device long dead would mark it
+    /// online at every restart.
+    async fn drop_stale_statuses(&self, decoded: &mut Vec<Decoded<'_>>) {
+        let ids: Vec<String> = decoded
+            .iter()
+            .filter(|(m, _, message)| m.retained && matches!(message, Message::Status { .. }))
+            .filter_map(|(_, _, message)| message.device_id())
+            .map(|d| d.as_str().to_owned())
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        type LastSeen = (String, Option<DateTime<Utc>>);
+        let rows = sqlx::query_as::<_, LastSeen>(
+            "SELECT device_id, last_seen FROM devices WHERE device_id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await;
+        let last_seen: std::collections::HashMap<String, Option<DateTime<Utc>>> = match rows {
+            Ok(rows) => rows.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read last_seen; retained statuses applied as they are");
+                return;
+            }
+        };
+        let before = decoded.len();
+        decoded.retain(|(m, _, message)| match message {
+            Message::Status {
+                device_id, said_at, ..
+            } if m.retained => {
+                let known = last_seen.get(device_id.as_str()).copied().flatten();
+                said_at.is_some_and(|said| known.is_none_or(|seen| said > seen))
+            }
+            _ => true,
+        });
+        let dropped = (before - decoded.len()) as u64;
+        self.metrics.retained_ignored.inc_by(dropped);
     }
 
     /// The message decoded, unless it is a redelivery of one journaled or is dead-lettered.
@@ -376,4 +425,18 @@ impl Ingest {
             }
         }
     }
+}
+
+/// A message of a batch, decoded: what arrived, its fingerprint, what it says.
+type Decoded<'a> = (&'a Incoming, u64, Message);
+
+/// Whether a retained message can still say something new. Readings cannot: the broker hands
+/// the same retained telemetry to every new subscription, which would make it a new reading at
+/// every restart. Events and command answers are kept by their ids (a repeat changes nothing); a
+/// status is a state, checked against the registry.
+fn retained_news(message: &Message) -> bool {
+    !matches!(
+        message,
+        Message::Telemetry { .. } | Message::Hello { .. } | Message::Shelly { .. }
+    )
 }

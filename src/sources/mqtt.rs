@@ -106,6 +106,7 @@ impl MqttSource {
                         topic: publish.topic,
                         payload: publish.payload,
                         redelivered: publish.dup,
+                        retained: publish.retain,
                         ack,
                     };
                     // Full: wait for ingest, still writing the acknowledgements it hands back.

@@ -250,7 +250,12 @@ mod tests {
             ("user", "p@ss")
         );
         // As `openssl rand -base64` makes them: `+` and `/` (percent-encoded, as URLs need).
-        let o = options(&settings("mqtt://svc:a+b%2Fc%2B%20d@broker.lan"), "c", false).unwrap();
+        let o = options(
+            &settings("mqtt://svc:a+b%2Fc%2B%20d@broker.lan"),
+            "c",
+            false,
+        )
+        .unwrap();
         let login = o.credentials().unwrap();
         assert_eq!(login.password, "a+b/c+ d");
         assert!(options(&settings("http://x"), "c", false).is_err());

@@ -41,7 +41,8 @@ impl Ctx<'_> {
     pub(super) fn status(&self, id: DeviceId, value: Value) -> Result<Message, Rejection> {
         let map = self.object(value)?;
         self.same_device(&id, &map)?;
-        self.time(map.get("ts"), "ts")?;
+        let time = self.time(map.get("ts"), "ts")?;
+        let said_at = map.get("ts").filter(|v| !v.is_null()).map(|_| time);
         let online = match required_str(&map, "status")? {
             "online" => true,
             "offline" => false,
@@ -56,6 +57,7 @@ impl Ctx<'_> {
             device_id: id,
             seq: self.seq(&map)?,
             online,
+            said_at,
         })
     }
 }

@@ -724,3 +724,120 @@ async fn registrations_beyond_the_rate_are_dead_lettered_and_a_protocol_can_refu
         .await;
     assert_eq!(stats["ingest"]["messages_accepted"], 4, "{stats}");
 }
+
+/// The value of the sample `line` in the exposition `text`.
+fn sample(text: &str, line: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn retained_telemetry_is_no_new_reading_at_any_restart_and_a_stale_retained_online_changes_nothing(
+) {
+    let settings = collector_settings();
+    let first = spawn_app_with(settings.clone()).await;
+    first.register("ret-dead").await;
+    // The registry heard from it a minute ago and has marked it offline since.
+    sqlx::query(
+        "UPDATE devices SET last_seen = now() - interval '1 minute', \
+         connection_status = 'offline' WHERE device_id = 'ret-dead'",
+    )
+    .execute(&first.pool)
+    .await
+    .unwrap();
+    let device = Device::connect(&[], None).await;
+    let retained = [
+        (
+            first.topic("ret-meter", "telemetry"),
+            json!({"device_id": "ret-meter", "temperature": 21.5}),
+        ),
+        (
+            first.topic("ret-dead", "status"),
+            json!({"v": 2, "device_id": "ret-dead", "status": "online",
+                   "ts": (Utc::now() - Duration::hours(1)).to_rfc3339()}),
+        ),
+        (
+            first.topic("ret-new", "status"),
+            json!({"v": 2, "device_id": "ret-new", "status": "online",
+                   "ts": Utc::now().to_rfc3339()}),
+        ),
+    ];
+    for (topic, payload) in &retained {
+        device
+            .client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, true, payload.to_string())
+            .await
+            .unwrap();
+    }
+    // The first app heard them live (not retained): the reading is stored once, the statuses
+    // applied. Then three starts, each a new subscription that the broker hands the retained
+    // messages to, over the same database.
+    first
+        .eventually("/api/devices/ret-meter/metrics?start=-1h", 10, |b| {
+            count(b) == 1
+        })
+        .await;
+    first
+        .eventually("/api/devices/ret-new/status", 10, |b| {
+            b["connection_status"] == "online"
+        })
+        .await;
+    for start in 0..3 {
+        // `ret-dead` was last heard a minute ago, long after its retained `online`; `ret-new`
+        // an hour ago, before its retained `online` (which the registry missed).
+        sqlx::query(
+            "UPDATE devices SET connection_status = 'offline', last_seen = now() - \
+             CASE device_id WHEN 'ret-dead' THEN interval '1 minute' ELSE interval '2 hours' END \
+             WHERE device_id IN ('ret-dead', 'ret-new')",
+        )
+        .execute(&first.pool)
+        .await
+        .unwrap();
+        let mut settings = settings.clone();
+        settings.mqtt.client_id = format!("{}-restart-{start}", settings.mqtt.client_id);
+        settings.collector.journal_dir = settings.collector.journal_dir.join(format!("{start}"));
+        let app = spawn_app_with(settings).await;
+        let ignored = r#"devicehub_mqtt_retained_ignored_total"#;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let text = app.scrape().await;
+            if sample(&text, ignored) == Some(2.0) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "start {start}: the retained reading and stale status were not both ignored:\n{text}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let points = app
+            .get("/api/devices/ret-meter/metrics?start=-1h", &app.viewer)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap();
+        assert_eq!(count(&points), 1, "start {start}: still the one reading");
+        // A retained status newer than the registry's news is applied ...
+        app.eventually("/api/devices/ret-new/status", 5, |b| {
+            b["connection_status"] == "online"
+        })
+        .await;
+        // ... and by then an older one would have been too.
+        let dead = app
+            .get("/api/devices/ret-dead/status", &app.viewer)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap();
+        assert_eq!(dead["connection_status"], "offline", "start {start}");
+    }
+    for (topic, _) in &retained {
+        // An empty retained message clears what the broker keeps.
+        device
+            .client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, true, Vec::new())
+            .await
+            .unwrap();
+    }
+}

@@ -372,6 +372,7 @@ impl Camera {
             topic: format!("{}/{id}/events", self.qs_prefix),
             payload: event.to_string().into_bytes().into(),
             redelivered: false,
+            retained: false,
             ack: None,
         };
         if self.handoff.send(incoming).await.is_err() {

@@ -282,6 +282,7 @@ impl ShellyPoller {
                             topic,
                             payload: payload.into(),
                             redelivered: false,
+                            retained: false,
                             ack: None,
                         };
                         tokio::select! {
