@@ -13,6 +13,8 @@ pub struct AuthSettings {
     pub jwt_secret: Option<SecretString>,
     pub token_ttl_secs: u64,
     pub refresh_ttl_secs: u64,
+    /// A used refresh token presented again within this many seconds gets the same successor.
+    pub refresh_reuse_grace_s: u64,
     pub login_attempts_per_minute: u32,
 }
 

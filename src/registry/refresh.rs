@@ -1,9 +1,13 @@
 //! Refresh tokens: opaque random strings, kept only as their SHA-256, in families that start at
 //! a login. A refresh uses its token up and issues the next of the family; a used (or revoked)
 //! token presented again revokes the whole family, so a stolen token works once at most and
-//! then logs out the thief and the user alike.
+//! then logs out the thief and the user alike — unless presented again within a grace of its
+//! use (`auth.refresh_reuse_grace_s`): two tabs refreshing at once both get the one successor,
+//! which is derived from the used token and a server key (HMAC-SHA256), so it is issued again
+//! without ever being stored.
 
 use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -36,6 +40,31 @@ fn hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
+/// How tokens rotate: their lifetime, the reuse grace, and the key successors derive from.
+#[derive(Clone)]
+pub struct RotationRules {
+    pub ttl_secs: u64,
+    pub reuse_grace_secs: u64,
+    /// Secret: with it and a used token, anyone could make its successor.
+    pub successor_key: [u8; 32],
+}
+
+impl RotationRules {
+    /// The successor of `token`: HMAC-SHA256 under the server key, 64 hex digits like a fresh
+    /// token.
+    fn successor(&self, token: &str) -> String {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.successor_key) else {
+            return new_secret();
+        };
+        mac.update(token.as_bytes());
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
 /// 244 random bits (two v4 UUIDs, from the OS's generator), as 64 hex digits.
 fn new_secret() -> String {
     format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())
@@ -48,41 +77,50 @@ pub async fn start(pool: &PgPool, username: &str, ttl_secs: u64) -> Result<Issue
         .execute(pool)
         .await?;
     let mut tx = pool.begin().await?;
-    let issued = insert(&mut tx, username, (Uuid::new_v4(), None), ttl_secs).await?;
+    let token = new_secret();
+    let issued = insert(
+        &mut tx,
+        (&token, username),
+        (Uuid::new_v4(), None),
+        ttl_secs,
+    )
+    .await?;
     tx.commit().await?;
     Ok(issued)
 }
 
 async fn insert(
     tx: &mut sqlx::PgConnection,
-    username: &str,
+    (token, username): (&str, &str),
     (family, started): (Uuid, Option<DateTime<Utc>>),
     ttl_secs: u64,
 ) -> Result<Issued, sqlx::Error> {
-    let token = new_secret();
     let expires_at: DateTime<Utc> = sqlx::query_scalar(
         "INSERT INTO refresh_tokens (token_hash, family, username, family_started_at, expires_at) \
          VALUES ($1, $2, $3, COALESCE($4, now()), now() + make_interval(secs => $5)) \
          RETURNING expires_at",
     )
-    .bind(hash(&token))
+    .bind(hash(token))
     .bind(family)
     .bind(username)
     .bind(started)
     .bind(ttl_secs as f64)
     .fetch_one(&mut *tx)
     .await?;
-    Ok(Issued { token, expires_at })
+    Ok(Issued {
+        token: token.to_owned(),
+        expires_at,
+    })
 }
 
-/// A presented token's family, user, family start, whether it was used, revoked or has
-/// expired, the user's role now (none: deleted) and whether the family is as recent as the
-/// user's last change of role or password.
+/// A presented token's family, user, family start, whether it was used (and within the reuse
+/// grace), revoked or has expired, the user's role now (none: deleted) and whether the family
+/// is as recent as the user's last change of role or password.
 type Presented = (
     Uuid,
     String,
     DateTime<Utc>,
-    bool,
+    (bool, bool),
     bool,
     bool,
     Option<Role>,
@@ -90,41 +128,85 @@ type Presented = (
 );
 
 /// Uses `token` up and issues the next of its family (see [`Rotation`]).
-pub async fn rotate(pool: &PgPool, token: &str, ttl_secs: u64) -> Result<Rotation, sqlx::Error> {
+pub async fn rotate(
+    pool: &PgPool,
+    token: &str,
+    rules: &RotationRules,
+) -> Result<Rotation, sqlx::Error> {
     let mut tx = pool.begin().await?;
     // Locked: of two refreshes racing with one token, the second sees it used.
     let row: Option<Presented> = sqlx::query_as(
         "SELECT t.family, t.username, t.family_started_at, \
-                    t.used_at IS NOT NULL, t.revoked_at IS NOT NULL, t.expires_at <= now(), \
+                    (t.used_at IS NOT NULL, \
+                     COALESCE(t.used_at > now() - make_interval(secs => $2), false)), \
+                    t.revoked_at IS NOT NULL, t.expires_at <= now(), \
                     u.role, t.family_started_at >= u.tokens_valid_since \
              FROM refresh_tokens t LEFT JOIN users u ON u.username = t.username \
              WHERE t.token_hash = $1 FOR UPDATE OF t",
     )
     .bind(hash(token))
+    .bind(rules.reuse_grace_secs as f64)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((family, username, started, used, revoked, expired, role, current)) = row else {
+    let Some((family, username, started, (used, in_grace), revoked, expired, role, current)) = row
+    else {
         return Ok(Rotation::Refused);
     };
+    let role = role.filter(|_| !revoked && !expired && current);
+    let next = rules.successor(token);
     if used {
+        // Another tab's refresh a moment ago: the same successor, while it stands.
+        if let (true, Some(role)) = (in_grace, role) {
+            if let Some(expires_at) = standing(&mut tx, &next).await? {
+                let next = Issued {
+                    token: next,
+                    expires_at,
+                };
+                return Ok(Rotation::Rotated {
+                    username,
+                    role,
+                    next,
+                });
+            }
+        }
         revoke(&mut tx, family).await?;
         tx.commit().await?;
         return Ok(Rotation::Reused);
     }
-    let Some(role) = role.filter(|_| !revoked && !expired && current) else {
+    let Some(role) = role else {
         return Ok(Rotation::Refused);
     };
     sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1")
         .bind(hash(token))
         .execute(&mut *tx)
         .await?;
-    let next = insert(&mut tx, &username, (family, Some(started)), ttl_secs).await?;
+    let next = insert(
+        &mut tx,
+        (&next, &username),
+        (family, Some(started)),
+        rules.ttl_secs,
+    )
+    .await?;
     tx.commit().await?;
     Ok(Rotation::Rotated {
         username,
         role,
         next,
     })
+}
+
+/// When `token` expires, if it is not revoked and has not expired.
+async fn standing(
+    tx: &mut sqlx::PgConnection,
+    token: &str,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT expires_at FROM refresh_tokens \
+         WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > now()",
+    )
+    .bind(hash(token))
+    .fetch_optional(&mut *tx)
+    .await
 }
 
 async fn revoke(tx: &mut sqlx::PgConnection, family: Uuid) -> Result<(), sqlx::Error> {

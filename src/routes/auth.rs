@@ -2,8 +2,9 @@ use std::sync::Arc;
 
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::{web, HttpRequest, HttpResponse};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use utoipa::ToSchema;
 use validator::Validate;
@@ -62,15 +63,29 @@ pub struct Me {
 }
 
 /// Tokens settings the handlers need.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct TokenLifetimes {
     pub refresh_ttl_secs: u64,
+    /// How refresh tokens rotate (their lifetime, the reuse grace, the successors' key).
+    pub rotation: refresh::RotationRules,
 }
 
 impl TokenLifetimes {
     pub fn from_settings(settings: &Settings) -> Self {
+        // The successors' key, derived from the JWT secret (without one auth is off and no
+        // refresh token is issued).
+        let mut key = Sha256::new();
+        key.update(b"devicehub refresh successor\0");
+        if let Some(secret) = &settings.auth.jwt_secret {
+            key.update(secret.expose_secret().as_bytes());
+        }
         Self {
             refresh_ttl_secs: settings.auth.refresh_ttl_secs,
+            rotation: refresh::RotationRules {
+                ttl_secs: settings.auth.refresh_ttl_secs,
+                reuse_grace_secs: settings.auth.refresh_reuse_grace_s,
+                successor_key: key.finalize().into(),
+            },
         }
     }
 }
@@ -180,8 +195,10 @@ pub async fn login(
 }
 
 /// Exchanges a refresh token (the body's, else the `devicehub_refresh` cookie's) for a new
-/// access token and a new refresh token. A refresh token works once: presented again, it
-/// revokes every token of its login (401), as does a change of the user's role or password.
+/// access token and a new refresh token. A refresh token works once: presented again within
+/// `auth.refresh_reuse_grace_s` of its use (two tabs at once) it gets the same new refresh
+/// token, later it revokes every token of its login (401), as does a change of the user's role
+/// or password.
 #[utoipa::path(post, operation_id = "refresh", path = "/api/auth/refresh", tag = "auth",
     request_body(content = Option<RefreshRequest>, description = "Optional: the cookie serves browsers"),
     responses(
@@ -200,7 +217,7 @@ pub async fn refresh(
     let token = presented(&req, &body)?.ok_or(ApiError::Unauthorized(
         "no refresh token (body refresh_token or the devicehub_refresh cookie)",
     ))?;
-    match refresh::rotate(&pool, &token, lifetimes.refresh_ttl_secs).await? {
+    match refresh::rotate(&pool, &token, &lifetimes.rotation).await? {
         Rotation::Rotated {
             username,
             role,

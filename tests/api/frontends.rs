@@ -68,7 +68,10 @@ async fn login_gives_a_short_access_token_and_a_refresh_token_that_rotates() {
 
 #[tokio::test]
 async fn a_reused_refresh_token_revokes_its_whole_login_and_only_that() {
-    let app = spawn_app().await;
+    let mut settings = test_settings();
+    // A reuse after the grace (10 s by default; 1 s here, to wait less).
+    settings.auth.refresh_reuse_grace_s = 1;
+    let app = spawn_app_with(settings).await;
     app.add_user("victim", PASSWORD, Role::Viewer).await;
     let stolen = login(&app, "victim").await["refresh_token"]
         .as_str()
@@ -81,6 +84,7 @@ async fn a_reused_refresh_token_revokes_its_whole_login_and_only_that() {
     // The user refreshes; later the thief replays the old token.
     let users_next: Value = refresh(&app, &stolen).await.json().await.unwrap();
     let users_next = users_next["refresh_token"].as_str().unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let body = assert_error(refresh(&app, &stolen).await, 401).await;
     assert!(
         body["details"]["reason"]
@@ -93,6 +97,33 @@ async fn a_reused_refresh_token_revokes_its_whole_login_and_only_that() {
     assert_error(refresh(&app, &users_next).await, 401).await;
     // Another login (another device) is not touched.
     assert_eq!(refresh(&app, &other_login).await.status(), 200);
+}
+
+#[tokio::test]
+async fn two_tabs_refreshing_at_once_both_succeed_with_one_successor() {
+    let app = spawn_app().await;
+    app.add_user("tabs", PASSWORD, Role::Viewer).await;
+    let token = login(&app, "tabs").await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Two tabs woke with the same cookie and refresh at the same moment.
+    let (a, b) = tokio::join!(refresh(&app, &token), refresh(&app, &token));
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+    let (a, b): (Value, Value) = (a.json().await.unwrap(), b.json().await.unwrap());
+    assert_eq!(
+        a["refresh_token"], b["refresh_token"],
+        "one successor for both"
+    );
+    for answer in [&a, &b] {
+        let me = app
+            .get("/api/auth/me", answer["access_token"].as_str().unwrap())
+            .await;
+        assert_eq!(me.status(), 200);
+    }
+    // The login lives on: the successor rotates in turn.
+    let next = a["refresh_token"].as_str().unwrap();
+    assert_eq!(refresh(&app, next).await.status(), 200);
 }
 
 #[tokio::test]
