@@ -65,7 +65,6 @@ pub struct Me {
 /// Tokens settings the handlers need.
 #[derive(Clone)]
 pub struct TokenLifetimes {
-    pub refresh_ttl_secs: u64,
     /// How refresh tokens rotate (their lifetime, the reuse grace, the successors' key).
     pub rotation: refresh::RotationRules,
 }
@@ -80,7 +79,6 @@ impl TokenLifetimes {
             key.update(secret.expose_secret().as_bytes());
         }
         Self {
-            refresh_ttl_secs: settings.auth.refresh_ttl_secs,
             rotation: refresh::RotationRules {
                 ttl_secs: settings.auth.refresh_ttl_secs,
                 reuse_grace_secs: settings.auth.refresh_reuse_grace_s,
@@ -189,7 +187,7 @@ pub async fn login(
         }
     };
     let token = issuer.issue(&user.username, user.role)?;
-    let refresh = refresh::start(&pool, &user.username, lifetimes.refresh_ttl_secs).await?;
+    let refresh = refresh::start(&pool, &user.username, lifetimes.rotation.ttl_secs).await?;
     tracing::info!(username = %user.username, role = %user.role, "login");
     Ok(tokens(&req, token, issuer.ttl_secs(), refresh))
 }

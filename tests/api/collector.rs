@@ -5,7 +5,9 @@ use chrono::{Duration, Utc};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::harness::{assert_error, collector_settings, spawn_app_with, Device, TestApp};
+use crate::harness::{
+    assert_error, collector_settings, metric_sample, spawn_app_with, Device, TestApp,
+};
 
 async fn collector_app() -> TestApp {
     spawn_app_with(collector_settings()).await
@@ -725,13 +727,6 @@ async fn registrations_beyond_the_rate_are_dead_lettered_and_a_protocol_can_refu
     assert_eq!(stats["ingest"]["messages_accepted"], 4, "{stats}");
 }
 
-/// The value of the sample `line` in the exposition `text`.
-fn sample(text: &str, line: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(line)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 #[tokio::test]
 async fn retained_telemetry_is_no_new_reading_at_any_restart_and_a_stale_retained_online_changes_nothing(
 ) {
@@ -802,7 +797,7 @@ async fn retained_telemetry_is_no_new_reading_at_any_restart_and_a_stale_retaine
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             let text = app.scrape().await;
-            if sample(&text, ignored) == Some(2.0) {
+            if metric_sample(&text, ignored) == Some(2.0) {
                 break;
             }
             assert!(

@@ -14,7 +14,7 @@ use regex::Regex;
 use serde_json::{json, Value};
 
 use crate::harness::Device;
-use crate::harness::{collector_settings, spawn_app, spawn_app_with, TestApp};
+use crate::harness::{collector_settings, metric_sample, spawn_app, spawn_app_with, TestApp};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const INFLUX_UID: &str = "devicehub-influxdb";
@@ -92,13 +92,6 @@ fn exported(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// The value of the sample `line` (`name{labels}`) in an exposition.
-fn sample(text: &str, line: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(line)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 #[tokio::test]
 async fn every_series_the_rules_and_dashboards_use_is_exported() {
     let mut settings = collector_settings();
@@ -142,28 +135,28 @@ async fn every_series_the_rules_and_dashboards_use_is_exported() {
     // The request above, by its route pattern; the 404 under `unmatched`, not its path.
     let requests =
         r#"devicehub_http_requests_total{method="GET",route="/api/devices",status="200"}"#;
-    assert_eq!(sample(&text, requests), Some(1.0), "{text}");
+    assert_eq!(metric_sample(&text, requests), Some(1.0), "{text}");
     assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
     assert!(!text.contains("/no/such/page"));
     for sink in ["influxdb", "archive", "registry"] {
         let lag = format!("devicehub_sink_lag_records{{sink=\"{sink}\"}}");
-        assert_eq!(sample(&text, &lag), Some(0.0), "{lag}\n{text}");
+        assert_eq!(metric_sample(&text, &lag), Some(0.0), "{lag}\n{text}");
     }
-    let fill = sample(&text, "devicehub_journal_fill_ratio").unwrap();
+    let fill = metric_sample(&text, "devicehub_journal_fill_ratio").unwrap();
     assert!((0.0..0.01).contains(&fill), "{fill}");
     assert_eq!(
-        sample(&text, "devicehub_journal_max_bytes"),
+        metric_sample(&text, "devicehub_journal_max_bytes"),
         Some(1_073_741_824.0)
     );
     assert_eq!(
-        sample(&text, r#"devicehub_mqtt_connected{client="publisher"}"#),
+        metric_sample(&text, r#"devicehub_mqtt_connected{client="publisher"}"#),
         Some(1.0)
     );
     // The collector's own connection comes up beside the publisher's.
     let connected = r#"devicehub_mqtt_connected{client="collector"}"#;
     let mut text = text;
     for _ in 0..50 {
-        if sample(&text, connected) == Some(1.0) {
+        if metric_sample(&text, connected) == Some(1.0) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -207,7 +200,7 @@ async fn fleet_gauges_count_devices_by_connection_and_open_alerts_by_severity() 
     let mut text = app.scrape().await;
     while expected
         .iter()
-        .any(|(line, v)| sample(&text, line) != Some(*v))
+        .any(|(line, v)| metric_sample(&text, line) != Some(*v))
     {
         assert!(
             std::time::Instant::now() < deadline,
@@ -253,9 +246,9 @@ async fn a_sink_whose_store_is_down_shows_its_lag_in_records_and_seconds() {
     let mut text = String::new();
     for _ in 0..100 {
         text = app.scrape().await;
-        let lagging = sample(&text, influx_records) == Some(3.0)
-            && sample(&text, influx_seconds).is_some_and(|s| s >= 1.0)
-            && sample(&text, archive_records) == Some(0.0);
+        let lagging = metric_sample(&text, influx_records) == Some(3.0)
+            && metric_sample(&text, influx_seconds).is_some_and(|s| s >= 1.0)
+            && metric_sample(&text, archive_records) == Some(0.0);
         if lagging {
             return;
         }

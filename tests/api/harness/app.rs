@@ -275,3 +275,10 @@ pub async fn assert_error(response: Response, status: u16) -> Value {
     );
     body
 }
+
+/// The value of the sample `line` (`name{labels}`) in a `/metrics` exposition `text`.
+pub fn metric_sample(text: &str, line: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
