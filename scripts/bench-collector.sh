@@ -60,7 +60,10 @@ release_binaries
 # The shipped broker config (config/mosquitto/mosquitto.conf: its queue bounded by bytes, 1,000
 # messages in flight per client, persistence), opened to anonymous clients without ACLs so that
 # the load generator's thousand devices need no accounts; data and log in the work directory.
+# The plain listener only: the collector's own cost is measured (TLS costs the broker and the
+# collector alike, per connection; its handshake is not per message).
 sed -e "s#^listener 1883\$#listener $PORT 127.0.0.1#" \
+    -e "/^listener 8883/,/^require_certificate/d" \
     -e "s#^allow_anonymous false#allow_anonymous true#" \
     -e "/^password_file /d" -e "/^acl_file /d" \
     -e "s#^persistence_location .*#persistence_location $WORK/mosquitto-data/#" \

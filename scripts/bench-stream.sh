@@ -29,6 +29,8 @@ export DEVICEHUB__DATABASE__URL="postgres://postgres@$PG_HOST:$PG_PORT/$DB"
 export DEVICEHUB__HTTP__BIND="127.0.0.1:$PORT"
 export DEVICEHUB__AUTH__JWT_SECRET="bench-only-secret-not-for-production-0123456789"
 export DEVICEHUB__LOG__LEVEL=warn
+# One bench user stands for a fleet of users: the per-user stream cap is lifted for it.
+export DEVICEHUB__STREAM__MAX_CLIENTS_PER_USER=100000
 export DEVICEHUB__ROLES=api,collector
 export DEVICEHUB__MQTT__CLIENT_ID="devicehub-$TAG"
 export DEVICEHUB__MQTT__IOT_PREFIX="$TAG/iot"

@@ -4,7 +4,9 @@
 - every DEVICEHUB__ name they set is a setting of config/default.toml (set or commented out);
 - every devicehub container has liveness /healthz and readiness /readyz probes, resources, a
   read-only root filesystem and no privilege escalation, and every pod runs as non-root;
-- the optional Mosquitto component ships config/mosquitto's files unchanged.
+- the optional Mosquitto component ships config/mosquitto's files unchanged;
+- an Ingress publishes the console and the API, never /metrics or the probes;
+- docker compose publishes only devicehub's HTTP and MQTT over TLS beyond loopback.
 
 Usage: check_manifests.py RENDERED.yaml...
 """
@@ -75,6 +77,14 @@ for path in sys.argv[1:]:
         if doc["kind"] in ("Deployment", "StatefulSet"):
             workloads += 1
             check_workload(path, doc)
+        if doc["kind"] == "Ingress":
+            for rule in doc["spec"]["rules"]:
+                for p in rule["http"]["paths"]:
+                    covers = lambda path: p["path"] == path or (
+                        p["pathType"] == "Prefix" and path.startswith(p["path"].rstrip("/") + "/"))
+                    for internal in ("/metrics", "/readyz", "/healthz", "/health"):
+                        if covers(internal):
+                            errors.append(f"{path}: the Ingress publishes {internal} (path {p['path']} {p['pathType']})")
         if doc["kind"] == "ConfigMap" and doc["metadata"]["name"].startswith("mosquitto-config"):
             for file in ("mosquitto.conf", "acl"):
                 shipped = (ROOT / "config/mosquitto" / file).read_text()
@@ -82,6 +92,16 @@ for path in sys.argv[1:]:
                     errors.append(f"{path}: the Mosquitto component's {file} differs from config/mosquitto/{file}")
 for extra in ("docker-compose.yml", "deploy/k8s/secrets.env.example"):
     check_names(extra, (ROOT / extra).read_text())
+
+# docker compose publishes devicehub's HTTP and MQTT over TLS to the network, nothing else.
+compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+for name, service in compose["services"].items():
+    for port in service.get("ports", []):
+        published = str(port)
+        if published in ("8080:8080", "8883:8883"):
+            continue
+        if not published.startswith("127.0.0.1:"):
+            errors.append(f"docker-compose.yml: {name} publishes {published} beyond this machine")
 
 if workloads == 0:
     errors.append("no workloads found in " + " ".join(sys.argv[1:]))

@@ -180,20 +180,25 @@ ensure_services() {
 
 # devicehub's own broker for scripts/run.sh: Mosquitto with the shipped configuration
 # (config/mosquitto/: no anonymous clients, ACLs, devicehub's queue bounded by bytes,
-# persistence) on 127.0.0.1:$DEVICEHUB_BROKER_PORT, data and log under data/mosquitto. The
-# machine's own Mosquitto on 1883 (anonymous, for the tests' shared broker) is left alone.
+# persistence, TLS) with its TLS listener on 127.0.0.1:$DEVICEHUB_BROKER_TLS_PORT (certificates
+# from `devicehub certs mqtt` in data/mosquitto/certs) and its plain one on
+# 127.0.0.1:$DEVICEHUB_BROKER_PORT; data and log under data/mosquitto. The machine's own
+# Mosquitto on 1883 (anonymous, for the tests' shared broker) is left alone.
 DEVICEHUB_BROKER_PORT="${DEVICEHUB_BROKER_PORT:-1884}"
+DEVICEHUB_BROKER_TLS_PORT="${DEVICEHUB_BROKER_TLS_PORT:-8884}"
 # DEVELOPMENT DEFAULTS, for this loopback-only broker: devicehub's broker password, and the one
 # password every simulated device logs in with (as its device id).
 BROKER_DEV_PASSWORD=dev-only-broker-password
 DEVICE_DEV_PASSWORD=dev-only-device-password
 
-# Writes the password file (devicehub, and one user per device id read from stdin) and starts
-# the broker, or makes a running one reload its users.
+# Writes the password file (devicehub, and one user per device id read from stdin) and the TLS
+# certificates (with the devicehub binary $1, unless there) and starts the broker, or makes a
+# running one reload its users.
 ensure_devicehub_broker() {
   local dir="$ROOT/data/mosquitto" id
   command -v mosquitto_passwd >/dev/null || apt_install mosquitto
   mkdir -p "$dir/data"
+  "$1" certs mqtt --dir "$dir/certs" --host 127.0.0.1,localhost >/dev/null
   {
     printf 'devicehub:%s\n' "$BROKER_DEV_PASSWORD"
     while read -r id; do printf '%s:%s\n' "$id" "$DEVICE_DEV_PASSWORD"; done
@@ -201,6 +206,8 @@ ensure_devicehub_broker() {
   chmod 0600 "$dir/passwd"
   mosquitto_passwd -U "$dir/passwd"
   sed -e "s#^listener 1883\$#listener $DEVICEHUB_BROKER_PORT 127.0.0.1#" \
+      -e "s#^listener 8883\$#listener $DEVICEHUB_BROKER_TLS_PORT 127.0.0.1#" \
+      -e "s#/mosquitto/certs/#$dir/certs/#" \
       -e "s#^persistence_location .*#persistence_location $dir/data/#" \
       -e "s#^password_file .*#password_file $dir/passwd#" \
       -e "s#^acl_file .*#acl_file $ROOT/config/mosquitto/acl#" \

@@ -2,8 +2,8 @@
 # Starts devicehub with everything it needs on this machine, and the simulator feeding it:
 # installs and starts PostgreSQL, InfluxDB (Debian's 1.x, so the v1 API) and an S3 server
 # (s3s-fs) when missing, builds the release binaries, starts Mosquitto with the shipped broker
-# configuration (config/mosquitto/, on 127.0.0.1:1884: passwords and ACLs, each simulated device
-# logging in as itself), runs devicehub (API on :8080 and the collector), creates a first admin,
+# configuration (config/mosquitto/: TLS on 127.0.0.1:8884 with a CA of its own, plain on
+# 127.0.0.1:1884; passwords and ACLs, each simulated device logging in as itself), runs devicehub (API on :8080 and the collector), creates a first admin,
 # starts Prometheus (Debian's) on 127.0.0.1:9090 scraping it with the shipped alert rules
 # (DEVICEHUB_PROMETHEUS=0: not), and runs `devicehub-sim run` with
 # config/simulator/home.toml, which registers its devices and publishes as a home and a
@@ -44,8 +44,10 @@ SCENARIO="${DEVICEHUB_SCENARIO:-config/simulator/home.toml}"
 
 "$SIM" devices --scenario "$SCENARIO" |
   python3 -c 'import sys, json; [print(json.loads(l)["device_id"]) for l in sys.stdin]' |
-  ensure_devicehub_broker
-BROKER="mqtt://127.0.0.1:$DEVICEHUB_BROKER_PORT"
+  ensure_devicehub_broker "$BIN"
+# Over TLS, as devices and devicehub talk in a deployment (the CA from `devicehub certs mqtt`).
+MQTT_CA="$ROOT/data/mosquitto/certs/ca.crt"
+BROKER="mqtts://127.0.0.1:$DEVICEHUB_BROKER_TLS_PORT"
 # The pollers too: with the simulator, devicehub polls its Mikrotik emulator (HTTPS with the
 # simulator's self-signed certificate as the trusted CA, the scenario's development password),
 # the Shelly devices the router's leases name (on port 8081, the scenario's development device
@@ -58,11 +60,14 @@ if [ "${DEVICEHUB_SIMULATOR:-1}" != 0 ]; then
   export DEVICEHUB__MIKROTIK__PASSWORD="${DEVICEHUB__MIKROTIK__PASSWORD:-dev-only-router-password}"
   export DEVICEHUB__SHELLY__PORT="${DEVICEHUB__SHELLY__PORT:-8081}"
   export DEVICEHUB__SHELLY__PASSWORD="${DEVICEHUB__SHELLY__PASSWORD:-dev-only-shelly-password}"
+  # The scenario's Gen1 Shelly 2.5: the one host the password may go to by basic auth.
+  export DEVICEHUB__SHELLY__GEN1_HOSTS="${DEVICEHUB__SHELLY__GEN1_HOSTS:-127.0.1.13:8081}"
   export DEVICEHUB__HIKVISION__HOSTS="${DEVICEHUB__HIKVISION__HOSTS:-127.0.1.20:8081}"
   export DEVICEHUB__HIKVISION__PASSWORD="${DEVICEHUB__HIKVISION__PASSWORD:-dev-only-camera-password}"
   export DEVICEHUB__INVENTORY__METADATA_CSV="${DEVICEHUB__INVENTORY__METADATA_CSV:-config/simulator/device_metadata.csv}"
 fi
-export DEVICEHUB__MQTT__URL="${DEVICEHUB__MQTT__URL:-mqtt://devicehub:$BROKER_DEV_PASSWORD@127.0.0.1:$DEVICEHUB_BROKER_PORT}"
+export DEVICEHUB__MQTT__URL="${DEVICEHUB__MQTT__URL:-mqtts://devicehub:$BROKER_DEV_PASSWORD@127.0.0.1:$DEVICEHUB_BROKER_TLS_PORT}"
+export DEVICEHUB__MQTT__CA_FILE="${DEVICEHUB__MQTT__CA_FILE:-$MQTT_CA}"
 
 "$BIN" migrate
 if printf '%s\n' "$ADMIN_PASSWORD" | "$BIN" user add --username admin --role admin >/dev/null 2>&1; then
@@ -108,6 +113,7 @@ log "devicehub is ready: the web console on $API/ and the API docs on $API/docs 
 if [ "${DEVICEHUB_SIMULATOR:-1}" != 0 ]; then
   log "starting the simulator: $SCENARIO"
   DEVICEHUB_SIM_PASSWORD="$ADMIN_PASSWORD" DEVICEHUB_SIM_DEVICE_PASSWORD="$DEVICE_DEV_PASSWORD" \
+    DEVICEHUB_SIM_MQTT_CA_FILE="$MQTT_CA" \
     "$SIM" run --scenario "$SCENARIO" --broker "$BROKER" &
   SIMULATOR=$!
 fi

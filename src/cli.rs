@@ -50,6 +50,31 @@ pub enum Command {
     /// The bronze/silver/gold analytics models.
     #[command(subcommand)]
     Analytics(AnalyticsCommand),
+    /// Certificates devicehub's deployments need.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// A private CA and the MQTT broker's server certificate (ca.crt, ca.key, server.crt,
+    /// server.key) in --dir, unless they are there already. Give devicehub, the simulator and
+    /// devices ca.crt to trust (`mqtt.ca_file`).
+    Mqtt {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// A name or address the broker is reached by (repeat, or comma-separate).
+        #[arg(
+            long = "host",
+            value_name = "HOST",
+            value_delimiter = ',',
+            required = true
+        )]
+        hosts: Vec<String>,
+        /// Replace an existing set.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,6 +121,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", openapi::document_json());
         return Ok(());
     }
+    // Needs no settings: it runs before anything is configured (a first start's step).
+    if let Command::Certs(CertsCommand::Mqtt { dir, hosts, force }) = &cli.command {
+        let (files, written) = crate::certs::mqtt(dir, hosts, *force)?;
+        let what = if written {
+            "written"
+        } else {
+            "kept (already there)"
+        };
+        println!(
+            "MQTT TLS {what}: CA {}, server certificate {} for {}",
+            files.ca_cert.display(),
+            files.server_cert.display(),
+            hosts.join(", ")
+        );
+        return Ok(());
+    }
     let settings = Settings::load(cli.config.as_deref())?;
     logging::init(&settings.log);
     match cli.command {
@@ -133,7 +174,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             run_analytics(&settings, &request).await?;
         }
         Command::Healthcheck { ready } => healthcheck(&settings, ready).await?,
-        Command::Openapi => unreachable!("handled above"),
+        Command::Openapi | Command::Certs(_) => unreachable!("handled above"),
     }
     Ok(())
 }

@@ -63,7 +63,7 @@ pub async fn start(
     )?;
     let decoder = Arc::new(Decoder::from_settings(&settings.mqtt));
     let feed = Feed::new(
-        journal.dir().to_owned(),
+        (journal.dir().to_owned(), journal.damage().clone()),
         end,
         decoder.clone(),
         (DECODED_CACHE_RECORDS, DECODED_CACHE_BYTES),
@@ -95,6 +95,7 @@ pub async fn start(
     };
     let skipped = sinks::spawn_all(supervisor, (&feed, &oversight), &context).await?;
     alert_skipped(&stores.pool, skipped).await;
+    spawn_damage_alerts(&journal, stores, metrics, supervisor);
 
     spawn_upkeep(settings, stores, device_types, supervisor);
     let dedupers = Dedupers::warm(&stores.pool, &decoder, &journal, feed.written_by_all()).await?;
@@ -144,6 +145,39 @@ fn spawn_upkeep(
     });
     supervisor.spawn("device types", Wave::Intake, move |shutdown| {
         device_types.clone().refresh_until(shutdown)
+    });
+}
+
+/// Damage found in the journal's files (at open, or by a sink's reader) is counted and raised as
+/// a critical `journal_corrupt` alert naming the segment and offset; the readers have already
+/// passed over it, so the records after it flow.
+fn spawn_damage_alerts(
+    journal: &Journal,
+    stores: &CollectorStores,
+    metrics: &Arc<Metrics>,
+    supervisor: &mut Supervisor,
+) {
+    let Some(mut found) = journal.damage().take_receiver() else {
+        return;
+    };
+    let (pool, metrics) = (stores.pool.clone(), metrics.ingest.clone());
+    supervisor.spawn_once("journal damage", Wave::Intake, move |shutdown| async move {
+        loop {
+            let damage = tokio::select! {
+                damage = found.recv() => damage,
+                () = shutdown.cancelled() => None,
+            };
+            let Some(damage) = damage else {
+                return Ok(());
+            };
+            metrics.journal_damaged(damage.records());
+            let message = damage.to_string();
+            if let Err(e) =
+                alerts::raise_service(&pool, "journal_corrupt", Severity::Critical, &message).await
+            {
+                tracing::error!(error = %e, %message, "cannot raise an alert");
+            }
+        }
     });
 }
 

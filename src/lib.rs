@@ -9,6 +9,7 @@
 pub mod access;
 pub mod analytics;
 pub mod auth;
+pub mod certs;
 pub mod cli;
 pub mod clients;
 pub mod collector;

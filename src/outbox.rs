@@ -133,10 +133,8 @@ impl Outbox {
                         .unwrap_or_default();
                     format!("/rpc/Switch.Set?id={}&on={}{toggle}", set.channel, set.on)
                 };
+                // Basic auth only if the operator listed the host in shelly.gen1_hosts.
                 let shelly = self.shelly.host(host);
-                if generation == 1 {
-                    shelly.allow_basic();
-                }
                 match shelly.send(reqwest::Method::GET, &path, None).await {
                     Ok(r) if r.status().is_success() => {
                         let answer = answer_text(r).await;

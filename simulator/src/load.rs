@@ -58,12 +58,35 @@ struct Summary {
     cpu_seconds: Option<f64>,
 }
 
+/// The environment variable naming the PEM CA that an `mqtts://` broker's certificate is checked
+/// against (devicehub's `mqtt.ca_file`; `devicehub certs mqtt` writes it); unset: the system's
+/// roots.
+pub const CA_FILE_VAR: &str = "DEVICEHUB_SIM_MQTT_CA_FILE";
+
+/// Connection options for `broker` (`mqtt://` or `mqtts://`, with `user:password@`).
 pub fn mqtt_options(broker: &str, id: String) -> anyhow::Result<MqttOptions> {
     let url = url::Url::parse(broker)?;
     let host = url
         .host_str()
         .ok_or_else(|| anyhow::anyhow!("broker URL has no host"))?;
-    let mut options = MqttOptions::new(id, host, url.port().unwrap_or(1883));
+    let tls = match url.scheme() {
+        "mqtt" | "tcp" => false,
+        "mqtts" | "ssl" => true,
+        other => anyhow::bail!("broker URL scheme {other:?}: use mqtt:// or mqtts://"),
+    };
+    let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
+    let mut options = MqttOptions::new(id, host, port);
+    if tls {
+        options.set_transport(match std::env::var_os(CA_FILE_VAR) {
+            Some(path) => {
+                let ca = std::fs::read(&path).map_err(|e| {
+                    anyhow::anyhow!("cannot read {CA_FILE_VAR} {}: {e}", path.to_string_lossy())
+                })?;
+                rumqttc::Transport::tls(ca, None, None)
+            }
+            None => rumqttc::Transport::tls_with_default_config(),
+        });
+    }
     options
         .set_keep_alive(Duration::from_secs(30))
         .set_inflight(1000)

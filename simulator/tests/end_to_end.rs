@@ -206,7 +206,9 @@ interval_s = 1
 /// The home network end to end, found the way a home's devices are: the router's leases name
 /// two Shelly relays that devicehub polls (a Gen2 Pro 2PM behind digest auth, a Gen1 Shelly 2.5
 /// behind basic auth), a Plus Plug S that pushes over MQTT (not polled, controlled over its MQTT
-/// RPC) and a HikVision camera (digest auth, alert stream, snapshot).
+/// RPC) and a HikVision camera (digest auth, alert stream, snapshot). The relays get the shared
+/// password because the operator adopted them: the metadata file names their MACs as Shelly
+/// devices, and the Gen1 is listed in `shelly.gen1_hosts` for basic auth.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_home_network_is_found_through_the_inventory_polled_and_controlled() {
     let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
@@ -235,6 +237,25 @@ async fn the_home_network_is_found_through_the_inventory_polled_and_controlled()
     settings.shelly.port = shelly_port;
     settings.shelly.password = Some(SecretString::from("shelly-test-password"));
     settings.shelly.interval_s = 1;
+    settings.shelly.gen1_hosts = vec![format!("{net}.11:{shelly_port}")];
+    let metadata = std::env::temp_dir().join(format!("devicehub-home-{tag}.csv"));
+    let colons = |id: &str| {
+        let mac = devicehub_sim::profiles::shelly::shelly_mac(id);
+        (0..6)
+            .map(|i| &mac[i * 2..i * 2 + 2])
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    std::fs::write(
+        &metadata,
+        format!(
+            "mac_address,device_type,owner,location\n{},shelly,house,utility\n{},shelly,house,garage\n",
+            colons(&gen2),
+            colons(&gen1),
+        ),
+    )
+    .unwrap();
+    settings.inventory.metadata_csv = metadata;
     settings.hikvision.hosts = vec![format!("{net}.20:{camera_port}")];
     settings.hikvision.password = Some(SecretString::from("camera-test-password"));
     let influx_db = settings.influxdb.database.clone();

@@ -1,14 +1,13 @@
 //! Authentication and authorization: HS256 JWT bearer tokens, argon2 password hashes, roles
 //! enforced by extractors so that a handler states the least role it needs in its signature.
 
+pub mod limits;
 mod password;
 mod token;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,21 +15,20 @@ use std::time::{Duration, Instant};
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sqlx::PgPool;
 
 pub use password::{hash_password, verify_password, PasswordError, MIN_PASSWORD_CHARS};
-pub use token::{Claims, TokenIssuer};
+pub use token::{now as token_now, Claims, Session, TokenIssuer};
 
 use crate::configuration::AuthSettings;
 use crate::domain::Role;
 use crate::error::ApiError;
 use crate::registry::users::{self, TokenState};
 
-/// How long a user's role and token validity are taken from memory before PostgreSQL is asked
-/// again: deleting a user, or changing its role or password, reaches tokens already issued
-/// within this long.
+/// How long a user's role and token generation, and whether a login is still in, are taken from
+/// memory before PostgreSQL is asked again: deleting a user, changing its role or password, or a
+/// logout in another process reaches tokens already issued within this long (in this process, at
+/// once).
 pub const USER_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Who is calling, as proven by their token.
@@ -38,19 +36,25 @@ pub const USER_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 pub struct Caller {
     pub username: String,
     pub role: Role,
+    /// The token's claims (`None`: auth is off).
+    pub token: Option<Claims>,
 }
 
 /// Shared auth state for the HTTP workers.
 pub struct Auth {
     /// `None` when auth is switched off: every caller is then an anonymous admin.
     issuer: Option<TokenIssuer>,
-    login_limiter: DefaultKeyedRateLimiter<IpAddr>,
+    login_limits: limits::LoginLimits,
+    /// `http.trusted_proxies`: whose forwarding headers name the client.
+    trusted_proxies: Vec<ipnet::IpNet>,
     /// Users as PostgreSQL last said (`None`: no such user), and when it said so.
     users: Mutex<HashMap<String, (Instant, Option<TokenState>)>>,
+    /// Whether a login (refresh family) is still in, as PostgreSQL last said, and when.
+    logins: Mutex<HashMap<uuid::Uuid, (Instant, bool)>>,
 }
 
 impl Auth {
-    pub fn from_settings(settings: &AuthSettings) -> Self {
+    pub fn from_settings(settings: &AuthSettings, trusted_proxies: Vec<ipnet::IpNet>) -> Self {
         let issuer = if settings.enabled {
             settings
                 .jwt_secret
@@ -59,12 +63,12 @@ impl Auth {
         } else {
             None
         };
-        let per_minute =
-            NonZeroU32::new(settings.login_attempts_per_minute).unwrap_or(NonZeroU32::MIN);
         Self {
             issuer,
-            login_limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            login_limits: limits::LoginLimits::new(settings.login_attempts_per_minute),
+            trusted_proxies,
             users: Mutex::new(HashMap::new()),
+            logins: Mutex::new(HashMap::new()),
         }
     }
 
@@ -86,18 +90,14 @@ impl Auth {
         })
     }
 
-    /// Counts a login attempt from `ip`; too many in a minute get 429.
-    pub fn check_login_rate(&self, ip: IpAddr) -> Result<(), ApiError> {
-        // The keyed store grows with distinct clients; forget idle ones now and then.
-        if self.login_limiter.len() > 10_000 {
-            self.login_limiter.retain_recent();
-        }
-        self.login_limiter.check_key(&ip).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            ApiError::RateLimited {
-                retry_after_secs: wait.as_secs().max(1),
-            }
-        })
+    /// The client network of `req` (see [`limits::client_ip`]).
+    pub fn client_network(&self, req: &HttpRequest) -> Option<limits::Network> {
+        limits::client_ip(req, &self.trusted_proxies).map(limits::Network::of)
+    }
+
+    /// The login limits.
+    pub fn login_limits(&self) -> &limits::LoginLimits {
+        &self.login_limits
     }
 
     /// Forgets what it knew of `username`, so that this process applies a change at once.
@@ -118,6 +118,7 @@ impl Auth {
             return Ok(Caller {
                 username: "anonymous".into(),
                 role: Role::Admin,
+                token: None,
             });
         };
         let value = req
@@ -140,15 +141,23 @@ impl Auth {
         self.caller_of(&claims, pool).await
     }
 
-    /// The caller a verified token (or ticket) speaks for: its user must still exist, and have
-    /// changed neither role nor password since it was issued; the role is the user's now.
+    /// The caller a verified token (or ticket) speaks for: its user must still exist, under the
+    /// token generation it was issued with (no change of role or password since), and its login
+    /// must not be logged out; the role is the user's now.
     pub async fn caller_of(
         &self,
         claims: &Claims,
         pool: Option<&PgPool>,
     ) -> Result<Caller, ApiError> {
+        if let Some(login) = claims.sid {
+            if !self.login_in(login, pool).await {
+                return Err(ApiError::Unauthorized(
+                    "this token's login was logged out; log in again",
+                ));
+            }
+        }
         let role = match self.user(&claims.sub, pool).await {
-            Some(Some(state)) if claims.issued_ms() >= state.valid_since => state.role,
+            Some(Some(state)) if claims.gen == state.generation => state.role,
             Some(Some(_)) => {
                 return Err(ApiError::Unauthorized(
                     "the token predates a change of this user's role or password; log in again",
@@ -161,7 +170,48 @@ impl Auth {
         Ok(Caller {
             username: claims.sub.clone(),
             role,
+            token: Some(claims.clone()),
         })
+    }
+
+    /// Whether `login` is still in (not logged out, not revoked), from memory when fresh; when
+    /// PostgreSQL cannot say, what was known, else yes.
+    async fn login_in(&self, login: uuid::Uuid, pool: Option<&PgPool>) -> bool {
+        let remembered = self
+            .logins
+            .lock()
+            .ok()
+            .and_then(|logins| logins.get(&login).copied());
+        if let Some((at, known)) = remembered {
+            if at.elapsed() < USER_CHECK_INTERVAL || !known {
+                return known;
+            }
+        }
+        let Some(pool) = pool else {
+            return remembered.is_none_or(|(_, known)| known);
+        };
+        match crate::registry::refresh::login_in(pool, login).await {
+            Ok(known) => {
+                if let Ok(mut logins) = self.logins.lock() {
+                    if logins.len() > 10_000 {
+                        logins.retain(|_, (at, _)| at.elapsed() < USER_CHECK_INTERVAL);
+                    }
+                    logins.insert(login, (Instant::now(), known));
+                }
+                known
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check a token's login; using what is known");
+                remembered.is_none_or(|(_, known)| known)
+            }
+        }
+    }
+
+    /// `login` was logged out here: this process refuses its tokens at once.
+    pub fn logged_out(&self, login: uuid::Uuid) {
+        if let Ok(mut logins) = self.logins.lock() {
+            logins.insert(login, (Instant::now(), false));
+        }
     }
 
     /// The claims of a stream ticket; `None` when auth is off (no ticket is needed then).

@@ -10,27 +10,44 @@ use crate::domain::Role;
 use crate::error::ApiError;
 
 const ISSUER: &str = "devicehub";
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 /// The issuer of stream tickets: a ticket is no access token and an access token no ticket.
 const TICKET_ISSUER: &str = "devicehub-stream";
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
     pub role: Role,
     pub iat: u64,
-    /// `iat` in milliseconds, so that a token issued in the same second as a change of its
-    /// user's role or password is told apart from one issued before it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iat_ms: Option<u64>,
     pub exp: u64,
     pub iss: String,
+    /// The user's token generation when issued: the token is refused once it moves (a change
+    /// of role or password), whatever any clock says.
+    #[serde(default)]
+    pub gen: i64,
+    /// The login (refresh family) the token belongs to: refused once that login is logged out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<uuid::Uuid>,
+    /// A stream ticket's: when the access token it was asked with expires. Its stream ends
+    /// then (`event: end`), and the client opens another with a fresh ticket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<u64>,
 }
 
-impl Claims {
-    /// When the token was issued, in Unix milliseconds.
-    pub fn issued_ms(&self) -> i64 {
-        self.iat_ms.unwrap_or(self.iat.saturating_mul(1000)) as i64
-    }
+/// Whom a token speaks for: a user with its role and token generation, in a login.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub username: String,
+    pub role: Role,
+    pub generation: i64,
+    /// The refresh family of the login (`None`: a token made without one, by a test or tool).
+    pub login: Option<uuid::Uuid>,
 }
 
 /// Signs and verifies access tokens (and stream tickets) with one HS256 secret.
@@ -65,42 +82,37 @@ impl TokenIssuer {
         self.ttl_secs
     }
 
-    pub fn issue(&self, username: &str, role: Role) -> Result<String, ApiError> {
-        self.sign(username, role, ISSUER, self.ttl_secs)
+    /// An access token for `session`.
+    pub fn issue(&self, session: &Session) -> Result<String, ApiError> {
+        let now = now();
+        self.sign(&Claims {
+            sub: session.username.clone(),
+            role: session.role,
+            iat: now,
+            exp: now + self.ttl_secs,
+            iss: ISSUER.into(),
+            gen: session.generation,
+            sid: session.login,
+            until: None,
+        })
     }
 
     /// A stream ticket: what a browser's `EventSource`, which cannot send headers, puts in the
-    /// URL instead of its access token. It lives `ttl_secs` and opens streams only.
-    pub fn issue_ticket(
-        &self,
-        username: &str,
-        role: Role,
-        ttl_secs: u64,
-    ) -> Result<String, ApiError> {
-        self.sign(username, role, TICKET_ISSUER, ttl_secs)
+    /// URL instead of its access token. It opens streams only, for `ttl_secs`; it carries the
+    /// access token's generation, login and expiry, and the stream it opens ends with them.
+    pub fn issue_ticket(&self, access: &Claims, ttl_secs: u64) -> Result<String, ApiError> {
+        let now = now();
+        self.sign(&Claims {
+            iat: now,
+            exp: now + ttl_secs,
+            iss: TICKET_ISSUER.into(),
+            until: Some(access.until.unwrap_or(access.exp)),
+            ..access.clone()
+        })
     }
 
-    fn sign(
-        &self,
-        username: &str,
-        role: Role,
-        iss: &str,
-        ttl_secs: u64,
-    ) -> Result<String, ApiError> {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or_default();
-        let now = now_ms / 1000;
-        let claims = Claims {
-            sub: username.to_owned(),
-            role,
-            iat: now,
-            iat_ms: Some(now_ms),
-            exp: now + ttl_secs,
-            iss: iss.into(),
-        };
-        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+    fn sign(&self, claims: &Claims) -> Result<String, ApiError> {
+        encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
             .map_err(|e| ApiError::Internal(e.into()))
     }
 
@@ -133,17 +145,28 @@ mod tests {
         TokenIssuer::new(&SecretString::from(secret.to_owned()), ttl)
     }
 
+    fn session(username: &str, role: Role) -> Session {
+        Session {
+            username: username.into(),
+            role,
+            generation: 7,
+            login: Some(uuid::Uuid::new_v4()),
+        }
+    }
+
     #[test]
     fn issued_token_verifies_with_its_role() {
         let i = issuer(&"k".repeat(32), 60);
-        let claims = i.verify(&i.issue("ann", Role::Operator).unwrap()).unwrap();
+        let session = session("ann", Role::Operator);
+        let claims = i.verify(&i.issue(&session).unwrap()).unwrap();
         assert_eq!((claims.sub.as_str(), claims.role), ("ann", Role::Operator));
+        assert_eq!((claims.gen, claims.sid), (7, session.login));
     }
 
     #[test]
     fn token_from_another_secret_is_rejected() {
         let token = issuer(&"a".repeat(32), 60)
-            .issue("ann", Role::Admin)
+            .issue(&session("ann", Role::Admin))
             .unwrap();
         assert!(issuer(&"b".repeat(32), 60).verify(&token).is_err());
     }
@@ -151,9 +174,17 @@ mod tests {
     #[test]
     fn ticket_and_access_token_are_not_interchangeable() {
         let i = issuer(&"k".repeat(32), 60);
-        let ticket = i.issue_ticket("ann", Role::Viewer, 30).unwrap();
-        let token = i.issue("ann", Role::Viewer).unwrap();
-        assert_eq!(i.verify_ticket(&ticket).unwrap().sub, "ann");
+        let token = i.issue(&session("ann", Role::Viewer)).unwrap();
+        let access = i.verify(&token).unwrap();
+        let ticket = i.issue_ticket(&access, 30).unwrap();
+        let opened = i.verify_ticket(&ticket).unwrap();
+        assert_eq!(opened.sub, "ann");
+        assert_eq!((opened.gen, opened.sid), (access.gen, access.sid));
+        assert_eq!(
+            opened.until,
+            Some(access.exp),
+            "the stream ends with the access token"
+        );
         assert!(i.verify(&ticket).is_err());
         assert!(i.verify_ticket(&token).is_err());
     }
@@ -165,9 +196,11 @@ mod tests {
             sub: "ann".into(),
             role: Role::Admin,
             iat: 1,
-            iat_ms: None,
             exp: 2,
             iss: ISSUER.into(),
+            gen: 0,
+            sid: None,
+            until: None,
         };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &i.encoding).unwrap();
         assert!(matches!(

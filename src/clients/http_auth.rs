@@ -4,9 +4,10 @@
 //! advanced, so later requests need no extra round trip) or basic (Shelly Gen1).
 //!
 //! Basic auth puts the password on the wire, so it is only answered for a host allowed it
-//! ([`AuthedHost::allow_basic`]: a Shelly identified as Gen1, which knows no other, or a camera
-//! the operator configured); any other host asking for it gets no password. A host found
-//! through DHCP names its own host name, so "it says it is a Shelly" proves nothing.
+//! ([`AuthedHost::allow_basic`]: a Shelly the operator listed in `shelly.gen1_hosts`, or a
+//! camera the operator configured); any other host asking for it gets no password. A host found
+//! through DHCP names its own host name, and a host's answers name its own generation, so "it
+//! says it is a Gen1 Shelly" proves nothing. No request goes outside the device networks.
 
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +15,7 @@ use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-/// The credentials of a kind of device.
+/// The credentials of a kind of device, and where they may go.
 #[derive(Clone)]
 pub struct Credentials {
     /// The user a digest challenge is answered as.
@@ -23,6 +24,18 @@ pub struct Credentials {
     pub basic_user: String,
     /// None: challenges are not answered (the 401 is the answer).
     pub password: Option<SecretString>,
+    /// Where connections may go at all (see [`super::DeviceNetworks`]).
+    pub networks: std::sync::Arc<super::DeviceNetworks>,
+}
+
+impl Credentials {
+    /// The same, without the password: for hosts that are polled but not trusted with it.
+    pub fn without_password(&self) -> Self {
+        Self {
+            password: None,
+            ..self.clone()
+        }
+    }
 }
 
 /// Why a device poll failed; its `outcome` label in `devicehub_polls_total`.
@@ -36,6 +49,10 @@ pub enum DeviceError {
     Status { host: String, status: u16 },
     #[error("{host}: {message}")]
     Malformed { host: String, message: String },
+    #[error("{host} sent an answer over {limit} bytes; it was not read")]
+    TooLarge { host: String, limit: usize },
+    #[error("{host} is not on a device network (network.device_subnets); devicehub does not connect to it")]
+    Refused { host: String },
 }
 
 impl DeviceError {
@@ -45,6 +62,8 @@ impl DeviceError {
             DeviceError::Connection { .. } => "connection",
             DeviceError::Status { .. } => "status",
             DeviceError::Malformed { .. } => "malformed",
+            DeviceError::TooLarge { .. } => "too_large",
+            DeviceError::Refused { .. } => "refused",
         }
     }
 
@@ -55,7 +74,23 @@ impl DeviceError {
             HttpFailure::Timeout => DeviceError::Timeout { host },
             HttpFailure::Connection(error) => DeviceError::Connection { host, error },
             HttpFailure::Challenge(message) => DeviceError::Malformed { host, message },
+            HttpFailure::NotADeviceNetwork => DeviceError::Refused { host },
         }
+    }
+
+    /// A response's body, read whole up to `limit` bytes (see [`super::read_capped`]).
+    pub async fn body_of(
+        host: &str,
+        response: reqwest::Response,
+        limit: usize,
+    ) -> Result<Vec<u8>, Self> {
+        super::read_capped(response, limit)
+            .await
+            .map_err(|e| DeviceError::of(host, HttpFailure::of(&e)))?
+            .ok_or_else(|| DeviceError::TooLarge {
+                host: host.to_owned(),
+                limit,
+            })
     }
 
     pub fn malformed(host: &str, message: impl Into<String>) -> Self {
@@ -80,6 +115,8 @@ pub enum HttpFailure {
     Connection(String),
     #[error("a challenge devicehub cannot answer: {0}")]
     Challenge(String),
+    #[error("not on a device network (network.device_subnets)")]
+    NotADeviceNetwork,
 }
 
 impl HttpFailure {
@@ -168,6 +205,9 @@ impl AuthedHost {
         body: Option<&Value>,
         timeout: Option<std::time::Duration>,
     ) -> Result<reqwest::Response, HttpFailure> {
+        if !self.credentials.networks.allows(&self.host) {
+            return Err(HttpFailure::NotADeviceNetwork);
+        }
         let build = || {
             let mut request = self.request(&method, path);
             if let Some(body) = body {

@@ -26,6 +26,10 @@ pub enum PollError {
     Status { status: u16, body: String },
     #[error("the router's answer is not what RouterOS sends: {0}")]
     Answer(String),
+    #[error(
+        "the router sent an answer over {0} bytes (mikrotik.max_answer_bytes); it was not read"
+    )]
+    TooLarge(usize),
 }
 
 /// A RouterOS REST client for one router.
@@ -36,6 +40,8 @@ pub struct MikrotikClient {
     base: String,
     username: String,
     password: Option<SecretString>,
+    /// `mikrotik.max_answer_bytes`.
+    limit: usize,
     /// Which registration table answers, once known (`None` inside: neither does).
     wifi: Arc<Mutex<Option<Option<&'static str>>>>,
 }
@@ -77,6 +83,7 @@ impl MikrotikClient {
             base: url.trim_end_matches('/').to_owned(),
             username: settings.username.clone(),
             password: settings.password.clone(),
+            limit: settings.max_answer_bytes,
             wifi: Default::default(),
         })
     }
@@ -94,16 +101,21 @@ impl MikrotikClient {
             .map_err(|e| PollError::Request(super::error_chain(&e)))?;
         let status = response.status();
         if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
+            let body = super::read_capped(response, 4096)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default();
             return Err(PollError::Status {
                 status: status.as_u16(),
-                body: body.chars().take(200).collect(),
+                body: String::from_utf8_lossy(&body).chars().take(200).collect(),
             });
         }
-        response
-            .json()
+        let body = super::read_capped(response, self.limit)
             .await
-            .map_err(|e| PollError::Answer(e.to_string()))
+            .map_err(|e| PollError::Request(super::error_chain(&e)))?
+            .ok_or(PollError::TooLarge(self.limit))?;
+        serde_json::from_slice(&body).map_err(|e| PollError::Answer(e.to_string()))
     }
 
     pub async fn leases(&self) -> Result<Vec<Lease>, PollError> {

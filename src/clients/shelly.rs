@@ -1,13 +1,15 @@
 //! The Shelly HTTP client: one per fleet with the shared credentials, a [`ShellyHost`] per
 //! device. Gen2/Gen3 answer `/rpc/...`, Gen1 `/status` and `/shelly`; with a password set, a
-//! 401 is answered with what its challenge asks for (digest for Gen2, basic for Gen1 only).
+//! 401 is answered with what its challenge asks for: digest, or basic for the hosts the
+//! operator listed in `shelly.gen1_hosts` only. [`ShellyClient::without_password`] is for
+//! hosts that are polled but not trusted with the password (found by their DHCP name alone).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::http_auth::{AuthedHost, Credentials, DeviceError, HttpFailure};
+use super::http_auth::{AuthedHost, Credentials, DeviceError};
 use crate::configuration::ShellySettings;
 
 /// Why a Shelly poll failed.
@@ -18,10 +20,17 @@ pub type ShellyError = DeviceError;
 pub struct ShellyClient {
     http: reqwest::Client,
     credentials: Arc<Credentials>,
+    /// `shelly.max_answer_bytes`.
+    limit: usize,
+    /// `shelly.gen1_hosts`: the hosts basic auth is answered for.
+    gen1: Arc<std::collections::HashSet<String>>,
 }
 
 impl ShellyClient {
-    pub fn new(settings: &ShellySettings) -> anyhow::Result<Self> {
+    pub fn new(
+        settings: &ShellySettings,
+        networks: Arc<super::DeviceNetworks>,
+    ) -> anyhow::Result<Self> {
         let timeout = Duration::from_millis(settings.timeout_ms.max(1));
         Ok(Self {
             http: reqwest::Client::builder()
@@ -33,32 +42,48 @@ impl ShellyClient {
                 digest_user: "admin".into(),
                 basic_user: settings.username.clone(),
                 password: super::http_auth::non_empty(settings.password.as_ref()),
+                networks,
             }),
+            limit: settings.max_answer_bytes,
+            gen1: Arc::new(settings.gen1_hosts.iter().map(|h| normal_host(h)).collect()),
         })
     }
 
-    /// One host (`address[:port]`).
-    pub fn host(&self, host: &str) -> ShellyHost {
-        ShellyHost(AuthedHost::new(
-            self.http.clone(),
-            host,
-            self.credentials.clone(),
-        ))
+    /// The same client without the password.
+    pub fn without_password(&self) -> Self {
+        Self {
+            credentials: Arc::new(self.credentials.without_password()),
+            ..self.clone()
+        }
     }
+
+    /// One host (`address[:port]`); basic auth is answered only for a `shelly.gen1_hosts` host.
+    pub fn host(&self, host: &str) -> ShellyHost {
+        let authed = AuthedHost::new(self.http.clone(), host, self.credentials.clone());
+        if self.gen1.contains(&normal_host(host)) {
+            authed.allow_basic();
+        }
+        ShellyHost(authed, self.limit)
+    }
+
+    /// Whether the operator listed `host` as a Gen1 Shelly.
+    pub fn is_gen1_host(&self, host: &str) -> bool {
+        self.gen1.contains(&normal_host(host))
+    }
+}
+
+/// `host[:port]` without the default port 80, so that one host is one name.
+pub fn normal_host(host: &str) -> String {
+    host.strip_suffix(":80").unwrap_or(host).to_owned()
 }
 
 /// One Shelly host.
 #[derive(Clone)]
-pub struct ShellyHost(AuthedHost);
+pub struct ShellyHost(AuthedHost, usize);
 
 impl ShellyHost {
     pub fn name(&self) -> &str {
         self.0.name()
-    }
-
-    /// For a Gen1 device (basic auth is all it knows).
-    pub fn allow_basic(&self) {
-        self.0.allow_basic();
     }
 
     /// Sends `method path`, answering the host's auth challenge when a password is set.
@@ -77,25 +102,23 @@ impl ShellyHost {
     /// `GET path` as JSON.
     pub async fn get(&self, path: &str) -> Result<Value, ShellyError> {
         let response = self.send(reqwest::Method::GET, path, None).await?;
-        json_of(self.name(), response).await
+        self.json_of(response).await
     }
-}
 
-/// A successful answer's body as JSON.
-pub async fn json_of(host: &str, response: reqwest::Response) -> Result<Value, ShellyError> {
-    let status = response.status();
-    if !status.is_success() {
-        return Err(ShellyError::Status {
+    /// A successful answer's body as JSON, read up to `shelly.max_answer_bytes`.
+    pub async fn json_of(&self, response: reqwest::Response) -> Result<Value, ShellyError> {
+        let host = self.name();
+        let status = response.status();
+        if !status.is_success() {
+            return Err(ShellyError::Status {
+                host: host.to_owned(),
+                status: status.as_u16(),
+            });
+        }
+        let body = DeviceError::body_of(host, response, self.1).await?;
+        serde_json::from_slice(&body).map_err(|e| ShellyError::Malformed {
             host: host.to_owned(),
-            status: status.as_u16(),
-        });
+            message: format!("not JSON: {e}"),
+        })
     }
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| DeviceError::of(host, HttpFailure::of(&e)))?;
-    serde_json::from_slice(&body).map_err(|e| ShellyError::Malformed {
-        host: host.to_owned(),
-        message: format!("not JSON: {e}"),
-    })
 }

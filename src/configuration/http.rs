@@ -15,6 +15,28 @@ pub struct HttpSettings {
     /// credentials; none by default.
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// Reverse proxies (CIDRs) whose `X-Forwarded-For`/`Forwarded` name the client (for the
+    /// login limits); none by default: only the TCP peer counts.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+/// `GET /metrics`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsSettings {
+    /// A bearer token a scrape must present; none: `/metrics` is open, like most exporters.
+    #[serde(default)]
+    pub token: Option<secrecy::SecretString>,
+}
+
+impl MetricsSettings {
+    /// The token, unless empty (an unset variable in docker-compose.yml).
+    pub fn token(&self) -> Option<&secrecy::SecretString> {
+        use secrecy::ExposeSecret;
+        self.token
+            .as_ref()
+            .filter(|t| !t.expose_secret().is_empty())
+    }
 }
 
 /// The live stream for browsers (`GET /api/stream`).
@@ -22,6 +44,8 @@ pub struct HttpSettings {
 pub struct StreamSettings {
     /// Stream clients one process serves at once; more get 503.
     pub max_clients: usize,
+    /// Streams one user may hold open in one process; more get 429.
+    pub max_clients_per_user: usize,
     /// Seconds between heartbeats on an idle stream (and checks that its user may still look).
     pub heartbeat_secs: u64,
     /// Seconds a stream ticket opens streams for.
@@ -46,15 +70,36 @@ impl HttpSettings {
         if self.max_body_bytes == 0 {
             return Err(SettingsError::Zero("http.max_body_bytes"));
         }
+        self.trusted_proxies()?;
         Ok(())
+    }
+
+    /// `trusted_proxies` as networks (a bare address is its /32 or /128).
+    pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, SettingsError> {
+        self.trusted_proxies
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        SettingsError::Invalid(format!(
+                            "http.trusted_proxies: {s:?} is not a CIDR (10.42.0.0/16) or an address"
+                        ))
+                    })
+            })
+            .collect()
     }
 }
 
 impl StreamSettings {
     pub(super) fn check(&self) -> Result<(), SettingsError> {
-        if self.heartbeat_secs == 0 || self.ticket_ttl_secs == 0 {
+        if self.heartbeat_secs == 0 || self.ticket_ttl_secs == 0 || self.max_clients_per_user == 0 {
             return Err(SettingsError::Invalid(
-                "stream.heartbeat_secs and stream.ticket_ttl_secs must be at least 1".into(),
+                "stream.heartbeat_secs, stream.ticket_ttl_secs and stream.max_clients_per_user \
+                 must be at least 1"
+                    .into(),
             ));
         }
         Ok(())

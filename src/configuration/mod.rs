@@ -10,6 +10,7 @@ mod analytics;
 mod auth;
 mod collector;
 mod database;
+mod examples;
 mod http;
 mod mqtt;
 mod network;
@@ -19,9 +20,12 @@ pub use analytics::AnalyticsSettings;
 pub use auth::{AuthSettings, LogFormat, LogSettings, DEV_JWT_SECRETS, MIN_JWT_SECRET_BYTES};
 pub use collector::{BatchSettings, CollectorSettings, FsyncPolicy, RegistrySinkSettings};
 pub use database::DatabaseSettings;
-pub use http::{HttpSettings, StreamSettings};
+pub use examples::{is_example, EXAMPLE_SECRETS};
+pub use http::{HttpSettings, MetricsSettings, StreamSettings};
 pub use mqtt::{MqttSettings, UnknownDevicePolicy, MAX_PAYLOAD_LIMIT, PROTOCOLS};
-pub use network::{HikvisionSettings, InventorySettings, MikrotikSettings, ShellySettings};
+pub use network::{
+    HikvisionSettings, InventorySettings, MikrotikSettings, NetworkSettings, ShellySettings,
+};
 pub use stores::{
     ArchiveBackend, ArchiveSettings, InfluxApi, InfluxCompression, InfluxSettings, S3Settings,
 };
@@ -46,8 +50,10 @@ pub struct Settings {
     pub shelly: ShellySettings,
     pub hikvision: HikvisionSettings,
     pub inventory: InventorySettings,
+    pub network: NetworkSettings,
     pub analytics: AnalyticsSettings,
     pub stream: StreamSettings,
+    pub metrics: MetricsSettings,
     /// How long a stop (SIGTERM, SIGINT) may take: the API finishes its requests, ingest
     /// journals and acknowledges what it holds, each sink writes its batch, the publisher sends
     /// its queue. What is not written by then stays in the journal.
@@ -109,7 +115,10 @@ impl Settings {
                     // Every list setting: `a,b` in one variable.
                     .with_list_parse_key("roles")
                     .with_list_parse_key("http.cors_origins")
+                    .with_list_parse_key("http.trusted_proxies")
                     .with_list_parse_key("shelly.hosts")
+                    .with_list_parse_key("shelly.gen1_hosts")
+                    .with_list_parse_key("network.device_subnets")
                     .with_list_parse_key("hikvision.hosts")
                     .source(env),
             )
@@ -134,9 +143,11 @@ impl Settings {
             self.s3.check()?;
         }
         self.mikrotik.check()?;
+        self.network.subnets()?;
         self.shelly.check()?;
         self.check_pollers()?;
-        self.analytics.check()
+        self.analytics.check()?;
+        self.check_example_credentials()
     }
 }
 

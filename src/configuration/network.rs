@@ -33,6 +33,8 @@ pub struct MikrotikSettings {
     pub insecure: bool,
     pub interval_s: u64,
     pub timeout_ms: u64,
+    /// The largest answer read from the router (a large network's lease table included).
+    pub max_answer_bytes: usize,
 }
 
 /// The Shelly poller (role `pollers`, beside the collector).
@@ -42,6 +44,10 @@ pub struct ShellySettings {
     /// beside those the inventory finds.
     #[serde(default, deserialize_with = "hosts")]
     pub hosts: Vec<String>,
+    /// Gen1 Shellys (`host[:port]`), polled like `hosts`: the only hosts the password goes to
+    /// by basic auth (in clear text on the wire), since Gen1 knows no other.
+    #[serde(default, deserialize_with = "hosts")]
+    pub gen1_hosts: Vec<String>,
     /// The port of the Shelly devices the inventory finds (by address).
     pub port: u16,
     /// Gen1 basic-auth user (Gen2 digest auth is always `admin`).
@@ -53,6 +59,8 @@ pub struct ShellySettings {
     pub timeout_ms: u64,
     /// Consecutive failed polls after which a registered Shelly is marked offline.
     pub failures_before_offline: u32,
+    /// The largest answer read from a Shelly; a larger one fails the poll (`too_large`).
+    pub max_answer_bytes: usize,
 }
 
 /// HikVision cameras over ISAPI (role `pollers`, beside the collector).
@@ -72,6 +80,19 @@ pub struct HikvisionSettings {
     pub alert_hold_s: u64,
     /// Consecutive failures after which a camera is marked offline.
     pub failures_before_offline: u32,
+    /// The largest XML answer (device info) and picture read from a camera; larger fails.
+    pub max_answer_bytes: usize,
+    pub max_picture_bytes: usize,
+}
+
+/// Where devicehub's own connections to devices may go.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NetworkSettings {
+    /// CIDRs of the device networks. Empty: loopback and the router's LAN (the /24 around
+    /// `mikrotik.url`'s address). Configured hosts (`shelly.hosts`, `hikvision.hosts`, ...) are
+    /// always allowed. A device record pointing elsewhere is refused.
+    #[serde(default)]
+    pub device_subnets: Vec<String>,
 }
 
 /// The inventory's inputs.
@@ -81,6 +102,26 @@ pub struct InventorySettings {
     pub metadata_csv: std::path::PathBuf,
     /// Days of router snapshots the inventory keeps in memory for host history.
     pub history_days: u32,
+}
+
+impl NetworkSettings {
+    /// `device_subnets` as networks (a bare address is its /32 or /128).
+    pub fn subnets(&self) -> Result<Vec<ipnet::IpNet>, SettingsError> {
+        self.device_subnets
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        SettingsError::Invalid(format!(
+                            "network.device_subnets: {s:?} is not a CIDR (192.168.88.0/24) or an address"
+                        ))
+                    })
+            })
+            .collect()
+    }
 }
 
 impl MikrotikSettings {

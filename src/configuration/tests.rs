@@ -163,3 +163,39 @@ fn configured_poller_hosts_need_the_collector_in_the_same_process() {
         "the Mikrotik poller alone needs no collector"
     );
 }
+
+#[test]
+fn published_example_credentials_are_refused_unless_on_this_machine() {
+    let mut settings = defaults();
+    settings.auth.jwt_secret = Some(SecretString::from(
+        "a-real-secret-of-forty-bytes-0123456789",
+    ));
+    settings.http.bind = "0.0.0.0:8080".parse().unwrap();
+    assert!(settings.check().is_ok());
+    // .env.example's InfluxDB token against a remote InfluxDB: refused, naming the setting.
+    settings.influxdb.url = "http://influxdb:8086".into();
+    settings.influxdb.token = Some(SecretString::from("dev-only-influxdb-admin-token"));
+    let refused = settings.check().unwrap_err().to_string();
+    assert!(refused.contains("influxdb.token"), "{refused}");
+    // On this machine it is a developer's setup.
+    settings.influxdb.url = "http://127.0.0.1:8086".into();
+    assert!(settings.check().is_ok());
+    // A broker password in the URL, percent-encoded or not.
+    settings.mqtt.url =
+        SecretString::from("mqtts://devicehub:devOnlyBrokerPassword0123@mosquitto:8883");
+    let refused = settings.check().unwrap_err().to_string();
+    assert!(refused.contains("mqtt.url"), "{refused}");
+    settings.mqtt.url = SecretString::from("mqtts://devicehub:my%2Down@mosquitto:8883");
+    assert!(settings.check().is_ok());
+    // Everything is allowed when the API itself is loopback only...
+    settings.mqtt.url =
+        SecretString::from("mqtts://devicehub:devOnlyBrokerPassword0123@mosquitto:8883");
+    settings.http.bind = "127.0.0.1:8080".parse().unwrap();
+    assert!(settings.check().is_ok());
+    // ...but a template's placeholder, never.
+    settings.auth.jwt_secret = Some(SecretString::from(
+        "<at least 32 random bytes, e.g. openssl rand -base64 48>",
+    ));
+    let refused = settings.check().unwrap_err().to_string();
+    assert!(refused.contains("placeholder"), "{refused}");
+}

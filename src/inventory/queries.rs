@@ -175,19 +175,39 @@ impl Inventory {
         .await
     }
 
-    /// The addresses of the hosts the inventory takes for Shelly devices: metadata type
-    /// `shelly`, or (as homebot did) a host name starting with `shelly`.
-    pub async fn shelly_addresses(&self) -> Result<Vec<String>, InventoryError> {
+    /// The hosts the inventory takes for Shelly devices: metadata type `shelly` (adopted by the
+    /// operator's metadata file), or (as homebot did) a host name starting with `shelly` (a
+    /// name any DHCP client may give itself). Each with the MAC the router leased its address
+    /// to.
+    pub async fn shelly_hosts(&self) -> Result<Vec<ShellyHost>, InventoryError> {
         self.with_db(|db| {
             let mut statement = db.prepare(
-                "SELECT DISTINCT ip FROM inventory WHERE ip IS NOT NULL \
-                 AND (lower(device_type) = 'shelly' OR lower(host_name) LIKE 'shelly%') ORDER BY ip",
+                "SELECT ip, mac, bool_or(lower(device_type) = 'shelly') FROM inventory \
+                 WHERE ip IS NOT NULL \
+                 AND (lower(device_type) = 'shelly' OR lower(host_name) LIKE 'shelly%') \
+                 GROUP BY ip, mac ORDER BY ip",
             )?;
-            let rows = statement.query_map([], |r| r.get::<_, String>(0))?;
+            let rows = statement.query_map([], |r| {
+                Ok(ShellyHost {
+                    ip: r.get(0)?,
+                    mac: r.get(1)?,
+                    adopted: r.get(2)?,
+                })
+            })?;
             rows.collect()
         })
         .await
     }
+}
+
+/// A Shelly host the inventory found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShellyHost {
+    pub ip: String,
+    /// The MAC the router leased `ip` to.
+    pub mac: String,
+    /// Named `shelly` by the operator's metadata file (else by its DHCP host name only).
+    pub adopted: bool,
 }
 
 fn micros_to_time(us: Option<i64>) -> Option<DateTime<Utc>> {

@@ -21,8 +21,15 @@ impl FileCursor {
     }
 
     pub fn load(&self) -> io::Result<u64> {
-        match fs::read_to_string(&self.path) {
-            Ok(s) => s.trim().parse().map_err(io::Error::other),
+        match fs::read(&self.path) {
+            // A cursor file the disk damaged must not stop the sink for good: it starts over
+            // from the journal's oldest record (and the driver alerts that it did).
+            Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).trim().parse().unwrap_or_else(|_| {
+                let s = String::from_utf8_lossy(&bytes);
+                tracing::error!(path = %self.path.display(), content = %s.escape_debug(),
+                    "a sink cursor file is damaged; the sink starts from the journal's oldest record");
+                0
+            })),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
             Err(e) => Err(e),
         }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
-use super::{JournalEnd, JournalReader, Record};
+use super::{DamageLog, JournalEnd, JournalReader, Record};
 use crate::domain::Message;
 
 /// How a record read back from the files becomes a message again (the pipeline's decoder).
@@ -81,13 +81,14 @@ pub struct Feed {
     cache: Arc<DecodedCache>,
     decoder: Arc<dyn Decode>,
     positions: Arc<Mutex<Vec<Arc<SinkPosition>>>>,
+    damage: DamageLog,
 }
 
 impl Feed {
     /// A feed over the journal in `dir`, keeping up to `cache_records` decoded, of about
-    /// `cache_bytes` at most.
+    /// `cache_bytes` at most; its readers report damage to `damage`.
     pub fn new(
-        dir: PathBuf,
+        (dir, damage): (PathBuf, DamageLog),
         end: JournalEnd,
         decoder: Arc<dyn Decode>,
         (cache_records, cache_bytes): (usize, usize),
@@ -98,6 +99,7 @@ impl Feed {
             cache: Arc::new(DecodedCache::new(cache_records, cache_bytes)),
             decoder,
             positions: Default::default(),
+            damage,
         }
     }
 
@@ -124,7 +126,7 @@ impl Feed {
             pending.clear();
         }
         FeedReader {
-            reader: JournalReader::new(&self.dir, written),
+            reader: JournalReader::reporting(&self.dir, written, self.damage.clone()),
             feed: self.clone(),
             position,
         }
@@ -168,7 +170,8 @@ impl Feed {
     /// They are still there: a sink's records stay until its cursor is past them.
     pub async fn read_back(&self, first: u64, last: u64) -> io::Result<Vec<Arc<Journaled>>> {
         let count = (last + 1).saturating_sub(first) as usize;
-        let reader = JournalReader::new(&self.dir, first.saturating_sub(1));
+        let reader =
+            JournalReader::reporting(&self.dir, first.saturating_sub(1), self.damage.clone());
         let (_, records) = reader.read_blocking(last, count).await;
         Ok(records?
             .into_iter()
@@ -218,7 +221,7 @@ impl FeedReader {
         }
         let reader = std::mem::replace(
             &mut self.reader,
-            JournalReader::new(&self.feed.dir, next - 1),
+            JournalReader::reporting(&self.feed.dir, next - 1, self.feed.damage.clone()),
         );
         let (reader, records) = reader.read_blocking(end, max).await;
         self.reader = reader;

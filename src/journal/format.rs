@@ -2,7 +2,7 @@
 //! [received µs i64][topic length u16][topic][payload]`, little endian.
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use chrono::DateTime;
@@ -12,22 +12,106 @@ use super::Record;
 pub(super) const HEADER: usize = 8;
 pub(super) const MAX_BODY: usize = 64 * 1024 * 1024;
 
-/// Returns the length of the valid prefix of a segment and its last record number.
-pub(super) fn scan_valid(path: &Path, first: u64) -> io::Result<(u64, Option<u64>)> {
-    let mut reader = BufReader::new(File::open(path)?);
-    let mut offset = 0u64;
-    let mut last = None;
-    let mut expected = first;
-    loop {
-        match read_record_from(&mut reader, 0)? {
-            Next::Record(record) if record.no == expected => {
-                offset += (HEADER + body_len(&record)) as u64;
-                last = Some(record.no);
+/// What a segment holds, read through to its end.
+#[derive(Debug, Default)]
+pub(super) struct SegmentScan {
+    /// Where the last valid record ends: what follows is a torn tail (or garbage).
+    pub valid_end: u64,
+    pub last: Option<u64>,
+    /// Damaged ranges with valid records after them: `(offset, length, first lost, last lost)`.
+    pub damaged: Vec<(u64, u64, u64, u64)>,
+}
+
+/// Reads a segment through, checking every record, and finds its way past damaged ranges to the
+/// records after them (see [`resync`]).
+pub(super) fn scan_segment(path: &Path, first: u64) -> io::Result<SegmentScan> {
+    let bytes = read_tolerant(path, 0)?;
+    let mut scan = SegmentScan::default();
+    let (mut offset, mut expected) = (0usize, first);
+    while offset < bytes.len() {
+        match record_at(&bytes, offset) {
+            Some((no, len)) if no == expected => {
+                offset += len;
+                scan.last = Some(no);
                 expected += 1;
+                scan.valid_end = offset as u64;
             }
-            _ => return Ok((offset, last)),
+            _ => match resync(&bytes, offset, expected, u64::MAX) {
+                Some((at, no)) => {
+                    scan.damaged
+                        .push((offset as u64, (at - offset) as u64, expected, no - 1));
+                    offset = at;
+                    expected = no;
+                }
+                None => break,
+            },
         }
     }
+    Ok(scan)
+}
+
+/// The number and size on disk of the valid record at `offset` of `bytes`, if one is there.
+pub(super) fn record_at(bytes: &[u8], offset: usize) -> Option<(u64, usize)> {
+    let head = bytes.get(offset..offset + HEADER + 8)?;
+    let len = u32::from_le_bytes(self::bytes(&head[..4])) as usize;
+    if !(18..=MAX_BODY).contains(&len) {
+        return None;
+    }
+    let body = bytes.get(offset + HEADER..offset + HEADER + len)?;
+    let crc = u32::from_le_bytes(self::bytes(&head[4..HEADER]));
+    (crc32fast::hash(body) == crc).then(|| {
+        (
+            u64::from_le_bytes(self::bytes(&head[HEADER..])),
+            HEADER + len,
+        )
+    })
+}
+
+/// The first valid record at or after `from` in `bytes` numbered within `numbers`: where the
+/// journal picks up again after a damaged range. A candidate must have a plausible length and
+/// number before its checksum is computed, so the walk costs little more than the bytes.
+pub(super) fn resync(bytes: &[u8], from: usize, min_no: u64, max_no: u64) -> Option<(usize, u64)> {
+    (from..=bytes.len().saturating_sub(HEADER + 18)).find_map(|at| {
+        let head = bytes.get(at..at + HEADER + 8)?;
+        let len = u32::from_le_bytes(self::bytes(&head[..4])) as usize;
+        let no = u64::from_le_bytes(self::bytes(&head[HEADER..]));
+        if !(18..=MAX_BODY).contains(&len) || !(min_no..=max_no).contains(&no) {
+            return None;
+        }
+        record_at(bytes, at)
+            .filter(|(n, _)| *n == no)
+            .map(|_| (at, no))
+    })
+}
+
+/// The bytes of a file from `offset` on. A block the disk cannot read (a bad sector: the read
+/// fails) reads as zeros, so what surrounds it can still be found.
+pub(super) fn read_tolerant(path: &Path, offset: u64) -> io::Result<Vec<u8>> {
+    const BLOCK: usize = 4096;
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len().saturating_sub(offset) as usize;
+    let mut out = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        let chunk = (len - done).min(BLOCK);
+        file.seek(SeekFrom::Start(offset + done as u64))?;
+        let mut got = 0;
+        while got < chunk {
+            match file.read(&mut out[done + got..done + chunk]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Left as zeros: the record it held fails its checksum.
+                Err(_) => break,
+            }
+        }
+        if got == 0 && chunk > 0 && file.metadata()?.len() <= offset + done as u64 {
+            out.truncate(done);
+            break;
+        }
+        done += chunk;
+    }
+    Ok(out)
 }
 
 pub(super) fn body_len(record: &Record) -> usize {
@@ -64,24 +148,30 @@ pub(super) enum Next {
     /// A complete record numbered below the one wanted, passed over: its number and size on
     /// disk.
     Skipped(u64, u64),
-    /// The end of the complete records, or a torn/corrupt one.
+    /// No bytes left in the file.
     End,
+    /// Bytes that are not a valid record: one still being written (past the journal's published
+    /// end), or damage.
+    Invalid,
 }
 
 /// Reads the next record at or after number `from`. Records below it are passed over by their
-/// headers (they are complete: the reader only moves past records the journal has written).
+/// headers (their bodies are not read, nor checked: the caller got them elsewhere).
 pub(super) fn read_record_from(reader: &mut BufReader<File>, from: u64) -> io::Result<Next> {
+    match reader.fill_buf() {
+        Ok([]) => return Ok(Next::End),
+        Ok(_) => {}
+        Err(_) => return Ok(Next::Invalid),
+    }
     let mut head = [0u8; HEADER + 8];
-    match reader.read_exact(&mut head) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Next::End),
-        Err(e) => return Err(e),
+    if reader.read_exact(&mut head).is_err() {
+        return Ok(Next::Invalid);
     }
     let len = u32::from_le_bytes(bytes(&head[..4])) as usize;
     let crc = u32::from_le_bytes(bytes(&head[4..HEADER]));
     let no = u64::from_le_bytes(bytes(&head[HEADER..]));
     if !(18..=MAX_BODY).contains(&len) {
-        return Ok(Next::End);
+        return Ok(Next::Invalid);
     }
     if no < from {
         reader.seek_relative((len - 8) as i64)?;
@@ -89,12 +179,10 @@ pub(super) fn read_record_from(reader: &mut BufReader<File>, from: u64) -> io::R
     }
     let mut body = vec![0u8; len];
     body[..8].copy_from_slice(&head[HEADER..]);
-    match reader.read_exact(&mut body[8..]) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Next::End),
-        Err(e) => return Err(e),
+    if reader.read_exact(&mut body[8..]).is_err() {
+        return Ok(Next::Invalid);
     }
-    Ok(parse_body(body, crc).map_or(Next::End, Next::Record))
+    Ok(parse_body(body, crc).map_or(Next::Invalid, Next::Record))
 }
 
 pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {

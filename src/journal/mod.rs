@@ -12,6 +12,7 @@
 //! journaled, already decoded, or from the files ([`JournalReader`]) when they fall behind.
 
 mod cursor;
+mod damage;
 mod feed;
 mod format;
 mod reader;
@@ -25,10 +26,11 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 pub use cursor::FileCursor;
+pub use damage::{Damage, DamageLog};
 pub use feed::{Decode, DecodedCache, Feed, FeedReader, Journaled, SinkPosition};
 pub use reader::JournalReader;
 
-use format::{scan_valid, write_atomically, HEADER, MAX_BODY};
+use format::{scan_segment, write_atomically, HEADER, MAX_BODY};
 
 /// One accepted MQTT message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +68,8 @@ pub struct Journal {
     buf: Vec<u8>,
     /// Set while a failed write is not yet cut back: `(first record, segment length)` before it.
     torn: Option<(u64, u64)>,
+    /// Where damage found at open and by readers is reported.
+    damage: DamageLog,
     /// Held while the journal is open: one process per journal directory.
     _lock: File,
 }
@@ -147,8 +151,43 @@ fn lock(dir: &Path) -> io::Result<File> {
     }
 }
 
+/// Checks every record of every segment (see [`format::scan_segment`]): damage in the middle is
+/// reported and left for the readers to pass over; the last segment's torn tail (a crash
+/// mid-write) is cut off. Returns the number the next record gets.
+fn check_segments(segments: &[Segment], damage: &DamageLog) -> io::Result<u64> {
+    let mut next_no = 1;
+    for (i, segment) in segments.iter().enumerate() {
+        let scan = scan_segment(&segment.path, segment.first)?;
+        for &(offset, bytes, first_lost, last_lost) in &scan.damaged {
+            let lost = (last_lost >= first_lost).then_some(first_lost..=last_lost);
+            damage.report(&segment.path, offset, bytes, lost);
+        }
+        let tail = segment.bytes.saturating_sub(scan.valid_end);
+        next_no = scan.last.map_or(segment.first, |n| n + 1);
+        match segments.get(i + 1) {
+            // A damaged end of an earlier segment: its records up to the next segment are lost.
+            Some(following) if tail > 0 || following.first > next_no => {
+                let lost = (following.first > next_no).then(|| next_no..=following.first - 1);
+                damage.report(&segment.path, scan.valid_end, tail, lost);
+            }
+            Some(_) => {}
+            None if tail > 0 => {
+                tracing::warn!(segment = %segment.path.display(), kept = scan.valid_end,
+                    found = segment.bytes, "journal: cutting off a torn tail");
+                OpenOptions::new()
+                    .write(true)
+                    .open(&segment.path)?
+                    .set_len(scan.valid_end)?;
+            }
+            None => {}
+        }
+    }
+    Ok(next_no)
+}
+
 impl Journal {
-    /// Opens (or creates) the journal in `dir`, cutting off a torn tail.
+    /// Opens (or creates) the journal in `dir`, checking its segments and cutting off a torn
+    /// tail.
     /// Fails when another process has the journal open.
     pub fn open(dir: &Path, segment_bytes: u64) -> io::Result<(Self, JournalEnd)> {
         fs::create_dir_all(dir)?;
@@ -163,20 +202,11 @@ impl Journal {
             }
             Err(e) => return Err(e),
         };
+        let damage = DamageLog::new(dir);
         let mut segments = list_segments(dir)?;
-        let mut next_no = 1;
+        let next_no = check_segments(&segments, &damage)?;
         if let Some(last) = segments.last_mut() {
-            let (valid_len, last_no) = scan_valid(&last.path, last.first)?;
-            if valid_len < last.bytes {
-                tracing::warn!(segment = %last.path.display(), kept = valid_len, found = last.bytes,
-                    "journal: cutting off a torn tail");
-                OpenOptions::new()
-                    .write(true)
-                    .open(&last.path)?
-                    .set_len(valid_len)?;
-                last.bytes = valid_len;
-            }
-            next_no = last_no.map_or(last.first, |n| n + 1);
+            last.bytes = fs::metadata(&last.path)?.len();
         }
         if segments.is_empty() {
             segments.push(Segment {
@@ -206,10 +236,16 @@ impl Journal {
                 end,
                 buf: Vec::new(),
                 torn: None,
+                damage,
                 _lock: lock,
             },
             JournalEnd(Arc::new(rx)),
         ))
+    }
+
+    /// Where damage in the journal's files is reported (at open, and by readers given it).
+    pub fn damage(&self) -> &DamageLog {
+        &self.damage
     }
 
     /// A random id fixed when the journal was created; cursors kept elsewhere (PostgreSQL) are

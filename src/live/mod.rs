@@ -108,6 +108,10 @@ pub struct Hub {
     events: broadcast::Sender<Arc<LiveEvent>>,
     clients: Arc<AtomicUsize>,
     max_clients: usize,
+    /// Streams open per user, and the most one user may hold: one viewer cannot take every
+    /// place.
+    per_user: Arc<Mutex<HashMap<String, usize>>>,
+    max_per_user: usize,
     /// `devicehub_stream_clients`.
     gauge: prometheus_client::metrics::gauge::Gauge,
     watched: Arc<Watched>,
@@ -125,12 +129,17 @@ struct Watched {
 }
 
 impl Hub {
-    pub fn new(max_clients: usize, gauge: prometheus_client::metrics::gauge::Gauge) -> Self {
+    pub fn new(
+        (max_clients, max_per_user): (usize, usize),
+        gauge: prometheus_client::metrics::gauge::Gauge,
+    ) -> Self {
         Self {
             readings: broadcast::channel(RING).0,
             events: broadcast::channel(RING).0,
             clients: Arc::default(),
             max_clients,
+            per_user: Arc::default(),
+            max_per_user,
             gauge,
             watched: Arc::default(),
             closing: Default::default(),
@@ -185,12 +194,28 @@ impl Hub {
         self.events.receiver_count() > 0
     }
 
-    /// A new client's subscriptions, or `None` when `max_clients` are connected.
-    pub fn subscribe(&self, kinds: &HashSet<Kind>) -> Option<Subscription> {
+    /// A new client's subscriptions for `user` (`None`: auth is off), or why there is none.
+    pub fn subscribe(
+        &self,
+        kinds: &HashSet<Kind>,
+        user: Option<&str>,
+    ) -> Result<Subscription, Refused> {
+        if let Some(user) = user {
+            let mut per_user = self.per_user.lock().map_err(|_| Refused::Full)?;
+            let open = per_user.entry(user.to_owned()).or_default();
+            if *open >= self.max_per_user {
+                return Err(Refused::UserFull(self.max_per_user));
+            }
+            *open += 1;
+        }
+        let seat = UserSeat {
+            user: user.map(str::to_owned),
+            per_user: self.per_user.clone(),
+        };
         let mut current = self.clients.load(Ordering::Relaxed);
         loop {
             if current >= self.max_clients {
-                return None;
+                return Err(Refused::Full);
             }
             match self.clients.compare_exchange_weak(
                 current,
@@ -204,7 +229,8 @@ impl Hub {
         }
         let events = kinds.iter().any(|k| *k != Kind::Reading);
         self.gauge.inc();
-        Some(Subscription {
+        Ok(Subscription {
+            _seat: seat,
             readings: kinds
                 .contains(&Kind::Reading)
                 .then(|| self.readings.subscribe()),
@@ -223,8 +249,38 @@ impl Hub {
     }
 }
 
+/// Why a stream cannot open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// `stream.max_clients` are open.
+    Full,
+    /// The user holds `stream.max_clients_per_user` streams.
+    UserFull(usize),
+}
+
+/// A user's place among its streams, given back when the stream ends.
+struct UserSeat {
+    user: Option<String>,
+    per_user: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for UserSeat {
+    fn drop(&mut self) {
+        let (Some(user), Ok(mut per_user)) = (&self.user, self.per_user.lock()) else {
+            return;
+        };
+        if let Some(open) = per_user.get_mut(user) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                per_user.remove(user);
+            }
+        }
+    }
+}
+
 /// One client's receivers; dropping it frees its place (and its watch of devices' readings).
 pub struct Subscription {
+    _seat: UserSeat,
     pub readings: Option<broadcast::Receiver<Arc<[Reading]>>>,
     pub events: Option<broadcast::Receiver<Arc<LiveEvent>>>,
     clients: Arc<AtomicUsize>,

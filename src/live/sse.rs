@@ -210,9 +210,24 @@ impl Client {
     /// the type asked for; or the end of the stream.
     async fn beat(&mut self) -> Bytes {
         if let Some(claims) = &self.watcher.claims {
+            if claims
+                .until
+                .is_some_and(|until| crate::auth::token_now() >= until)
+            {
+                self.ended = true;
+                return frame(
+                    "end",
+                    None,
+                    &serde_json::json!({ "error": "the access token this stream was opened with has expired; open it again with a new ticket" }),
+                );
+            }
             if let Err(e) = self.watcher.auth.caller_of(claims, Some(&self.pool)).await {
                 self.ended = true;
-                return frame("end", None, &serde_json::json!({ "error": e.to_string() }));
+                let why = match e {
+                    crate::error::ApiError::Unauthorized(reason) => reason.to_owned(),
+                    other => other.to_string(),
+                };
+                return frame("end", None, &serde_json::json!({ "error": why }));
             }
         }
         self.filter.resolve_type(&self.pool).await;

@@ -26,11 +26,19 @@ pub struct IngestMetrics {
     pub retained_ignored: Counter,
     dead_letters: Family<ReasonLabel, Counter>,
     pub journal_bytes: Gauge,
+    journal_damaged_ranges: Counter,
+    journal_damaged_records: Counter,
     journal_max_bytes: Gauge,
     journal_fill: Gauge<f64, AtomicU64>,
 }
 
 impl IngestMetrics {
+    /// A damaged range of the journal, with `records` records lost in it, was passed over.
+    pub fn journal_damaged(&self, records: u64) {
+        self.journal_damaged_ranges.inc();
+        self.journal_damaged_records.inc_by(records);
+    }
+
     pub(super) fn registered(r: &mut Registry) -> Self {
         let m = Self::default();
         // Every reason from the start, at 0: rules and dashboards never see a series missing.
@@ -68,6 +76,16 @@ impl IngestMetrics {
             "journal_bytes",
             "Bytes in the collector's journal",
             m.journal_bytes.clone(),
+        );
+        r.register(
+            "journal_damaged_ranges",
+            "Damaged ranges found in the journal's files and passed over (journal_corrupt alerts)",
+            m.journal_damaged_ranges.clone(),
+        );
+        r.register(
+            "journal_damaged_records",
+            "Journaled records lost in damaged ranges of the journal's files",
+            m.journal_damaged_records.clone(),
         );
         r.register(
             "journal_max_bytes",

@@ -27,14 +27,23 @@ impl PollMetrics {
     pub(super) fn registered(r: &mut Registry) -> Self {
         let m = Self::default();
         for source in ["shelly", "hikvision"] {
-            for outcome in ["ok", "timeout", "connection", "status", "malformed"] {
+            for outcome in [
+                "ok",
+                "timeout",
+                "connection",
+                "status",
+                "malformed",
+                "too_large",
+                "refused",
+            ] {
                 let _ = m.polls.get_or_create(&PollLabel { source, outcome });
             }
         }
         r.register(
             "polls",
             "HTTP polls of devices (source shelly, mikrotik, hikvision) by outcome: ok, timeout, \
-             connection, status, malformed",
+             connection, status, malformed, too_large (an answer over the kind's max_answer_bytes), \
+             refused (not on a device network)",
             m.polls.clone(),
         );
         m

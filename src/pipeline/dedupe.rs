@@ -128,9 +128,9 @@ impl Dedupers {
                 seq.accept(&id, last);
             }
         }
-        let mut reader = JournalReader::new(journal.dir(), written);
+        let mut reader = JournalReader::reporting(journal.dir(), written, journal.damage().clone());
         loop {
-            let records = reader.read(u64::MAX, 10_000)?;
+            let records = reader.read(journal.last_no(), 10_000)?;
             if records.is_empty() {
                 break;
             }
@@ -148,7 +148,11 @@ impl Dedupers {
                 .last_no()
                 .saturating_sub(Redeliveries::CAPACITY as u64 - 1),
         );
-        let mut tail = JournalReader::new(journal.dir(), tail_start.saturating_sub(1));
+        let mut tail = JournalReader::reporting(
+            journal.dir(),
+            tail_start.saturating_sub(1),
+            journal.damage().clone(),
+        );
         loop {
             let records = tail.read(journal.last_no(), 10_000)?;
             if records.is_empty() {

@@ -47,6 +47,27 @@ pub async fn raise(pool: &PgPool, id: &DeviceId, alert: NewAlert) -> Result<Aler
         .map_err(missing_device(id.as_str()))
 }
 
+/// Raises an alert on device `id` if it exists; `false` when it does not.
+pub async fn raise_on_device_if_exists(
+    pool: &PgPool,
+    id: &DeviceId,
+    (alert_type, severity): (&str, Severity),
+    message: &str,
+) -> Result<bool, sqlx::Error> {
+    let raised = sqlx::query(
+        "INSERT INTO alerts (device_id, alert_type, severity, message) \
+         SELECT device_id, $2, $3, $4 FROM devices WHERE device_id = $1",
+    )
+    .bind(id.as_str())
+    .bind(alert_type)
+    .bind(severity)
+    .bind(message)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(raised > 0)
+}
+
 /// Raises an alert about devicehub itself (no device).
 pub async fn raise_service(
     pool: &PgPool,

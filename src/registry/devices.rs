@@ -226,6 +226,41 @@ pub async fn merge_metadata(
     Ok(())
 }
 
+/// Adds the keys of `metadata` a device's metadata does not have yet (an identity pinned when it
+/// is first learnt, never replaced by what a device later says).
+pub async fn pin_metadata(
+    pool: &PgPool,
+    id: &DeviceId,
+    metadata: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE devices SET metadata = $2 || metadata, updated_at = now() \
+         WHERE device_id = $1 AND NOT (metadata ?& ARRAY(SELECT jsonb_object_keys($2)))",
+    )
+    .bind(id.as_str())
+    .bind(metadata)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// What a device record pins of a polled device's identity: its type, MAC and generation
+/// (`None`: no such device).
+pub async fn pinned_identity(
+    pool: &PgPool,
+    id: &DeviceId,
+) -> Result<Option<(Option<String>, Option<String>, Option<i64>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT device_type, metadata->>'mac', \
+                CASE WHEN jsonb_typeof(metadata->'generation') = 'number' \
+                THEN (metadata->>'generation')::float8::bigint END \
+         FROM devices WHERE device_id = $1",
+    )
+    .bind(id.as_str())
+    .fetch_optional(pool)
+    .await
+}
+
 /// Whether a device is marked as polled (metadata `polled: true`).
 pub async fn is_polled(pool: &PgPool, id: &DeviceId) -> Result<bool, sqlx::Error> {
     let polled: Option<bool> = sqlx::query_scalar(

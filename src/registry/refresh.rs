@@ -24,10 +24,13 @@ pub struct Issued {
 /// What presenting a refresh token came to.
 #[derive(Debug)]
 pub enum Rotation {
-    /// The token was good: the family's user and role now, and the token that replaces it.
+    /// The token was good: the family's user, role and token generation now, the family (the
+    /// login), and the token that replaces it.
     Rotated {
         username: String,
         role: Role,
+        generation: i64,
+        login: Uuid,
         next: Issued,
     },
     /// Unknown, expired, revoked, or predating a change of the user's role or password.
@@ -70,34 +73,50 @@ fn new_secret() -> String {
     format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())
 }
 
-/// Starts a family for `username` (a login) and returns its first token. Expired tokens of
-/// every user older than a day are deleted on the way.
-pub async fn start(pool: &PgPool, username: &str, ttl_secs: u64) -> Result<Issued, sqlx::Error> {
+/// Starts a family for `username` under its token `generation` (a login) and returns the
+/// family's id and its first token. Expired tokens of every user older than a day are deleted on
+/// the way.
+pub async fn start(
+    pool: &PgPool,
+    (username, generation): (&str, i64),
+    ttl_secs: u64,
+) -> Result<(Uuid, Issued), sqlx::Error> {
     sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < now() - interval '1 day'")
         .execute(pool)
         .await?;
     let mut tx = pool.begin().await?;
-    let token = new_secret();
+    let (token, family) = (new_secret(), Uuid::new_v4());
     let issued = insert(
         &mut tx,
         (&token, username),
-        (Uuid::new_v4(), None),
+        (family, None, generation),
         ttl_secs,
     )
     .await?;
     tx.commit().await?;
-    Ok(issued)
+    Ok((family, issued))
+}
+
+/// Whether the login `family` is still in: not logged out or revoked, and not expired.
+pub async fn login_in(pool: &PgPool, family: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM refresh_tokens \
+         WHERE family = $1 AND revoked_at IS NULL AND expires_at > now())",
+    )
+    .bind(family)
+    .fetch_one(pool)
+    .await
 }
 
 async fn insert(
     tx: &mut sqlx::PgConnection,
     (token, username): (&str, &str),
-    (family, started): (Uuid, Option<DateTime<Utc>>),
+    (family, started, generation): (Uuid, Option<DateTime<Utc>>, i64),
     ttl_secs: u64,
 ) -> Result<Issued, sqlx::Error> {
     let expires_at: DateTime<Utc> = sqlx::query_scalar(
-        "INSERT INTO refresh_tokens (token_hash, family, username, family_started_at, expires_at) \
-         VALUES ($1, $2, $3, COALESCE($4, now()), now() + make_interval(secs => $5)) \
+        "INSERT INTO refresh_tokens (token_hash, family, username, family_started_at, expires_at, generation) \
+         VALUES ($1, $2, $3, COALESCE($4, now()), now() + make_interval(secs => $5), $6) \
          RETURNING expires_at",
     )
     .bind(hash(token))
@@ -105,6 +124,7 @@ async fn insert(
     .bind(username)
     .bind(started)
     .bind(ttl_secs as f64)
+    .bind(generation)
     .fetch_one(&mut *tx)
     .await?;
     Ok(Issued {
@@ -114,8 +134,8 @@ async fn insert(
 }
 
 /// A presented token's family, user, family start, whether it was used (and within the reuse
-/// grace), revoked or has expired, the user's role now (none: deleted) and whether the family
-/// is as recent as the user's last change of role or password.
+/// grace), revoked or has expired, the user's role now (none: deleted), and the family's and the
+/// user's token generations (a family predating a change of role or password is refused).
 type Presented = (
     Uuid,
     String,
@@ -124,7 +144,7 @@ type Presented = (
     bool,
     bool,
     Option<Role>,
-    bool,
+    (i64, Option<i64>),
 );
 
 /// Uses `token` up and issues the next of its family (see [`Rotation`]).
@@ -140,7 +160,7 @@ pub async fn rotate(
                     (t.used_at IS NOT NULL, \
                      COALESCE(t.used_at > now() - make_interval(secs => $2), false)), \
                     t.revoked_at IS NOT NULL, t.expires_at <= now(), \
-                    u.role, t.family_started_at >= u.tokens_valid_since \
+                    u.role, (t.generation, u.token_generation) \
              FROM refresh_tokens t LEFT JOIN users u ON u.username = t.username \
              WHERE t.token_hash = $1 FOR UPDATE OF t",
     )
@@ -148,11 +168,20 @@ pub async fn rotate(
     .bind(rules.reuse_grace_secs as f64)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((family, username, started, (used, in_grace), revoked, expired, role, current)) = row
+    let Some((
+        family,
+        username,
+        started,
+        (used, in_grace),
+        revoked,
+        expired,
+        role,
+        (generation, now),
+    )) = row
     else {
         return Ok(Rotation::Refused);
     };
-    let role = role.filter(|_| !revoked && !expired && current);
+    let role = role.filter(|_| !revoked && !expired && Some(generation) == now);
     let next = rules.successor(token);
     if used {
         // Another tab's refresh a moment ago: the same successor, while it stands.
@@ -165,6 +194,8 @@ pub async fn rotate(
                 return Ok(Rotation::Rotated {
                     username,
                     role,
+                    generation,
+                    login: family,
                     next,
                 });
             }
@@ -183,7 +214,7 @@ pub async fn rotate(
     let next = insert(
         &mut tx,
         (&next, &username),
-        (family, Some(started)),
+        (family, Some(started), generation),
         rules.ttl_secs,
     )
     .await?;
@@ -191,6 +222,8 @@ pub async fn rotate(
     Ok(Rotation::Rotated {
         username,
         role,
+        generation,
+        login: family,
         next,
     })
 }
@@ -219,8 +252,8 @@ async fn revoke(tx: &mut sqlx::PgConnection, family: Uuid) -> Result<(), sqlx::E
     Ok(())
 }
 
-/// Revokes the family of `token` (a logout); an unknown token is no error.
-pub async fn revoke_family_of(pool: &PgPool, token: &str) -> Result<(), sqlx::Error> {
+/// Revokes the family of `token` (a logout) and returns it; an unknown token is no error.
+pub async fn revoke_family_of(pool: &PgPool, token: &str) -> Result<Option<Uuid>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let family: Option<Uuid> =
         sqlx::query_scalar("SELECT family FROM refresh_tokens WHERE token_hash = $1")
@@ -231,5 +264,5 @@ pub async fn revoke_family_of(pool: &PgPool, token: &str) -> Result<(), sqlx::Er
         revoke(&mut tx, family).await?;
     }
     tx.commit().await?;
-    Ok(())
+    Ok(family)
 }

@@ -11,6 +11,7 @@ pub struct StoredUser {
     pub username: String,
     pub password_hash: String,
     pub role: Role,
+    pub token_generation: i64,
 }
 
 /// A user as the API shows it (never the password hash).
@@ -22,12 +23,12 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
 }
 
-/// What a token is checked against: the user's role now, and the moment from which its tokens
-/// are valid (Unix milliseconds, PostgreSQL's clock: API replicas keep theirs in sync, NTP).
+/// What a token is checked against: the user's role now, and the token generation its tokens
+/// must carry (it moves on a change of role or password; no clock is compared).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenState {
     pub role: Role,
-    pub valid_since: i64,
+    pub generation: i64,
 }
 
 const COLUMNS: &str = "username, role, created_at, updated_at";
@@ -64,7 +65,7 @@ pub async fn create(
 
 pub async fn find(pool: &PgPool, username: &str) -> Result<Option<StoredUser>, sqlx::Error> {
     sqlx::query_as::<_, StoredUser>(
-        "SELECT username, password_hash, role FROM users WHERE username = $1",
+        "SELECT username, password_hash, role, token_generation FROM users WHERE username = $1",
     )
     .bind(username)
     .fetch_optional(pool)
@@ -78,17 +79,16 @@ pub async fn list(pool: &PgPool) -> Result<Vec<User>, sqlx::Error> {
 }
 
 pub async fn token_state(pool: &PgPool, username: &str) -> Result<Option<TokenState>, sqlx::Error> {
-    let row: Option<(Role, i64)> = sqlx::query_as(
-        "SELECT role, floor(extract(epoch FROM tokens_valid_since) * 1000)::bigint FROM users WHERE username = $1",
-    )
-    .bind(username)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(|(role, valid_since)| TokenState { role, valid_since }))
+    let row: Option<(Role, i64)> =
+        sqlx::query_as("SELECT role, token_generation FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(|(role, generation)| TokenState { role, generation }))
 }
 
-/// Changes the role and/or the password hash; when either really changes, tokens issued before
-/// now stop working.
+/// Changes the role and/or the password hash; when either really changes, the user's token
+/// generation moves on and tokens issued before stop working.
 pub async fn update(
     pool: &PgPool,
     username: &str,
@@ -97,8 +97,8 @@ pub async fn update(
 ) -> Result<User, RegistryError> {
     sqlx::query_as::<_, User>(&format!(
         "UPDATE users SET role = COALESCE($2, role), password_hash = COALESCE($3, password_hash), \
-         tokens_valid_since = CASE WHEN $3 IS NOT NULL OR $2 IS DISTINCT FROM role AND $2 IS NOT NULL \
-                                   THEN now() ELSE tokens_valid_since END, \
+         token_generation = CASE WHEN $3 IS NOT NULL OR $2 IS DISTINCT FROM role AND $2 IS NOT NULL \
+                                 THEN nextval('token_generations') ELSE token_generation END, \
          updated_at = now() WHERE username = $1 RETURNING {COLUMNS}"
     ))
     .bind(username)

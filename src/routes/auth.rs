@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use validator::Validate;
 
-use crate::auth::{verify_password, Auth, Viewer};
+use crate::auth::{verify_password, Auth, Session, Viewer};
 use crate::configuration::Settings;
 use crate::domain::Role;
 use crate::error::{ApiError, ErrorBody};
@@ -145,7 +145,8 @@ fn presented(req: &HttpRequest, body: &[u8]) -> Result<Option<String>, ApiError>
         .filter(|t| !t.is_empty() && t.len() <= 256))
 }
 
-/// Exchanges a username and password for a bearer token. Rate limited per client address.
+/// Exchanges a username and password for a bearer token. Rate limited per client network, and
+/// per account with backoff (see `auth::limits`).
 ///
 /// Returns a short-lived access token and a refresh token (also set as the HttpOnly cookie
 /// `devicehub_refresh`).
@@ -164,11 +165,12 @@ pub async fn login(
     body: super::Body<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let issuer = auth.issuer_or_disabled()?;
-    if let Some(peer) = req.peer_addr() {
-        auth.check_login_rate(peer.ip())?;
-    }
     body.validate()?;
     let LoginRequest { username, password } = body.into_inner().0;
+    let network = auth.client_network(&req);
+    if let Some(network) = network {
+        auth.login_limits().admit(network, &username)?;
+    }
     let user = users::find(&pool, &username).await?;
     let password = SecretString::from(password);
     let stored = user.as_ref().map(|u| u.password_hash.clone());
@@ -176,18 +178,32 @@ pub async fn login(
     let verified = web::block(move || verify_password(&password, stored.as_deref()))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
+    if let Some(network) = network {
+        auth.login_limits()
+            .record(network, &username, verified && user.is_some());
+    }
     let user = match user {
         Some(user) if verified => user,
         known => {
             // Never the password; the username passed the single-line rule above.
             tracing::warn!(%username, known_user = known.is_some(),
-                client = %req.peer_addr().map(|p| p.ip().to_string()).unwrap_or_default(),
+                client = %network.map(|n| n.to_string()).unwrap_or_default(),
                 "failed login");
             return Err(ApiError::Unauthorized("wrong username or password"));
         }
     };
-    let token = issuer.issue(&user.username, user.role)?;
-    let refresh = refresh::start(&pool, &user.username, lifetimes.rotation.ttl_secs).await?;
+    let (login, refresh) = refresh::start(
+        &pool,
+        (&user.username, user.token_generation),
+        lifetimes.rotation.ttl_secs,
+    )
+    .await?;
+    let token = issuer.issue(&Session {
+        username: user.username.clone(),
+        role: user.role,
+        generation: user.token_generation,
+        login: Some(login),
+    })?;
     tracing::info!(username = %user.username, role = %user.role, "login");
     Ok(tokens(&req, token, issuer.ttl_secs(), refresh))
 }
@@ -219,9 +235,16 @@ pub async fn refresh(
         Rotation::Rotated {
             username,
             role,
+            generation,
+            login,
             next,
         } => {
-            let access = issuer.issue(&username, role)?;
+            let access = issuer.issue(&Session {
+                username,
+                role,
+                generation,
+                login: Some(login),
+            })?;
             Ok(tokens(&req, access, issuer.ttl_secs(), next))
         }
         Rotation::Reused => {
@@ -240,7 +263,8 @@ pub async fn refresh(
 }
 
 /// Revokes the refresh token's login (the body's token, else the cookie's) and clears the
-/// cookie. Access tokens already issued run out on their own (`expires_in`).
+/// cookie. The login's access tokens and live streams stop working with it (in other API
+/// processes within seconds).
 #[utoipa::path(post, operation_id = "logout", path = "/api/auth/logout", tag = "auth",
     request_body(content = Option<RefreshRequest>, description = "Optional: the cookie serves browsers"),
     responses(
@@ -249,11 +273,14 @@ pub async fn refresh(
     ))]
 pub async fn logout(
     req: HttpRequest,
+    auth: web::Data<Arc<Auth>>,
     pool: web::Data<PgPool>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(token) = presented(&req, &body)? {
-        refresh::revoke_family_of(&pool, &token).await?;
+        if let Some(login) = refresh::revoke_family_of(&pool, &token).await? {
+            auth.logged_out(login);
+        }
     }
     Ok(HttpResponse::Ok()
         .cookie(refresh_cookie(&req, String::new(), CookieDuration::ZERO))

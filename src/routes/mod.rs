@@ -69,6 +69,8 @@ pub struct Probes {
     pub metrics: Arc<Metrics>,
     /// The sinks a store refuses for a reason of configuration, for `/readyz`.
     pub health: Arc<crate::health::Health>,
+    /// `metrics.token`: what a scrape must present, as its SHA-256.
+    pub metrics_token: Option<[u8; 32]>,
 }
 
 /// `/health`, `/healthz`, `/readyz` and `/metrics`: all a process without the `api` role serves

@@ -6,6 +6,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::Probes;
+use crate::error::ApiError;
 use crate::metrics::{Fleet, Metrics};
 use crate::registry::stats;
 
@@ -14,17 +15,38 @@ use crate::registry::stats;
 pub const FLEET_EVERY: Duration = Duration::from_secs(15);
 
 /// Devices, alerts, the collector's, sinks' and the API's counters in the Prometheus/OpenMetrics
-/// text format, served by every process whatever its roles (unauthenticated, like every
-/// exporter; it carries no device data beyond counts). The fleet gauges are as of the last
+/// text format, served by every process whatever its roles: open, like most exporters (it
+/// carries no device data beyond counts), unless `metrics.token` is set, when a scrape must
+/// send it as a bearer token (401 otherwise). The fleet gauges are as of the last
 /// refresh (at most 15 s old); a scrape runs no query.
 #[utoipa::path(get, operation_id = "prometheus_metrics", path = "/metrics", tag = "health",
-    responses((status = 200, description = "OpenMetrics text exposition format", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
-pub async fn metrics(stores: web::Data<Probes>) -> HttpResponse {
+    responses((status = 200, description = "OpenMetrics text exposition format", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 401, description = "`metrics.token` is set and the request did not send it as `Authorization: Bearer`", body = crate::routes::Notice)))]
+pub async fn metrics(
+    stores: web::Data<Probes>,
+    request: actix_web::HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(expected) = &stores.metrics_token {
+        use sha2::Digest;
+        let presented = request
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        // Compared as digests: the time taken says nothing about the token's bytes.
+        let digest: [u8; 32] = sha2::Sha256::digest(presented.as_bytes()).into();
+        if digest != *expected {
+            return Err(ApiError::Unauthorized(
+                "metrics.token is set: send it as a bearer token",
+            ));
+        }
+    }
     stores
         .metrics
         .mqtt
         .connected("publisher", stores.publisher.is_connected());
-    match stores.metrics.encode() {
+    Ok(match stores.metrics.encode() {
         Ok(text) => HttpResponse::Ok()
             .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
             .body(text),
@@ -32,7 +54,7 @@ pub async fn metrics(stores: web::Data<Probes>) -> HttpResponse {
             tracing::error!(error = %e, "cannot encode the metrics");
             HttpResponse::InternalServerError().finish()
         }
-    }
+    })
 }
 
 /// Reads the fleet gauges from the registry now and every [`FLEET_EVERY`] until `shutdown`.

@@ -16,7 +16,7 @@ use crate::auth::{Auth, Viewer};
 use crate::domain::{single_line, Invalid, MAX_DEVICE_TYPE_CHARS};
 use crate::error::{ApiError, ErrorBody};
 use crate::live::sse::{Client, Filter, Watcher};
-use crate::live::Kind;
+use crate::live::{Kind, Refused};
 
 /// Devices one stream may name.
 const MAX_DEVICES: usize = 100;
@@ -43,11 +43,9 @@ pub async fn ticket(
     stores: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let ttl = stores.stream.ticket_ttl_secs;
-    let ticket = match auth.issuer() {
-        Some(issuer) => {
-            Some(issuer.issue_ticket(&caller.caller.username, caller.caller.role, ttl)?)
-        }
-        None => None,
+    let ticket = match (auth.issuer(), &caller.caller.token) {
+        (Some(issuer), Some(access)) => Some(issuer.issue_ticket(access, ttl)?),
+        _ => None,
     };
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -116,10 +114,17 @@ pub async fn stream(
         })?),
         None => None,
     };
-    let subscription = stores
-        .live
-        .subscribe(&filter.kinds)
-        .ok_or(ApiError::Unavailable("stream (too many clients)"))?;
+    let user = claims.as_ref().map(|c| c.sub.as_str());
+    let subscription =
+        stores
+            .live
+            .subscribe(&filter.kinds, user)
+            .map_err(|refused| match refused {
+                Refused::Full => ApiError::Unavailable("stream (too many clients)"),
+                Refused::UserFull(_) => ApiError::RateLimited {
+                    retry_after_secs: stores.stream.heartbeat_secs,
+                },
+            })?;
     let watcher = Watcher {
         auth: auth.get_ref().clone(),
         claims,

@@ -139,7 +139,12 @@ fn setup(records: usize) -> Setup {
         })
         .collect();
     journal.append(&entries).unwrap();
-    let feed = Feed::new(dir.clone(), end, Arc::new(Undecoded), (1000, 1 << 26));
+    let feed = Feed::new(
+        (dir.clone(), journal.damage().clone()),
+        end,
+        Arc::new(Undecoded),
+        (1000, 1 << 26),
+    );
     let sink = Recording {
         written: Default::default(),
         panics: Default::default(),

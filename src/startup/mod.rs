@@ -91,7 +91,7 @@ impl Application {
         supervisor.spawn("fleet gauges", Wave::Intake, move |shutdown| {
             crate::routes::prometheus::refresh_fleet(pool.clone(), metrics.clone(), shutdown)
         });
-        let probes = common.probes();
+        let probes = common.probes(&settings);
         let server = server::serve(listener, common.pool.clone(), (probes, state), &settings)?;
         let live = common.live.clone();
         supervisor.spawn_once("api", Wave::Intake, |shutdown| {
@@ -156,8 +156,13 @@ impl Common {
         if let Err(e) = archive.prepare().await {
             tracing::warn!(error = %e, "the archive is not writable yet; the collector will retry");
         }
-        let live =
-            crate::live::Hub::new(settings.stream.max_clients, metrics.stream_clients.clone());
+        let live = crate::live::Hub::new(
+            (
+                settings.stream.max_clients,
+                settings.stream.max_clients_per_user,
+            ),
+            metrics.stream_clients.clone(),
+        );
         Ok(Self {
             pool,
             metrics,
@@ -170,8 +175,14 @@ impl Common {
     }
 
     /// What the health and metrics endpoints read.
-    fn probes(&self) -> Probes {
+    fn probes(&self, settings: &Settings) -> Probes {
+        use secrecy::ExposeSecret;
+        use sha2::Digest;
         Probes {
+            metrics_token: settings
+                .metrics
+                .token()
+                .map(|t| sha2::Sha256::digest(t.expose_secret().as_bytes()).into()),
             influx: self.influx.clone(),
             archive: self.archive.clone(),
             publisher: self.publisher.clone(),
@@ -209,11 +220,12 @@ fn start_api(
     (inventory, collector): (crate::inventory::Inventory, bool),
     supervisor: &mut Supervisor,
 ) -> anyhow::Result<ApiState> {
+    let networks = Arc::new(crate::clients::DeviceNetworks::from_settings(settings)?);
     let outbox = Outbox::new(
         common.pool.clone(),
         common.publisher.clone(),
         settings.mqtt.iot_prefix.clone(),
-        crate::clients::shelly::ShellyClient::new(&settings.shelly)?,
+        crate::clients::shelly::ShellyClient::new(&settings.shelly, networks.clone())?,
     );
     let listener = (common.pool.clone(), common.live.clone());
     supervisor.spawn("live updates", Wave::Intake, move |shutdown| {
@@ -241,7 +253,7 @@ fn start_api(
         outbox,
         metrics: common.metrics.clone(),
         inventory,
-        cameras: crate::clients::hikvision::CameraClient::new(&settings.hikvision)?,
+        cameras: crate::clients::hikvision::CameraClient::new(&settings.hikvision, networks)?,
         collector,
         live: common.live.clone(),
         stream: settings.stream.clone(),

@@ -67,12 +67,13 @@ pub(super) fn start_pollers(
         }
         return Ok(());
     };
-    start_cameras(settings, (pool, &handoff, metrics), supervisor)?;
+    let networks = Arc::new(crate::clients::DeviceNetworks::from_settings(settings)?);
+    start_cameras(settings, (pool, &handoff, metrics), &networks, supervisor)?;
     if settings.shelly.hosts.is_empty() && mikrotik.is_none() {
         return Ok(());
     }
     let context = crate::sources::shelly::ShellyContext::new(
-        &settings.shelly,
+        (&settings.shelly, networks),
         pool.clone(),
         handoff,
         metrics.polls.clone(),
@@ -135,11 +136,12 @@ fn start_cameras(
         &tokio::sync::mpsc::Sender<crate::pipeline::Incoming>,
         &Arc<Metrics>,
     ),
+    networks: &Arc<crate::clients::DeviceNetworks>,
     supervisor: &mut Supervisor,
 ) -> anyhow::Result<()> {
     for host in &settings.hikvision.hosts {
         let camera = crate::sources::hikvision::Camera::new(
-            &settings.hikvision,
+            (&settings.hikvision, networks.clone()),
             host,
             &settings.mqtt.qs_prefix,
             (pool.clone(), handoff.clone(), metrics.polls.clone()),

@@ -26,7 +26,10 @@ pub(super) fn serve(
     let pool = web::Data::new(pool);
     let probes = web::Data::new(probes);
     let stores = stores.map(web::Data::new);
-    let auth = web::Data::new(Arc::new(Auth::from_settings(&settings.auth)));
+    let auth = web::Data::new(Arc::new(Auth::from_settings(
+        &settings.auth,
+        settings.http.trusted_proxies()?,
+    )));
     let lifetimes = web::Data::new(routes::auth::TokenLifetimes::from_settings(settings));
     let cors_origins = settings.http.cors_origins.clone();
     let limit = settings.http.max_body_bytes;

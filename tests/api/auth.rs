@@ -101,7 +101,12 @@ async fn every_api_route_is_401_without_a_token() {
 async fn garbage_and_foreign_tokens_are_401() {
     let app = spawn_app().await;
     let foreign = TokenIssuerFor::other()
-        .issue("mallory", Role::Admin)
+        .issue(&devicehub::auth::Session {
+            username: "mallory".into(),
+            role: Role::Admin,
+            generation: 0,
+            login: None,
+        })
         .unwrap();
     for token in ["not-a-jwt", "a.b.c", foreign.as_str()] {
         let response = app.get("/api/devices", token).await;
@@ -497,4 +502,190 @@ async fn user_input_breaking_the_rules_is_422() {
         )
         .await;
     assert_error(missing, 404).await;
+}
+
+/// A token's validity does not hang on clocks: one signed by an API process whose clock runs an
+/// hour ahead (its `iat` after the change) is refused once the user's role changes, because it
+/// carries the generation it was issued under; a login after the change works at once.
+#[tokio::test]
+async fn a_role_change_refuses_earlier_tokens_whatever_their_clock_said() {
+    let app = spawn_app().await;
+    app.add_user("clocky", "correct horse battery", Role::Operator)
+        .await;
+    let state = devicehub::registry::users::token_state(&app.pool, "clocky")
+        .await
+        .unwrap()
+        .unwrap();
+    let ahead = chrono::Utc::now().timestamp() + 3600;
+    let claims = json!({"sub": "clocky", "role": "operator", "iat": ahead, "iat_ms": ahead * 1000,
+                        "exp": ahead + 3600, "iss": "devicehub", "gen": state.generation});
+    let token = encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(app.get("/api/devices", &token).await.status(), 200);
+    let changed = app
+        .send_json(
+            Method::PATCH,
+            "/api/users/clocky",
+            &app.admin,
+            &json!({"role": "viewer"}),
+        )
+        .await;
+    assert_eq!(changed.status(), 200);
+    let body = assert_error(app.get("/api/devices", &token).await, 401).await;
+    assert!(
+        body["details"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("role or password"),
+        "{body}"
+    );
+    let fresh = login(&app, "clocky", "correct horse battery").await;
+    assert_eq!(app.get("/api/devices", &fresh).await.status(), 200);
+}
+
+/// A logout ends its login: the access tokens it issued are refused too (not only its refresh
+/// token), while another login of the same user goes on.
+#[tokio::test]
+async fn logout_refuses_the_logins_access_tokens_and_leaves_other_logins_alone() {
+    let app = spawn_app().await;
+    app.add_user("leaver", "correct horse battery", Role::Viewer)
+        .await;
+    let log_in = || async {
+        let body: Value = app
+            .client
+            .post(app.url("/api/auth/login"))
+            .json(&json!({"username": "leaver", "password": "correct horse battery"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (
+            body["access_token"].as_str().unwrap().to_owned(),
+            body["refresh_token"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (laptop, laptop_refresh) = log_in().await;
+    let (phone, _) = log_in().await;
+    let out = app
+        .client
+        .post(app.url("/api/auth/logout"))
+        .json(&json!({"refresh_token": laptop_refresh}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 200);
+    let body = assert_error(app.get("/api/devices", &laptop).await, 401).await;
+    assert!(
+        body["details"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("logged out"),
+        "{body}"
+    );
+    assert_eq!(app.get("/api/devices", &phone).await.status(), 200);
+}
+
+/// One login attempt of `username` from `local` (a loopback address of the test's choosing),
+/// through a proxy naming `forwarded_for` if given; the status.
+async fn attempt_from(
+    app: &crate::harness::TestApp,
+    local: std::net::IpAddr,
+    forwarded_for: Option<&str>,
+    (username, password): (&str, &str),
+) -> u16 {
+    let client = reqwest::Client::builder()
+        .local_address(local)
+        .build()
+        .unwrap();
+    let mut request = client
+        .post(app.url("/api/auth/login"))
+        .json(&json!({"username": username, "password": password}));
+    if let Some(client) = forwarded_for {
+        request = request.header("X-Forwarded-For", client);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn bad_logins_from_rotating_loopback_addresses_count_as_one_client() {
+    let mut settings = test_settings();
+    // 127.0.0.1 is a reverse proxy; the guesser rotates through the rest of 127.0.0.0/8.
+    settings.http.trusted_proxies = vec!["127.0.0.1".into()];
+    let app = spawn_app_with(settings).await;
+    app.add_user("target", "correct horse battery", Role::Admin)
+        .await;
+    let mut verified = 0;
+    for i in 0..500u32 {
+        let local = std::net::Ipv4Addr::new(127, 0, (i / 250) as u8 + 1, (i % 250) as u8 + 2);
+        match attempt_from(&app, local.into(), None, ("target", "guess")).await {
+            401 => verified += 1,
+            429 => {}
+            other => panic!("attempt {i}: {other}"),
+        }
+    }
+    assert!(
+        verified <= 10,
+        "{verified} of 500 guesses were checked (at most auth.login_attempts_per_minute)"
+    );
+    // The owner, elsewhere (through the proxy), is not locked out by the guessing.
+    let proxy = std::net::Ipv4Addr::LOCALHOST.into();
+    let owner = ("target", "correct horse battery");
+    assert_eq!(
+        attempt_from(&app, proxy, Some("203.0.113.9"), owner).await,
+        200
+    );
+}
+
+#[tokio::test]
+async fn eleven_bad_logins_through_a_proxy_lock_out_that_client_only() {
+    let mut settings = test_settings();
+    settings.http.trusted_proxies = vec!["127.0.0.0/8".into()];
+    let app = spawn_app_with(settings).await;
+    app.add_user("shared", "correct horse battery", Role::Viewer)
+        .await;
+    let proxy = std::net::Ipv4Addr::LOCALHOST.into();
+    let statuses: Vec<u16> = {
+        let mut statuses = Vec::new();
+        for _ in 0..11 {
+            statuses
+                .push(attempt_from(&app, proxy, Some("198.51.100.1"), ("shared", "guess")).await);
+        }
+        statuses
+    };
+    assert_eq!(&statuses[..3], [401, 401, 401], "{statuses:?}");
+    assert_eq!(statuses[10], 429, "{statuses:?}");
+    // Everyone else behind the same proxy logs in.
+    let right = ("shared", "correct horse battery");
+    for client in [
+        "198.51.100.2",
+        "2001:db8:1:2::7",
+        "203.0.113.5, 198.51.100.3",
+    ] {
+        assert_eq!(
+            attempt_from(&app, proxy, Some(client), right).await,
+            200,
+            "{client}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
+    let app = spawn_app().await;
+    let local = std::net::Ipv4Addr::LOCALHOST.into();
+    let mut limited = false;
+    for i in 0..12 {
+        let forged = format!("198.51.100.{i}");
+        if attempt_from(&app, local, Some(&forged), ("nobody", "guess")).await == 429 {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "a forged X-Forwarded-For bought more attempts");
 }

@@ -414,6 +414,121 @@ async fn devicehub_reaches_a_tls_broker_with_a_custom_ca_and_a_client_certificat
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// MQTT over TLS as shipped: `devicehub certs mqtt` makes the CA and the broker's certificate,
+/// the shipped broker config's TLS listener serves them, and devicehub and the simulator (the
+/// `devicehub-sim` binary, as `scripts/run.sh` runs it) connect with `mqtts://` trusting the CA.
+#[tokio::test]
+async fn devicehub_and_the_simulator_talk_over_mqtts_with_generated_certificates() {
+    let (tag, dir) = scratch();
+    let certs = dir.join("certs");
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_devicehub"))
+        .args(["certs", "mqtt", "--dir"])
+        .arg(&certs)
+        .args(["--host", "127.0.0.1,localhost"])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let device = format!("tls{}", &tag[..8]);
+    let sim_device = format!("{device}-00000");
+    let broker = servers::mosquitto_tls_with(
+        &dir,
+        &[&sim_device],
+        (
+            &certs.join("ca.crt"),
+            &certs.join("server.crt"),
+            &certs.join("server.key"),
+        ),
+        false,
+    );
+    let mut service = Service::new(&tag, broker.port, &dir);
+    service.set(
+        "DEVICEHUB__MQTT__URL",
+        format!(
+            "mqtts://{}:{}@127.0.0.1:{}",
+            servers::BROKER_USER,
+            servers::BROKER_PASSWORD,
+            broker.port
+        ),
+    );
+    service.set(
+        "DEVICEHUB__MQTT__CA_FILE",
+        certs.join("ca.crt").display().to_string(),
+    );
+    service.start().await;
+    let (status, ready) = service.api(Method::GET, "/readyz", None).await;
+    assert_eq!(status, 200, "{ready}");
+
+    let sim = std::path::Path::new(env!("CARGO_BIN_EXE_devicehub")).with_file_name("devicehub-sim");
+    assert!(
+        sim.exists(),
+        "{} (cargo test --workspace builds it)",
+        sim.display()
+    );
+    let published = std::process::Command::new(&sim)
+        .args([
+            "load",
+            "--devices",
+            "1",
+            "--connections",
+            "1",
+            "--measurements",
+            "1",
+            "--messages",
+            "20",
+            "--prefix",
+        ])
+        .arg(&device)
+        .arg("--broker")
+        .arg(format!(
+            "mqtts://{sim_device}:{}@127.0.0.1:{}",
+            servers::DEVICE_PASSWORD,
+            broker.port
+        ))
+        .env("DEVICEHUB_SIM_MQTT_CA_FILE", certs.join("ca.crt"))
+        .output()
+        .unwrap();
+    assert!(
+        published.status.success(),
+        "{}",
+        String::from_utf8_lossy(&published.stderr)
+    );
+    assert_all_arrive(&mut service, 20, 30).await;
+
+    // Without the CA the simulator does not trust the broker: no plain fallback.
+    let refused = std::process::Command::new(&sim)
+        .args([
+            "load",
+            "--devices",
+            "1",
+            "--connections",
+            "1",
+            "--messages",
+            "1",
+            "--seconds",
+            "3",
+            "--prefix",
+        ])
+        .arg(&device)
+        .arg("--broker")
+        .arg(format!(
+            "mqtts://{sim_device}:{}@127.0.0.1:{}",
+            servers::DEVICE_PASSWORD,
+            broker.port
+        ))
+        .env_remove("DEVICEHUB_SIM_MQTT_CA_FILE")
+        .output()
+        .unwrap();
+    drop(refused);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_all_arrive(&mut service, 20, 5).await;
+    drop(broker);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn the_shipped_broker_refuses_what_devicehub_would_dead_letter_for_size() {
     let config = std::fs::read_to_string(

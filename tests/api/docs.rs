@@ -264,3 +264,61 @@ fn every_resource_module_is_listed_and_the_architecture_page_shows_the_real_list
         );
     }
 }
+
+/// Every credential the repository publishes (`.env.example`, `secrets.env.example`, the
+/// scripts' development defaults, the README's and docs' examples) is one devicehub refuses off
+/// loopback (or a placeholder it refuses everywhere).
+#[test]
+fn every_published_credential_is_one_devicehub_refuses() {
+    let mut files: Vec<PathBuf> = pages();
+    files.push(root().join(".env.example"));
+    files.push(root().join("deploy/k8s/secrets.env.example"));
+    for entry in std::fs::read_dir(root().join("scripts")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "sh") {
+            files.push(path);
+        }
+    }
+    let mut seen = 0;
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines() {
+            for (key, rest) in line
+                .split_whitespace()
+                .filter_map(|word| word.trim_start_matches("export").split_once('='))
+            {
+                let key = key.trim_start_matches(|c: char| !c.is_ascii_uppercase());
+                let secret = ["PASSWORD", "TOKEN", "SECRET", "SECRET_KEY", "ACCESS_KEY"]
+                    .iter()
+                    .any(|s| key.ends_with(s));
+                if !secret || key.is_empty() {
+                    continue;
+                }
+                // `"${NAME:-default}"` gives its default; a bare value is the value.
+                let value = rest.trim_matches('"');
+                let value = value
+                    .strip_prefix("${")
+                    .and_then(|v| v.split_once(":-"))
+                    .map_or(value, |(_, default)| default.trim_end_matches('}'));
+                if value.is_empty() || value.contains('$') || value.starts_with('(') {
+                    continue;
+                }
+                seen += 1;
+                let value = if value.starts_with('<') {
+                    line.split_once('=').map_or(value, |(_, v)| v)
+                } else {
+                    value
+                };
+                assert!(
+                    devicehub::configuration::is_example(value),
+                    "{}: {key}={value} is published but not in configuration::EXAMPLE_SECRETS",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(
+        seen >= 25,
+        "only {seen} credentials found: the scan is broken"
+    );
+}

@@ -738,6 +738,138 @@ async fn a_database_recreated_while_the_journal_was_kept_starts_with_an_alert() 
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The journal as a collector left it, unwritten by any sink: `records` readings of `DEVICE`,
+/// `seq` = journal number, in segments of `segment_bytes`. Returns the segments, oldest first.
+fn write_journal(dir: &Path, records: u64, segment_bytes: u64) -> Vec<(u64, PathBuf)> {
+    use devicehub::journal::{Entry, Journal};
+    let (mut journal, _) = Journal::open(dir, segment_bytes).unwrap();
+    let base = Utc::now() - chrono::Duration::minutes(30);
+    let entries: Vec<Entry> = (1..=records)
+        .map(|seq| {
+            let ts = (base + chrono::Duration::milliseconds(seq as i64)).to_rfc3339();
+            let body = json!({"v": 2, "device_id": DEVICE, "ts": ts, "seq": seq, "msg_type": "telemetry",
+                              "measurements": [{"ts": ts, "type": "voltage_ac", "val": seq as f64, "unit": "V"}]});
+            Entry {
+                received: Utc::now(),
+                topic: format!("iot/{DEVICE}/telemetry"),
+                payload: body.to_string().into_bytes(),
+            }
+        })
+        .collect();
+    for chunk in entries.chunks(100) {
+        journal.append_then(&mut chunk.to_vec(), |_, _| {}).unwrap();
+    }
+    let mut segments: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter_map(|path| {
+            let first = path
+                .file_name()?
+                .to_str()?
+                .strip_suffix(".seg")?
+                .parse()
+                .ok()?;
+            Some((first, path))
+        })
+        .collect();
+    segments.sort();
+    segments
+}
+
+#[tokio::test]
+async fn a_damaged_record_in_a_middle_segment_is_passed_over_with_one_alert_and_no_restart_loop() {
+    use reqwest::Method;
+    const RECORDS: u64 = 2_000;
+    let (tag, dir) = scratch();
+    let broker = servers::mosquitto(&dir, &[DEVICE]);
+    let mut service = Service::new(&tag, broker.port, &dir);
+    service.set("DEVICEHUB__COLLECTOR__SEGMENT_BYTES", "65536");
+    let segments = write_journal(&dir.join("journal"), RECORDS, 65_536);
+    assert!(segments.len() >= 5, "{segments:?}");
+    // Bytes flipped in the first record of a middle segment (its topic).
+    let (damaged, path) = segments[segments.len() / 2].clone();
+    let mut bytes = std::fs::read(&path).unwrap();
+    for b in &mut bytes[30..36] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&path, bytes).unwrap();
+
+    service.start().await;
+    // Every other record arrives, in every store, once.
+    let store = ObjectStore::local(dir.join("archive"));
+    let influx = service.influx();
+    let expected: BTreeSet<u64> = (1..=RECORDS).filter(|n| *n != damaged).collect();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let points = influx_points(&influx).await;
+        let (raw, lake) = store_seqs(&store).await.unwrap_or_default();
+        let (raw, lake): (BTreeSet<u64>, BTreeSet<u64>) =
+            (raw.into_iter().collect(), lake.into_iter().collect());
+        if points == RECORDS - 1 && raw == expected && lake == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{points} points, {} raw, {} lake of {}",
+            raw.len(),
+            lake.len(),
+            RECORDS - 1
+        );
+        assert!(service.is_running(), "devicehub exited");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let journal_alerts = |alerts: &Value| -> Vec<Value> {
+        alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["alert_type"] == "journal_corrupt")
+            .cloned()
+            .collect()
+    };
+    let (_, alerts) = service.api(Method::GET, "/api/alerts", None).await;
+    let found = journal_alerts(&alerts);
+    assert_eq!(
+        found.len(),
+        1,
+        "one alert for three sinks and the check at open: {alerts}"
+    );
+    assert_eq!(found[0]["severity"], "critical");
+    let message = found[0]["message"].as_str().unwrap();
+    let name = path.file_name().unwrap().to_str().unwrap();
+    assert!(
+        message.contains(name) && message.contains(&format!("record {damaged} lost")),
+        "{message}"
+    );
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", service.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("devicehub_journal_damaged_records_total 1"),
+        "{metrics}"
+    );
+    let kept = std::fs::read_dir(dir.join("journal").join("corrupt"))
+        .unwrap()
+        .count();
+    assert_eq!(kept, 1, "the damaged bytes are kept aside");
+
+    // It runs on (no supervisor stop), and a restart neither loops nor alerts again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(service.is_running(), "devicehub exited");
+    let (status, _) = service.terminate();
+    assert!(status.success());
+    service.start().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(service.is_running(), "devicehub exited after a restart");
+    let (_, alerts) = service.api(Method::GET, "/api/alerts", None).await;
+    assert_eq!(journal_alerts(&alerts).len(), 1, "{alerts}");
+    drop(broker);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// A tmpfs of `bytes` mounted at `dir` (the test runs as root, as the test script does).
 struct Tmpfs(PathBuf);
 

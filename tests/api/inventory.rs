@@ -281,3 +281,193 @@ async fn the_inventory_joins_leases_wifi_and_metadata_and_alerts_each_unknown_ma
     router.stop(true).await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A Shelly-shaped host on the LAN at `ip:port` that asks for digest auth on every request
+/// without credentials, and answers as `id` with `mac` once it gets some (or if it never asks);
+/// records the `Authorization` headers it is sent.
+async fn lan_shelly(
+    ip: &str,
+    port: u16,
+    (id, mac): (&str, &str),
+    challenge: bool,
+) -> Arc<std::sync::Mutex<Vec<Option<String>>>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind((ip, port)).await.unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (log, id, mac) = (seen.clone(), id.to_owned(), mac.to_owned());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (log, id, mac) = (log.clone(), id.clone(), mac.clone());
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&request).into_owned();
+                let authorization = text
+                    .lines()
+                    .find(|l| l.to_lowercase().starts_with("authorization:"))
+                    .map(str::to_owned);
+                log.lock().unwrap().push(authorization.clone());
+                let path = text
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_owned();
+                let response = if challenge && authorization.is_none() {
+                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Digest qop=\"auth\", realm=\"shelly\", nonce=\"60dc59c6\", algorithm=SHA-256\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+                } else {
+                    let body = if path.starts_with("/rpc/Shelly.GetDeviceInfo") {
+                        json!({"id": id, "gen": 2, "mac": mac, "model": "SNSW-001P16EU", "ver": "1.4.4"})
+                    } else {
+                        json!({"switch:0": {"id": 0, "apower": 12.5, "output": true,
+                                            "aenergy": {"total": 10.0}}})
+                    };
+                    let body = body.to_string();
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    seen
+}
+
+/// A router leasing three addresses to hosts named `shelly...`: one the metadata file adopts,
+/// one known by its name alone, and one whose answer names another MAC than its lease's.
+fn shelly_router(leases: Value) -> (u16, actix_web::dev::ServerHandle) {
+    let port = free_port();
+    let server = HttpServer::new(move || {
+        let leases = leases.clone();
+        App::new()
+            .route(
+                "/rest/ip/dhcp-server/lease",
+                web::get().to(move || {
+                    let leases = leases.clone();
+                    async move { HttpResponse::Ok().json(leases) }
+                }),
+            )
+            .route(
+                "/rest/interface/wifi/registration-table",
+                web::get().to(|| async { HttpResponse::Ok().json(json!([])) }),
+            )
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", port))
+    .unwrap()
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    (port, handle)
+}
+
+/// Found on the LAN, a Shelly gets the shared password only when the operator adopted it (the
+/// metadata file names its MAC a Shelly); one known by its DHCP name alone is polled without
+/// it, and one whose answer names another MAC than the router's lease is refused with an
+/// `identity_conflict` alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_adopted_shellys_get_the_password_and_a_lease_mismatch_is_refused() {
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let n = 30 + (tag.as_bytes()[0] % 200);
+    let (adopted_ip, named_ip, rogue_ip) = (
+        format!("127.0.{n}.1"),
+        format!("127.0.{n}.2"),
+        format!("127.0.{n}.3"),
+    );
+    let port = free_port();
+    let adopted_mac = format!("02:AD:{}:{}:00:01", &tag[..2], &tag[2..4]).to_uppercase();
+    let named_mac = format!("02:AD:{}:{}:00:02", &tag[..2], &tag[2..4]).to_uppercase();
+    let rogue_lease_mac = format!("02:AD:{}:{}:00:03", &tag[..2], &tag[2..4]).to_uppercase();
+    let plain = |mac: &str| mac.replace(':', "");
+    let adopted_id = format!("shellyplus1pm-{}", plain(&adopted_mac).to_lowercase());
+    let named_id = format!("shellyplus1pm-{}", plain(&named_mac).to_lowercase());
+    let adopted = lan_shelly(&adopted_ip, port, (&adopted_id, &plain(&adopted_mac)), true).await;
+    let named = lan_shelly(&named_ip, port, (&named_id, &plain(&named_mac)), true).await;
+    let rogue = lan_shelly(
+        &rogue_ip,
+        port,
+        ("shellyplus1pm-0a0b0c0d0e0f", "0A0B0C0D0E0F"),
+        false,
+    )
+    .await;
+    let lease = |ip: &str, mac: &str, name: &str| {
+        json!({"address": ip, "mac-address": mac, "host-name": name, "status": "bound",
+               "dynamic": "true", "last-seen": "5s"})
+    };
+    let (router_port, router) = shelly_router(json!([
+        lease(&adopted_ip, &adopted_mac, "shellyplus1pm-adopted"),
+        lease(&named_ip, &named_mac, "shellyplus1pm-named"),
+        lease(&rogue_ip, &rogue_lease_mac, "shellyplus1pm-rogue"),
+    ]));
+    let metadata = std::env::temp_dir().join(format!("devicehub-adopt-{tag}.csv"));
+    std::fs::write(
+        &metadata,
+        format!("mac_address,device_type,owner,location\n{adopted_mac},shelly,house,kitchen\n"),
+    )
+    .unwrap();
+    let mut settings = settings(router_port, &metadata);
+    settings.roles = vec![
+        ProcessRole::Api,
+        ProcessRole::Collector,
+        ProcessRole::Pollers,
+    ];
+    settings.shelly.port = port;
+    settings.shelly.interval_s = 1;
+    settings.shelly.password = Some(SecretString::from("the-shared-shelly-password"));
+    let app = spawn_app_with(settings).await;
+
+    app.eventually(&format!("/api/devices/{adopted_id}"), 30, |d| {
+        d["metadata"]["polled"] == true
+    })
+    .await;
+    let alerts = app
+        .eventually("/api/alerts", 30, |alerts| {
+            alerts
+                .as_array()
+                .is_some_and(|a| a.iter().any(|a| a["alert_type"] == "identity_conflict"))
+        })
+        .await;
+    let conflict = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["alert_type"] == "identity_conflict")
+        .unwrap();
+    assert!(
+        conflict["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("leased its address to MAC {rogue_lease_mac}")),
+        "{conflict}"
+    );
+    // The named one asked for the password several times and never got it.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let named_seen = named.lock().unwrap().clone();
+    assert!(named_seen.len() >= 2, "{named_seen:?}");
+    assert!(named_seen.iter().all(Option::is_none), "{named_seen:?}");
+    let adopted_seen = adopted.lock().unwrap().clone();
+    assert!(
+        adopted_seen
+            .iter()
+            .flatten()
+            .any(|a| a.to_lowercase().contains("digest")),
+        "{adopted_seen:?}"
+    );
+    assert!(rogue.lock().unwrap().iter().all(Option::is_none));
+    assert_eq!(
+        app.get("/api/devices/shellyplus1pm-0a0b0c0d0e0f", &app.viewer)
+            .await
+            .status(),
+        404,
+        "nothing registered under the rogue's claim"
+    );
+    router.stop(false).await;
+}

@@ -105,3 +105,30 @@ async fn a_shelly_answer_no_store_can_hold_still_ends_the_command_and_the_next_o
     );
     server.stop(false).await;
 }
+
+/// A device record whose `http` points off the device networks (an admin's typo, or an attempt
+/// to aim devicehub at another internal service) gets no request: the command fails saying why.
+#[tokio::test]
+async fn a_command_to_a_host_off_the_device_networks_is_refused_unsent() {
+    let app = spawn_app().await;
+    app.register_with(json!({
+        "device_id": "shelly-elsewhere",
+        "device_name": "relay",
+        "device_type": "shelly",
+        // TEST-NET-1: never a device network here (loopback and no router configured).
+        "metadata": {"http": "192.0.2.10:80", "polled": true, "generation": 2},
+    }))
+    .await;
+    let path = "/api/devices/shelly-elsewhere/commands";
+    let command = json!({"cmd": "switch_set", "params": {"channel": 0, "on": true}});
+    let status = app.post_json(path, &app.admin, &command).await.status();
+    assert!(matches!(status.as_u16(), 201 | 202), "{status}");
+    let listed = app
+        .eventually(path, 10, |list| {
+            list.as_array()
+                .is_some_and(|l| l.len() == 1 && l[0]["status"] == "error")
+        })
+        .await;
+    let detail = listed[0]["detail"].as_str().unwrap();
+    assert!(detail.contains("device network"), "{detail}");
+}

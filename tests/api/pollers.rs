@@ -310,9 +310,10 @@ async fn readings(app: &TestApp, id: &str) -> usize {
 }
 
 /// A host that says it is a Shelly (any DHCP client can name itself `shelly...`) and asks for
-/// basic auth never gets the password in the clear: only a device identified as Gen1 does.
+/// basic auth never gets the password in the clear, whatever it answers: only a host the
+/// operator listed in `shelly.gen1_hosts` does.
 #[tokio::test]
-async fn the_shelly_password_goes_by_basic_auth_only_to_a_gen1_device() {
+async fn the_shelly_password_goes_by_basic_auth_only_to_an_operator_listed_gen1_host() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
@@ -343,28 +344,288 @@ async fn the_shelly_password_goes_by_basic_auth_only_to_a_gen1_device() {
     });
     let mut settings = collector_settings().shelly;
     settings.password = Some(secrecy::SecretString::from("the-shared-shelly-password"));
-    let host = devicehub::clients::shelly::ShellyClient::new(&settings)
+    let networks = std::sync::Arc::new(devicehub::clients::DeviceNetworks::of(vec!["127.0.0.0/8"
+        .parse()
+        .unwrap()]));
+    let host = devicehub::clients::shelly::ShellyClient::new(&settings, networks.clone())
         .unwrap()
         .host(&address);
     let refused = host.get("/rpc/Shelly.GetDeviceInfo").await.unwrap_err();
     assert!(refused.to_string().contains("401"), "{refused}");
-    host.allow_basic();
-    assert!(host.get("/status").await.is_err());
+    assert!(
+        host.get("/shelly").await.is_err(),
+        "a Gen1-shaped claim changes nothing"
+    );
+    settings.gen1_hosts = vec![address.clone()];
+    let listed = devicehub::clients::shelly::ShellyClient::new(&settings, networks)
+        .unwrap()
+        .host(&address);
+    assert!(listed.get("/status").await.is_err());
     let requests = seen.lock().unwrap().clone();
     assert_eq!(
         requests.len(),
-        3,
-        "not answered before it was allowed; answered once after"
+        4,
+        "not answered before it was listed; answered once after"
     );
-    for request in &requests[..2] {
+    for request in &requests[..3] {
         assert!(
             !request.to_lowercase().contains("authorization"),
             "{request}"
         );
     }
     assert!(
-        requests[2].to_lowercase().contains("authorization: basic"),
+        requests[3].to_lowercase().contains("authorization: basic"),
         "{}",
-        requests[2]
+        requests[3]
     );
+}
+
+/// A gzip member whose deflate stream is one zero and then `len / 258` copies of "the last 258
+/// bytes again" (fixed Huffman, 13 bits each): `len` bytes of zeros in about `len / 160` bytes,
+/// the shape of a decompression bomb. (Its CRC is left 0: a reader inflating it has spent the
+/// memory long before the trailer.)
+fn gzip_bomb(len: usize) -> Vec<u8> {
+    struct Bits {
+        out: Vec<u8>,
+        acc: u64,
+        n: u32,
+    }
+    impl Bits {
+        fn put(&mut self, value: u64, n: u32) {
+            self.acc |= value << self.n;
+            self.n += n;
+            while self.n >= 8 {
+                self.out.push(self.acc as u8);
+                self.acc >>= 8;
+                self.n -= 8;
+            }
+        }
+        /// A Huffman code goes most significant bit first.
+        fn code(&mut self, code: u64, n: u32) {
+            let reversed = (0..n).fold(0, |r, i| r | (((code >> i) & 1) << (n - 1 - i)));
+            self.put(reversed, n);
+        }
+    }
+    let mut bits = Bits {
+        out: vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff],
+        acc: 0,
+        n: 0,
+    };
+    bits.put(1, 1); // the final block
+    bits.put(1, 2); // fixed Huffman codes
+    bits.code(0b0011_0000, 8); // literal 0
+    for _ in 0..len / 258 {
+        bits.code(0b1100_0101, 8); // length 258
+        bits.code(0, 5); // distance 1
+    }
+    bits.code(0, 7); // end of block
+    bits.put(0, 7);
+    let mut out = bits.out;
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&((len / 258 * 258 + 1) as u32).to_le_bytes());
+    out
+}
+
+/// A host on the LAN that answers every request with `head` and then `body`.
+async fn rogue(head: String, body: Arc<Vec<u8>>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (head, body) = (head.clone(), body.clone());
+            tokio::spawn(async move {
+                if read_request(&mut stream).await.is_some() {
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    for chunk in body.chunks(64 * 1024) {
+                        if stream.write_all(chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn a_gzip_bomb_or_an_endless_answer_is_refused_unread_while_a_real_shelly_is_polled() {
+    use crate::harness::{scratch, services, Service};
+    let (tag, dir) = scratch();
+    let good_id = format!("shellyplugs-good{}", &tag[..8]);
+    let good = shelly(good_id.clone()).await;
+    // 256 MiB of zeros in 1.7 MB, as gzip, to the very first identify request.
+    let bomb = gzip_bomb(256 << 20);
+    let bomb = rogue(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            bomb.len()
+        ),
+        Arc::new(bomb),
+    )
+    .await;
+    // 64 MiB of JSON without a length: only the cap ends it.
+    let mut endless = b"{\"id\": \"".to_vec();
+    endless.resize(64 << 20, b'a');
+    let endless = rogue(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n".into(),
+        Arc::new(endless),
+    )
+    .await;
+
+    let broker = services::mosquitto(&dir, &[]);
+    let mut service = Service::new(&tag, broker.port, &dir);
+    service.set("DEVICEHUB__ROLES", "api,collector,pollers");
+    service.set(
+        "DEVICEHUB__SHELLY__HOSTS",
+        format!("{},{bomb},{endless}", good.address),
+    );
+    service.set("DEVICEHUB__SHELLY__INTERVAL_S", "1");
+    service.start().await;
+    let scrape = || async {
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", service.http))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let too_large = |text: &str| {
+        crate::harness::metric_sample(
+            text,
+            "devicehub_polls_total{source=\"shelly\",outcome=\"too_large\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, device) = service
+            .api(
+                reqwest::Method::GET,
+                &format!("/api/devices/{good_id}"),
+                None,
+            )
+            .await;
+        if status == 200
+            && device["connection_status"] == "online"
+            && too_large(&scrape().await) >= 6.0
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{status} {device}; too_large {}",
+            too_large(&scrape().await)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(service.is_running());
+    let peak = service.peak_rss_bytes();
+    assert!(
+        peak < 200 << 20,
+        "the collector held {} MiB at its peak",
+        peak >> 20
+    );
+    drop(broker);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A host that answers as a device devicehub already knows — a Shelly pinned to another MAC, a
+/// sensor of another type — is refused with an `identity_conflict` alert: no reading goes under
+/// that id and the device's record (its `http`, where commands go) is not touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_claiming_a_known_devices_identity_is_refused_with_an_alert() {
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let relay = format!("shellyplus1pm-{tag}");
+    let sensor = format!("sensor-{tag}");
+    let genuine_http = "127.0.0.1:9";
+    let claims_relay = {
+        let relay = relay.clone();
+        device(move |path| {
+            if path.starts_with("/rpc/Shelly.GetDeviceInfo") {
+                json!({"id": relay, "gen": 2, "mac": "0A0B0C0D0E0F", "model": "SNSW-001P16EU"})
+            } else {
+                json!({"switch:0": {"id": 0, "apower": 999.0, "output": true}})
+            }
+        })
+        .await
+    };
+    let claims_sensor = {
+        let sensor = sensor.clone();
+        device(move |path| {
+            if path.starts_with("/rpc/Shelly.GetDeviceInfo") {
+                json!({"id": sensor, "gen": 2, "mac": "0A0B0C0D0E10", "model": "SNSW-001P16EU"})
+            } else {
+                json!({"switch:0": {"id": 0, "apower": 999.0, "output": true}})
+            }
+        })
+        .await
+    };
+    // They answer only once the genuine devices are registered.
+    claims_relay.mode.store(ERROR_500, Ordering::SeqCst);
+    claims_sensor.mode.store(ERROR_500, Ordering::SeqCst);
+    let mut settings = collector_settings();
+    settings.roles.push(ProcessRole::Pollers);
+    settings.shelly.hosts = vec![claims_relay.address.clone(), claims_sensor.address.clone()];
+    settings.shelly.interval_s = 1;
+    let app = spawn_app_with(settings).await;
+    app.register_with(json!({
+        "device_id": relay, "device_name": "relay", "device_type": "shelly",
+        "metadata": {"mac": "E8:68:E7:F1:A2:B3", "generation": 2, "http": genuine_http, "polled": true},
+    }))
+    .await;
+    app.register_with(
+        json!({"device_id": sensor, "device_name": "sensor", "device_type": "sensor"}),
+    )
+    .await;
+    claims_relay.mode.store(OK, Ordering::SeqCst);
+    claims_sensor.mode.store(OK, Ordering::SeqCst);
+    for id in [&relay, &sensor] {
+        let alerts = app
+            .eventually(&format!("/api/devices/{id}/alerts"), 30, |alerts| {
+                alerts
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|a| a["alert_type"] == "identity_conflict"))
+            })
+            .await;
+        let conflict = alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["alert_type"] == "identity_conflict")
+            .unwrap()
+            .clone();
+        assert_eq!(conflict["severity"], "critical");
+        assert!(
+            conflict["message"].as_str().unwrap().contains("answers as"),
+            "{conflict}"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        readings(&app, &relay).await,
+        0,
+        "no reading under the claimed id"
+    );
+    let record = device_json(&app, &relay).await;
+    assert_eq!(record["metadata"]["http"], genuine_http, "{record}");
+    assert_eq!(record["metadata"]["mac"], "E8:68:E7:F1:A2:B3", "{record}");
+    assert_eq!(device_json(&app, &sensor).await["device_type"], "sensor");
+    // One alert per claim, not one per poll.
+    let alerts: Value = app
+        .get(&format!("/api/devices/{relay}/alerts"), &app.viewer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let conflicts = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["alert_type"] == "identity_conflict")
+        .count();
+    assert_eq!(conflicts, 1, "{alerts}");
 }

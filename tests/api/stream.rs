@@ -406,6 +406,104 @@ async fn quiet_streams_get_heartbeats_and_end_when_their_user_is_deleted() {
     );
 }
 
+/// Logs `username` in: its access and refresh tokens.
+async fn log_in(app: &TestApp, username: &str) -> (String, String) {
+    let login: Value = app
+        .client
+        .post(app.url("/api/auth/login"))
+        .json(&json!({"username": username, "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        login["access_token"].as_str().unwrap().to_owned(),
+        login["refresh_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_stream_ends_within_a_heartbeat_of_its_logins_logout_and_a_role_change() {
+    let mut settings = test_settings();
+    settings.stream.heartbeat_secs = 1;
+    let app = spawn_app_with(settings).await;
+    app.add_user("watcher", "correct horse battery", Role::Operator)
+        .await;
+    let (token, refresh) = log_in(&app, "watcher").await;
+    let mut sse = Sse::open(&app, &token, "kinds=alert").await;
+    let (other, _) = log_in(&app, "watcher").await;
+    let mut other_sse = Sse::open(&app, &other, "kinds=alert").await;
+    sse.next_named("heartbeat", 3.0).await;
+    let out = app
+        .client
+        .post(app.url("/api/auth/logout"))
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 200);
+    let end = sse.next_named("end", 2.5).await;
+    assert!(
+        end.data["error"].as_str().unwrap().contains("logged out"),
+        "{:?}",
+        end.data
+    );
+    assert!(sse.response.chunk().await.unwrap().is_none(), "closed");
+    // The same user's other login keeps its stream, until the user's role changes.
+    other_sse.next_named("heartbeat", 3.0).await;
+    let changed = app
+        .send_json(
+            reqwest::Method::PATCH,
+            "/api/users/watcher",
+            &app.admin,
+            &json!({"role": "viewer"}),
+        )
+        .await;
+    assert_eq!(changed.status(), 200);
+    let end = other_sse.next_named("end", 2.5).await;
+    assert!(end.data["error"].is_string());
+}
+
+#[tokio::test]
+async fn a_stream_ends_when_the_access_token_its_ticket_came_from_expires() {
+    let mut settings = test_settings();
+    settings.stream.heartbeat_secs = 1;
+    settings.auth.token_ttl_secs = 2;
+    let app = spawn_app_with(settings).await;
+    app.add_user("brief", "correct horse battery", Role::Viewer)
+        .await;
+    let (token, _) = log_in(&app, "brief").await;
+    let mut sse = Sse::open(&app, &token, "kinds=alert").await;
+    let end = sse.next_named("end", 5.0).await;
+    assert!(
+        end.data["error"].as_str().unwrap().contains("expired"),
+        "{:?}",
+        end.data
+    );
+}
+
+#[tokio::test]
+async fn one_user_cannot_take_every_stream() {
+    let mut settings = test_settings();
+    settings.stream.max_clients_per_user = 2;
+    let app = spawn_app_with(settings).await;
+    let _a = Sse::open(&app, &app.viewer, "kinds=alert").await;
+    let _b = Sse::open(&app, &app.viewer, "kinds=status").await;
+    let ticket = Sse::ticket(&app, &app.viewer).await;
+    let third = app
+        .client
+        .get(app.url(&format!("/api/stream?ticket={ticket}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(third.headers().contains_key("retry-after"));
+    assert_error(third, 429).await;
+    // Another user still gets one.
+    let _c = Sse::open(&app, &app.operator, "kinds=alert").await;
+}
+
 #[tokio::test]
 async fn streams_past_the_limit_get_503() {
     let mut settings = test_settings();
@@ -453,6 +551,9 @@ async fn a_thousand_idle_streams_stay_under_the_memory_bound() {
     let mut child = command
         .env("DEVICEHUB__HTTP__WORKERS", "2")
         .env("DEVICEHUB__LOG__LEVEL", "warn")
+        // One test user stands for the many users of a real fleet: the per-user cap (tested
+        // in `one_user_cannot_take_every_stream`) is lifted for it.
+        .env("DEVICEHUB__STREAM__MAX_CLIENTS_PER_USER", "2000")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -547,12 +648,7 @@ async fn the_relay_hears_devices_on_the_shipped_broker() {
     devicehub::registry::users::create(&pool, "relay-viewer", "placeholder", Role::Viewer)
         .await
         .unwrap();
-    let token = devicehub::auth::TokenIssuer::new(
-        &secrecy::SecretString::from(crate::harness::TEST_SECRET),
-        60,
-    )
-    .issue("relay-viewer", Role::Viewer)
-    .unwrap();
+    let token = crate::harness::token_for(&pool, "relay-viewer", 60).await;
     let base = format!("http://127.0.0.1:{}", service.http);
     let client = reqwest::Client::new();
     let ticket: Value = client

@@ -6,7 +6,8 @@ import { api } from "./api.js";
 let pageCleanup = [];
 
 // Opens GET /api/stream with a fresh ticket; reconnects with a new ticket (and the last alert id
-// seen, so missed alerts come first) when the connection drops. Returns a closer.
+// seen, so missed alerts come first) when the connection drops or devicehub ends the stream.
+// Returns a closer.
 export function live(params, handlers, indicator) {
   let source = null;
   let closed = false;
@@ -32,7 +33,13 @@ export function live(params, handlers, indicator) {
           fn(JSON.parse(ev.data));
         });
       }
-      source.addEventListener("end", () => { closed = true; source.close(); });
+      // The stream ends when its access token expires (or access ends): a new ticket, asked
+      // with a refreshed token, opens the next one; without access the ticket is refused.
+      source.addEventListener("end", () => {
+        indicator && indicator.classList.remove("on");
+        source.close();
+        if (!closed) timer = setTimeout(open, 1000);
+      });
     } catch {
       if (!closed) timer = setTimeout(open, 5000);
     }

@@ -8,14 +8,12 @@ pub mod multipart;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::http_auth::{AuthedHost, Credentials, DeviceError, HttpFailure};
+use super::http_auth::{AuthedHost, Credentials, DeviceError};
 use crate::configuration::HikvisionSettings;
 
 const DEVICE_INFO: &str = "/ISAPI/System/deviceInfo";
 const ALERT_STREAM: &str = "/ISAPI/Event/notification/alertStream";
 const PICTURE: &str = "/ISAPI/Streaming/channels/101/picture";
-/// The largest snapshot taken (a 4K JPEG is well under it).
-const MAX_PICTURE: usize = 16 << 20;
 
 /// Why a camera failed.
 pub type CameraError = DeviceError;
@@ -26,10 +24,17 @@ pub struct CameraClient {
     http: reqwest::Client,
     credentials: Arc<Credentials>,
     timeout: Duration,
+    /// `hikvision.max_answer_bytes` and `.max_picture_bytes`.
+    limits: (usize, usize),
+    /// `hikvision.hosts`: the only hosts the camera password goes to.
+    configured: Arc<std::collections::HashSet<String>>,
 }
 
 impl CameraClient {
-    pub fn new(settings: &HikvisionSettings) -> anyhow::Result<Self> {
+    pub fn new(
+        settings: &HikvisionSettings,
+        networks: Arc<super::DeviceNetworks>,
+    ) -> anyhow::Result<Self> {
         let timeout = Duration::from_millis(settings.timeout_ms.max(1));
         Ok(Self {
             // No overall timeout on the client: the alert stream stays open. Each plain
@@ -42,14 +47,22 @@ impl CameraClient {
                 digest_user: settings.username.clone(),
                 basic_user: settings.username.clone(),
                 password: super::http_auth::non_empty(settings.password.as_ref()),
+                networks,
             }),
             timeout,
+            limits: (settings.max_answer_bytes, settings.max_picture_bytes),
+            configured: Arc::new(settings.hosts.iter().cloned().collect()),
         })
     }
 
-    /// A camera the operator configured: it may have the password by basic auth, which some
-    /// ISAPI firmwares ask for.
+    /// A camera. One the operator configured (`hikvision.hosts`) gets the password, by basic
+    /// auth too, which some ISAPI firmwares ask for; any other (a device record pointing
+    /// elsewhere) is asked without it.
     pub fn host(&self, host: &str) -> AuthedHost {
+        if !self.configured.contains(host) {
+            let anonymous = Arc::new(self.credentials.without_password());
+            return AuthedHost::new(self.http.clone(), host, anonymous);
+        }
         let host = AuthedHost::new(self.http.clone(), host, self.credentials.clone());
         host.allow_basic();
         host
@@ -79,32 +92,9 @@ impl CameraClient {
         Ok(response)
     }
 
-    async fn body(
-        &self,
-        host: &AuthedHost,
-        mut response: reqwest::Response,
-        limit: usize,
-    ) -> Result<Vec<u8>, CameraError> {
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| CameraError::of(host.name(), HttpFailure::of(&e)))?
-        {
-            if body.len() + chunk.len() > limit {
-                return Err(CameraError::malformed(
-                    host.name(),
-                    format!("an answer over {limit} bytes"),
-                ));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
-    }
-
     pub async fn device_info(&self, host: &AuthedHost) -> Result<isapi::DeviceInfo, CameraError> {
         let response = self.get(host, DEVICE_INFO, Some(self.timeout)).await?;
-        let body = self.body(host, response, 1 << 20).await?;
+        let body = CameraError::body_of(host.name(), response, self.limits.0).await?;
         isapi::device_info(&body).map_err(|e| CameraError::malformed(host.name(), e))
     }
 
@@ -112,7 +102,7 @@ impl CameraClient {
     pub async fn snapshot(&self, host: &str) -> Result<Vec<u8>, CameraError> {
         let host = self.host(host);
         let response = self.get(&host, PICTURE, Some(self.timeout * 2)).await?;
-        let body = self.body(&host, response, MAX_PICTURE).await?;
+        let body = CameraError::body_of(host.name(), response, self.limits.1).await?;
         if !body.starts_with(&[0xFF, 0xD8, 0xFF]) {
             return Err(CameraError::malformed(
                 host.name(),

@@ -22,6 +22,7 @@
 //! Snapshots (`GET /api/devices/{id}/snapshot`) come from [`crate::clients::hikvision::CameraClient::snapshot`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -76,12 +77,12 @@ enum Ended {
 
 impl Camera {
     pub fn new(
-        settings: &HikvisionSettings,
+        (settings, networks): (&HikvisionSettings, Arc<crate::clients::DeviceNetworks>),
         host: &str,
         qs_prefix: &str,
         (pool, handoff, metrics): (PgPool, mpsc::Sender<Incoming>, PollMetrics),
     ) -> anyhow::Result<Self> {
-        let client = CameraClient::new(settings)?;
+        let client = CameraClient::new(settings, networks)?;
         Ok(Self {
             host: client.host(host),
             client,

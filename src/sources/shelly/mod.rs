@@ -6,15 +6,23 @@
 //!
 //! The hosts ([`ShellyFleet`]): those the inventory takes for Shelly devices (metadata type
 //! `shelly`, or a DHCP host name starting `shelly`, on `shelly.port`) and those configured
-//! (`shelly.hosts`), looked up again every interval; each is polled by its own task with its own
-//! timeout, so one dead host never delays the others.
+//! (`shelly.hosts`, `shelly.gen1_hosts`), looked up again every interval; each is polled by its
+//! own task with its own timeout, so one dead host never delays the others.
 //!
-//! A host is identified once (Gen2 `Shelly.GetDeviceInfo`, else Gen1 `/shelly`) and registered
-//! as a device of type `shelly` with its MAC, address, model, generation and firmware in its
-//! metadata (a device registered before keeps what it has). Gen1 meters count energy in
-//! watt-minutes; they are converted to Wh. With `shelly.password` set, a host that answers 401
-//! gets what its challenge asks for: digest auth (Gen2: user `admin`, SHA-256) or basic auth
-//! (Gen1: `shelly.username`); the challenge is kept and reused.
+//! Nothing a host says about itself is believed: its identity is pinned, not claimed. A host is
+//! identified once (Gen2 `Shelly.GetDeviceInfo`, else Gen1 `/shelly`) and its answer checked
+//! against what devicehub already knows — the MAC the router leased its address to, and the
+//! registry's record of the device id it names (a device of another type, or one pinned to
+//! another MAC or generation). A mismatch is refused with an `identity_conflict` alert and the
+//! host is not polled. A new device is registered as type `shelly` with its MAC, address, model,
+//! generation and firmware (pinned from then on); an existing one learns only the address it is
+//! reached at (`http`, from the router's lease or the configuration, never from an answer).
+//! Gen1 meters count energy in watt-minutes; they are converted to Wh.
+//!
+//! Credentials: with `shelly.password` set, configured hosts and those the metadata file adopts
+//! answer a 401 with what their challenge asks for — digest auth (Gen2: user `admin`, SHA-256),
+//! or basic auth (`shelly.username`) for `shelly.gen1_hosts` only. A host found by its DHCP
+//! name alone is polled without the password (status only) until adopted.
 //!
 //! Push or poll, per device: a Shelly not yet marked polled is watched for six intervals after
 //! it is identified; if its status arrives over MQTT meanwhile, it pushes, and its poller stands
@@ -28,7 +36,7 @@
 
 pub mod status;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -45,10 +53,40 @@ use crate::pipeline::Incoming;
 use crate::registry;
 pub use status::{gen1_identity, gen1_messages, gen2_identity, gen2_messages, Identity};
 
+/// Where a host to poll comes from, which decides what it is trusted with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// `shelly.hosts` or `shelly.gen1_hosts`: the operator named it.
+    Configured,
+    /// The inventory: the router leased the address to `mac`; `adopted` when the operator's
+    /// metadata file names that MAC a Shelly (else its DHCP host name alone does).
+    Leased { mac: String, adopted: bool },
+}
+
+impl Origin {
+    /// Whether the host gets the shared password.
+    fn trusted(&self) -> bool {
+        match self {
+            Origin::Configured => true,
+            Origin::Leased { adopted, .. } => *adopted,
+        }
+    }
+}
+
+/// A MAC as 12 upper-case hex digits, whatever its separators.
+fn normal_mac(mac: &str) -> String {
+    mac.chars()
+        .filter(char::is_ascii_hexdigit)
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
 /// What every poller of a fleet shares.
 #[derive(Clone)]
 pub struct ShellyContext {
     client: ShellyClient,
+    /// The same without the password, for hosts found by their DHCP name alone.
+    anonymous: ShellyClient,
     interval: Duration,
     failures_before_offline: u32,
     pool: PgPool,
@@ -58,13 +96,18 @@ pub struct ShellyContext {
 
 impl ShellyContext {
     pub fn new(
-        settings: &ShellySettings,
+        (settings, networks): (
+            &ShellySettings,
+            std::sync::Arc<crate::clients::DeviceNetworks>,
+        ),
         pool: PgPool,
         handoff: mpsc::Sender<Incoming>,
         metrics: PollMetrics,
     ) -> anyhow::Result<Self> {
+        let client = ShellyClient::new(settings, networks)?;
         Ok(Self {
-            client: ShellyClient::new(settings)?,
+            anonymous: client.without_password(),
+            client,
             interval: Duration::from_secs(settings.interval_s.max(1)),
             failures_before_offline: settings.failures_before_offline.max(1),
             pool,
@@ -73,11 +116,17 @@ impl ShellyContext {
         })
     }
 
-    /// A poller of `host` (`address[:port]`).
-    pub fn poller(&self, host: &str) -> ShellyPoller {
+    /// A poller of `host` (`address[:port]`), found as `origin`.
+    pub fn poller(&self, host: &str, origin: Origin) -> ShellyPoller {
+        let client = if origin.trusted() {
+            &self.client
+        } else {
+            &self.anonymous
+        };
         ShellyPoller {
             context: self.clone(),
-            host: self.client.host(host),
+            host: client.host(host),
+            origin,
         }
     }
 }
@@ -87,6 +136,7 @@ impl ShellyContext {
 pub struct ShellyPoller {
     context: ShellyContext,
     host: ShellyHost,
+    origin: Origin,
 }
 
 /// A Shelly not known as polled is watched this many intervals for status over MQTT first.
@@ -112,11 +162,10 @@ impl ShellyPoller {
         };
         match self.get("/rpc/Shelly.GetDeviceInfo").await {
             Ok(info) => gen2_identity(&info).map_err(malformed),
+            // Gen1 (basic auth goes only to the operator's shelly.gen1_hosts: a host saying it
+            // is a Gen1 proves nothing).
             Err(ShellyError::Status { status: 404, .. }) => {
-                let identity = gen1_identity(&self.get("/shelly").await?).map_err(malformed)?;
-                // Gen1 knows only basic auth.
-                self.host.allow_basic();
-                Ok(identity)
+                gen1_identity(&self.get("/shelly").await?).map_err(malformed)
             }
             Err(e) => Err(e),
         }
@@ -147,10 +196,17 @@ impl ShellyPoller {
                 tracing::info!(device_id = %identity.device_id, host = self.host(), "Shelly registered")
             }
             Err(registry::RegistryError::Conflict(_)) => {
-                let known = json!({"http": self.host(), "generation": identity.generation, "polled": true, "mac": identity.mac});
-                if let Err(e) =
-                    registry::devices::merge_metadata(pool, &identity.device_id, &known).await
-                {
+                // The address it is reached at is devicehub's own knowledge (the lease, the
+                // configuration); its identity, checked against the record already, is pinned
+                // where the record has none yet and never replaced.
+                let reached = json!({"http": self.host(), "ip": address, "polled": true});
+                let pinned = json!({"mac": identity.mac, "generation": identity.generation, "model": identity.model});
+                let id = &identity.device_id;
+                let noted = match registry::devices::merge_metadata(pool, id, &reached).await {
+                    Ok(()) => registry::devices::pin_metadata(pool, id, &pinned).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = noted {
                     tracing::warn!(error = %e, host = self.host(), "cannot note the Shelly as polled");
                 }
             }
@@ -172,10 +228,23 @@ impl ShellyPoller {
         {
             return true;
         }
-        // Polled or not, the registry learns its MAC and address (the inventory joins by MAC).
+        // Polled or not, the registry learns its address and, if it has none, its MAC (the
+        // inventory joins by MAC); the identity was checked against the record before.
         let address = self.host().split(':').next().unwrap_or_default();
-        let known = json!({"mac": identity.mac, "ip": address});
-        if let Err(e) = registry::devices::merge_metadata(pool, &identity.device_id, &known).await {
+        let noted = match registry::devices::merge_metadata(
+            pool,
+            &identity.device_id,
+            &json!({"ip": address}),
+        )
+        .await
+        {
+            Ok(()) => {
+                let mac = json!({"mac": identity.mac});
+                registry::devices::pin_metadata(pool, &identity.device_id, &mac).await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = noted {
             tracing::debug!(error = %e, "cannot note the Shelly's address");
         }
         let watch = self.context.interval * PUSH_WATCH_INTERVALS;
@@ -246,17 +315,107 @@ impl ShellyPoller {
             .min(LONGEST_OFFLINE_WAIT.max(self.context.interval))
     }
 
+    /// Why the host's answer cannot be the device it names, if it cannot: checked against the
+    /// MAC the router leased its address to, and the registry's record of that device id.
+    async fn conflict(&self, identity: &Identity) -> Result<Option<String>, sqlx::Error> {
+        let claimed = identity.mac.as_deref().map(normal_mac);
+        if let Origin::Leased { mac, .. } = &self.origin {
+            if claimed.as_deref() != Some(normal_mac(mac).as_str()) {
+                return Ok(Some(format!(
+                    "{} answers as {} (MAC {}), but the router leased its address to MAC {mac}",
+                    self.host(),
+                    identity.device_id,
+                    identity.mac.as_deref().unwrap_or("none")
+                )));
+            }
+        }
+        let Some((device_type, mac, generation)) =
+            registry::devices::pinned_identity(&self.context.pool, &identity.device_id).await?
+        else {
+            return Ok(None);
+        };
+        let id = &identity.device_id;
+        Ok(match (device_type.as_deref(), mac, generation) {
+            (Some(t), _, _) if t != "shelly" => Some(format!(
+                "{} answers as {id}, which is a registered device of type {t}",
+                self.host()
+            )),
+            // Registered bare from its MQTT traffic: a Shelly's status names it `shelly...`.
+            (None, _, _) if !id.as_str().starts_with("shelly") => Some(format!(
+                "{} answers as {id}, a registered device that is no Shelly",
+                self.host()
+            )),
+            (_, Some(mac), _) if claimed.as_deref() != Some(normal_mac(&mac).as_str()) => {
+                Some(format!(
+                    "{} answers as {id} with MAC {}, but {id} is MAC {mac}",
+                    self.host(),
+                    identity.mac.as_deref().unwrap_or("none")
+                ))
+            }
+            (_, _, Some(g)) if g != i64::from(identity.generation) => Some(format!(
+                "{} answers as {id} of generation {}, but {id} is generation {g}",
+                self.host(),
+                identity.generation
+            )),
+            _ => None,
+        })
+    }
+
+    /// Raises `identity_conflict` (on the device claimed when it exists, else for the service).
+    async fn alert_conflict(&self, identity: &Identity, why: &str) {
+        tracing::warn!(host = self.host(), device_id = %identity.device_id, why, "a host's identity conflicts; not polling it");
+        let message =
+            format!("{why}; devicehub does not poll it, nor send it credentials or commands");
+        let pool = &self.context.pool;
+        let raised = match registry::alerts::raise_on_device_if_exists(
+            pool,
+            &identity.device_id,
+            ("identity_conflict", crate::domain::Severity::Critical),
+            &message,
+        )
+        .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                registry::alerts::raise_service(
+                    pool,
+                    "identity_conflict",
+                    crate::domain::Severity::Critical,
+                    &message,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = raised {
+            tracing::error!(error = %e, %message, "cannot raise an alert");
+        }
+    }
+
     /// Identifies the host, then polls every interval until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut failures = 0u32;
+        let mut alerted = None;
         let identity = loop {
             let result = self.identify().await;
             self.count(&result, &mut failures);
+            let mut wait = self.wait(failures);
             if let Ok(identity) = result {
-                break identity;
+                match self.conflict(&identity).await {
+                    Ok(None) => break identity,
+                    Ok(Some(why)) => {
+                        // Once per claim; asked again now and then, in case the record changes.
+                        if alerted.as_ref() != Some(&why) {
+                            self.alert_conflict(&identity, &why).await;
+                            alerted = Some(why);
+                        }
+                        wait = LONGEST_OFFLINE_WAIT.max(self.context.interval);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot check a Shelly's identity"),
+                }
             }
             tokio::select! {
-                () = tokio::time::sleep(self.wait(failures)) => {}
+                () = tokio::time::sleep(wait) => {}
                 () = shutdown.cancelled() => return Ok(()),
             }
         };
@@ -325,6 +484,7 @@ impl ShellyPoller {
 #[derive(Clone)]
 pub struct ShellyFleet {
     context: ShellyContext,
+    /// `shelly.hosts` and `shelly.gen1_hosts`.
     configured: Vec<String>,
     port: u16,
     inventory: Option<Inventory>,
@@ -336,7 +496,12 @@ impl ShellyFleet {
         context: ShellyContext,
         inventory: Option<Inventory>,
     ) -> Self {
-        let configured = settings.hosts.iter().map(|h| normal_host(h)).collect();
+        let configured = settings
+            .hosts
+            .iter()
+            .chain(&settings.gen1_hosts)
+            .map(|h| normal_host(h))
+            .collect();
         Self {
             context,
             configured,
@@ -345,29 +510,37 @@ impl ShellyFleet {
         }
     }
 
-    /// The hosts to poll now, without duplicates.
-    async fn targets(&self) -> BTreeSet<String> {
-        let mut targets: BTreeSet<String> = self.configured.iter().cloned().collect();
+    /// The hosts to poll now, with where they come from (a configured host wins).
+    async fn targets(&self) -> BTreeMap<String, Origin> {
+        let mut targets = BTreeMap::new();
         if let Some(inventory) = &self.inventory {
             if let Err(e) = inventory.sync_if_stale().await {
                 tracing::debug!(error = %e, "the inventory is not up to date");
             }
-            match inventory.shelly_addresses().await {
-                Ok(addresses) => targets.extend(
-                    addresses
-                        .iter()
-                        .map(|a| normal_host(&format!("{a}:{}", self.port))),
-                ),
+            match inventory.shelly_hosts().await {
+                Ok(hosts) => targets.extend(hosts.into_iter().map(|h| {
+                    let host = normal_host(&format!("{}:{}", h.ip, self.port));
+                    let origin = Origin::Leased {
+                        mac: h.mac,
+                        adopted: h.adopted,
+                    };
+                    (host, origin)
+                })),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the Shelly hosts of the inventory")
                 }
             }
         }
+        targets.extend(
+            self.configured
+                .iter()
+                .map(|h| (h.clone(), Origin::Configured)),
+        );
         targets
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut running: HashMap<String, CancellationToken> = HashMap::new();
+        let mut running: HashMap<String, (Origin, CancellationToken)> = HashMap::new();
         let mut hosts_of: HashMap<tokio::task::Id, String> = HashMap::new();
         let mut tasks = tokio::task::JoinSet::new();
         let mut ticks = tokio::time::interval(self.context.interval);
@@ -390,24 +563,25 @@ impl ShellyFleet {
                 () = shutdown.cancelled() => break,
             }
             let targets = self.targets().await;
-            running.retain(|host, token| {
-                let keep = targets.contains(host);
+            // A host gone, or now of another origin (leased to another MAC, adopted), starts over.
+            running.retain(|host, (origin, token)| {
+                let keep = targets.get(host) == Some(origin);
                 if !keep {
-                    tracing::info!(host, "no longer a Shelly host; its poller stops");
+                    tracing::info!(host, "no longer this Shelly host; its poller stops");
                     token.cancel();
                 }
                 keep
             });
-            for host in targets {
+            for (host, origin) in targets {
                 if running.contains_key(&host) {
                     continue;
                 }
                 let token = shutdown.child_token();
-                let poller = self.context.poller(&host);
+                let poller = self.context.poller(&host, origin.clone());
                 let task = tasks.spawn(poller.run(token.clone()));
                 hosts_of.insert(task.id(), host.clone());
-                tracing::info!(host, "polling a Shelly");
-                running.insert(host, token);
+                tracing::info!(host, trusted = origin.trusted(), "polling a Shelly");
+                running.insert(host, (origin, token));
             }
         }
         while tasks.join_next().await.is_some() {}
@@ -415,7 +589,4 @@ impl ShellyFleet {
     }
 }
 
-/// `host[:port]` without the default port 80, so that one host is one poller.
-fn normal_host(host: &str) -> String {
-    host.strip_suffix(":80").unwrap_or(host).to_owned()
-}
+use crate::clients::shelly::normal_host;

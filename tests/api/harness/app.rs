@@ -1,7 +1,7 @@
 //! `spawn_app()`: the real application on a random port, against its own freshly created and
 //! migrated PostgreSQL database, so tests never share state and run in parallel.
 
-use devicehub::auth::{hash_password, TokenIssuer};
+use devicehub::auth::{hash_password, Session, TokenIssuer};
 use devicehub::configuration::Settings;
 use devicehub::domain::Role;
 use devicehub::registry::users;
@@ -117,16 +117,32 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
             Err(e) => panic!("test user {name}: {e}"),
         }
     }
-    let issuer = TokenIssuer::new(&SecretString::from(TEST_SECRET), 3600);
     TestApp {
+        admin: token_for(&pool, "test-admin", 3600).await,
+        operator: token_for(&pool, "test-operator", 3600).await,
+        viewer: token_for(&pool, "test-viewer", 3600).await,
         address,
         pool,
         client: reqwest::Client::new(),
         settings,
-        admin: issuer.issue("test-admin", Role::Admin).unwrap(),
-        operator: issuer.issue("test-operator", Role::Operator).unwrap(),
-        viewer: issuer.issue("test-viewer", Role::Viewer).unwrap(),
     }
+}
+
+/// An access token of the test secret for `username`, under the user's token generation now,
+/// without a login (as a tool would make one).
+pub async fn token_for(pool: &PgPool, username: &str, ttl_secs: u64) -> String {
+    let state = users::token_state(pool, username)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no user {username}"));
+    TokenIssuer::new(&SecretString::from(TEST_SECRET), ttl_secs)
+        .issue(&Session {
+            username: username.to_owned(),
+            role: state.role,
+            generation: state.generation,
+            login: None,
+        })
+        .unwrap()
 }
 
 impl TestApp {

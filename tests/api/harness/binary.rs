@@ -59,6 +59,8 @@ pub struct Service {
     env: Vec<(String, String)>,
     child: Option<Child>,
     pub http: u16,
+    /// The token generation of the tests' user (read at start).
+    generation: i64,
 }
 
 impl Service {
@@ -101,6 +103,7 @@ impl Service {
             env,
             child: None,
             http,
+            generation: 0,
         }
     }
 
@@ -131,11 +134,15 @@ impl Service {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let issuer =
-            devicehub::auth::TokenIssuer::new(&secrecy::SecretString::from(super::TEST_SECRET), 60);
-        let token = issuer
-            .issue("fault-test", devicehub::domain::Role::Admin)
-            .unwrap();
+        let token =
+            devicehub::auth::TokenIssuer::new(&secrecy::SecretString::from(super::TEST_SECRET), 60)
+                .issue(&devicehub::auth::Session {
+                    username: "fault-test".into(),
+                    role: devicehub::domain::Role::Admin,
+                    generation: self.generation,
+                    login: None,
+                })
+                .unwrap();
         let mut request = reqwest::Client::new()
             .request(method, format!("http://127.0.0.1:{}{path}", self.http))
             .bearer_auth(token);
@@ -154,13 +161,22 @@ impl Service {
 
     /// The process's resident memory, in bytes.
     pub fn rss_bytes(&self) -> u64 {
+        self.memory("VmRSS:")
+    }
+
+    /// The most memory the process has held at once.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        self.memory("VmHWM:")
+    }
+
+    fn memory(&self, line: &str) -> u64 {
         let pid = self.child.as_ref().expect("running").id();
         std::fs::read_to_string(format!("/proc/{pid}/status"))
             .ok()
             .and_then(|status| {
                 status
                     .lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .find_map(|l| l.strip_prefix(line))
                     .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             })
             .map_or(0, |kb| kb * 1024)
@@ -202,13 +218,18 @@ impl Service {
         // The user of the tests' tokens (see `api`).
         let pool = sqlx::PgPool::connect(&self.database_url()).await.unwrap();
         sqlx::query(
-            "INSERT INTO users (username, password_hash, role, tokens_valid_since) \
-             VALUES ('fault-test', 'placeholder-never-verified', 'admin', 'epoch') \
+            "INSERT INTO users (username, password_hash, role) \
+             VALUES ('fault-test', 'placeholder-never-verified', 'admin') \
              ON CONFLICT (username) DO NOTHING",
         )
         .execute(&pool)
         .await
         .unwrap();
+        self.generation =
+            sqlx::query_scalar("SELECT token_generation FROM users WHERE username = 'fault-test'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
         pool.close().await;
     }
 

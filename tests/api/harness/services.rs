@@ -104,10 +104,20 @@ pub const DEVICE_PASSWORD: &str = "device-test-password";
 /// devicehub's user ([`BROKER_USER`]) and one user per entry of `devices` (the device id, with
 /// [`DEVICE_PASSWORD`]).
 pub fn mosquitto(dir: &Path, devices: &[&str]) -> Server {
-    mosquitto_with(dir, devices, |line, port| {
-        (line.split_whitespace().next() == Some("listener"))
-            .then(|| format!("listener {port} 127.0.0.1"))
-    })
+    mosquitto_with(dir, devices, plain_only)
+}
+
+/// The shipped plain listener on `port` (loopback), and its TLS listener left out.
+fn plain_only(line: &str, port: u16) -> Option<String> {
+    let mut words = line.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some("listener"), Some("1883")) => Some(format!("listener {port} 127.0.0.1")),
+        (Some("listener"), _) => Some(String::new()),
+        (Some("cafile" | "certfile" | "keyfile" | "tls_version" | "require_certificate"), _) => {
+            Some(String::new())
+        }
+        _ => None,
+    }
 }
 
 /// The shipped configuration with the paths changed, and each line `listener` rewrites
@@ -264,31 +274,43 @@ pub fn certificates(dir: &Path) -> Certificates {
     }
 }
 
-/// [`mosquitto`] with the shipped TLS listener switched on instead of the plain one, with
-/// `require_certificate true`.
+/// [`mosquitto`] with the shipped TLS listener on the port instead of the plain one, with
+/// `certs` and `require_certificate true`.
 pub fn mosquitto_tls(dir: &Path, devices: &[&str], certs: &Certificates) -> Server {
-    mosquitto_with(dir, devices, |line, port| {
-        let setting = |name: &str| {
-            // `#listener 8883`, not a comment that mentions the name.
-            line.strip_prefix('#')
-                .is_some_and(|l| !l.starts_with(' ') && l.split_whitespace().next() == Some(name))
-        };
-        if line.split_whitespace().next() == Some("listener") {
-            Some(String::new())
-        } else if setting("listener") {
-            Some(format!("listener {port} 127.0.0.1"))
-        } else if setting("cafile") {
-            Some(format!("cafile {}", certs.ca.display()))
-        } else if setting("certfile") {
-            Some(format!("certfile {}", certs.server_cert.display()))
-        } else if setting("keyfile") {
-            Some(format!("keyfile {}", certs.server_key.display()))
-        } else if setting("tls_version") {
-            Some(line[1..].to_owned())
-        } else if setting("require_certificate") {
-            Some("require_certificate true".into())
-        } else {
-            None
+    let files = (&*certs.ca, &*certs.server_cert, &*certs.server_key);
+    mosquitto_tls_with(dir, devices, files, true)
+}
+
+/// The shipped TLS listener (`listener 8883` and its settings as shipped, but for the port and
+/// the certificate paths) on the port, the plain one left out; `require_client` switches on
+/// `require_certificate`.
+pub fn mosquitto_tls_with(
+    dir: &Path,
+    devices: &[&str],
+    (ca, cert, key): (&Path, &Path, &Path),
+    require_client: bool,
+) -> Server {
+    let (ca, cert, key) = (ca.to_owned(), cert.to_owned(), key.to_owned());
+    // Mosquitto reads its key as its own user.
+    for file in [&ca, &cert, &key] {
+        let _ = Command::new("chown")
+            .arg("mosquitto:")
+            .arg(file)
+            .stderr(Stdio::null())
+            .status();
+    }
+    mosquitto_with(dir, devices, move |line, port| {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("listener"), Some("8883")) => Some(format!("listener {port} 127.0.0.1")),
+            (Some("listener"), _) => Some(String::new()),
+            (Some("cafile"), _) => Some(format!("cafile {}", ca.display())),
+            (Some("certfile"), _) => Some(format!("certfile {}", cert.display())),
+            (Some("keyfile"), _) => Some(format!("keyfile {}", key.display())),
+            (Some("require_certificate"), _) if require_client => {
+                Some("require_certificate true".into())
+            }
+            _ => None,
         }
     })
 }
@@ -299,10 +321,9 @@ pub fn mosquitto_tls(dir: &Path, devices: &[&str], certs: &Certificates) -> Serv
 pub fn mosquitto_anonymous(dir: &Path) -> Server {
     mosquitto_with(dir, &[], |line, port| {
         match line.split_whitespace().next() {
-            Some("listener") => Some(format!("listener {port} 127.0.0.1")),
             Some("allow_anonymous") => Some("allow_anonymous true".into()),
             Some("password_file" | "acl_file") => Some(String::new()),
-            _ => None,
+            _ => plain_only(line, port),
         }
     })
 }
