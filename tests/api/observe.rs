@@ -575,3 +575,53 @@ async fn json_logs_are_one_object_per_line_with_the_request_id_the_response_retu
     let span = access["span"].to_string();
     assert!(span.contains(&id), "request id {id} not in {access}");
 }
+
+/// 64 scrapers in a loop beside API reads on a pool of two connections: a scrape takes no
+/// connection, so every read is answered (before, each scrape's three aggregate queries took the
+/// pool and reads got 503 once they waited out `database.acquire_timeout_secs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_parallel_scrapers_leave_the_pool_to_the_api() {
+    let mut settings = crate::harness::test_settings();
+    settings.database.max_connections = 2;
+    settings.database.acquire_timeout_secs = 1;
+    let app = spawn_app_with(settings).await;
+    for i in 0..20 {
+        app.register(&format!("scraped-{i:02}")).await;
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scrapers: Vec<_> = (0..64)
+        .map(|_| {
+            let (client, url, stop) = (app.client.clone(), app.url("/metrics"), stop.clone());
+            tokio::spawn(async move {
+                let mut scrapes = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let answer = client.get(&url).send().await.unwrap();
+                    assert_eq!(answer.status(), 200);
+                    answer.bytes().await.unwrap();
+                    scrapes += 1;
+                }
+                scrapes
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for _ in 0..100 {
+        statuses.push(
+            app.get("/api/devices?limit=50", &app.viewer)
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut scrapes = 0;
+    for scraper in scrapers {
+        scrapes += scraper.await.unwrap();
+    }
+    assert!(scrapes >= 64, "{scrapes} scrapes");
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "API reads answered {:?} beside {scrapes} scrapes",
+        statuses.iter().filter(|s| **s != 200).collect::<Vec<_>>()
+    );
+}
