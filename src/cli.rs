@@ -53,6 +53,23 @@ pub enum Command {
     /// Certificates devicehub's deployments need.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// TLS of the servers devicehub talks to.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Connect to URL (https://router/rest, mqtts://broker:8883, host:port) and print the
+    /// certificate it presents — subject, issuer, validity, CA flag, SHA-256 fingerprint — and the
+    /// setting line that pins it. Nothing is trusted or saved: you decide.
+    Fingerprint {
+        #[arg(value_name = "URL")]
+        url: String,
+        /// The setting to print the line for (default: mikrotik).
+        #[arg(long, default_value = "mikrotik")]
+        setting: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +138,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", openapi::document_json());
         return Ok(());
     }
+    if let Command::Tls(TlsCommand::Fingerprint { url, setting }) = &cli.command {
+        return tls_fingerprint(url, setting);
+    }
     // Needs no settings: it runs before anything is configured (a first start's step).
     if let Command::Certs(CertsCommand::Mqtt { dir, hosts, force }) = &cli.command {
         let (files, written) = crate::certs::mqtt(dir, hosts, *force)?;
@@ -174,7 +194,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             run_analytics(&settings, &request).await?;
         }
         Command::Healthcheck { ready } => healthcheck(&settings, ready).await?,
-        Command::Openapi | Command::Certs(_) => unreachable!("handled above"),
+        Command::Openapi | Command::Certs(_) | Command::Tls(_) => {
+            unreachable!("handled above")
+        }
     }
     Ok(())
 }
@@ -274,4 +296,44 @@ fn read_password() -> anyhow::Result<SecretString> {
     let password = SecretString::from(first);
     anyhow::ensure!(!password.expose_secret().is_empty(), "empty password");
     Ok(password)
+}
+
+/// `devicehub tls fingerprint URL`.
+fn tls_fingerprint(url: &str, setting: &str) -> anyhow::Result<()> {
+    let (host, port) = match url::Url::parse(url) {
+        Ok(parsed) if parsed.host_str().is_some() => {
+            let port = parsed.port().unwrap_or(match parsed.scheme() {
+                "mqtts" | "ssl" => 8883,
+                _ => 443,
+            });
+            (parsed.host_str().unwrap_or_default().to_owned(), port)
+        }
+        _ => match url.rsplit_once(':') {
+            Some((host, port)) => (host.to_owned(), port.parse().context("not a port")?),
+            None => (url.to_owned(), 443),
+        },
+    };
+    let presented =
+        crate::clients::pinning::inspect(&host, port, std::time::Duration::from_secs(10))?;
+    println!("{host}:{port} presents:");
+    println!("  subject      {}", presented.subject);
+    println!("  issuer       {}", presented.issuer);
+    println!(
+        "  valid        {} to {}",
+        presented.not_before, presented.not_after
+    );
+    println!(
+        "  CA flag      {}",
+        if presented.ca { "CA:TRUE" } else { "CA:FALSE" }
+    );
+    println!("  chain        {} more certificate(s)", presented.chain_len);
+    println!("  fingerprint  {}", presented.fingerprint);
+    println!();
+    println!("If this is the certificate you expect (compare it on the device itself), pin it:");
+    println!(
+        "  DEVICEHUB__{}__FINGERPRINT={}",
+        setting.to_uppercase(),
+        presented.fingerprint
+    );
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! The RouterOS v7 REST client for one router (basic auth over HTTPS): its DHCP leases and its
 //! Wi-Fi registration table, typed by [`super::routeros`]. The router's certificate must verify
-//! against the system's roots or `mikrotik.ca_file`; `mikrotik.insecure` skips verification,
-//! with a warning.
+//! against the system's roots, or be the one `mikrotik.ca_file` or `mikrotik.fingerprint` pins
+//! (see [`super::pinning`]); `mikrotik.insecure` skips verification, with a warning.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,24 +51,15 @@ impl MikrotikClient {
         let mut http = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.timeout_ms.max(1)))
             .user_agent(concat!("devicehub/", env!("CARGO_PKG_VERSION")));
-        // An empty setting (an unset variable in docker-compose.yml) is no CA file.
-        if let Some(ca) = settings
-            .ca_file
-            .as_ref()
-            .filter(|p| !p.as_os_str().is_empty())
-        {
-            let pem = std::fs::read(ca).map_err(|e| {
-                anyhow::anyhow!("cannot read mikrotik.ca_file {}: {e}", ca.display())
-            })?;
-            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                anyhow::anyhow!(
-                    "mikrotik.ca_file {} holds no PEM certificate: {e}",
-                    ca.display()
-                )
-            })?;
-            for certificate in certificates {
-                http = http.add_root_certificate(certificate);
-            }
+        // The router's own certificate (ca_file, or its fingerprint) is pinned: a self-signed
+        // certificate marked CA:TRUE, as RouterOS and `openssl req -x509` make them, is accepted
+        // as itself; a real CA in ca_file verifies a chain.
+        if let Some(trust) = super::pinning::Trust::from_settings(
+            settings.ca_file.as_deref(),
+            settings.fingerprint.as_deref(),
+            "mikrotik",
+        )? {
+            http = http.use_preconfigured_tls(trust.client_config()?);
         }
         if settings.insecure {
             tracing::warn!(

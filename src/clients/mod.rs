@@ -7,6 +7,7 @@
 pub mod hikvision;
 pub mod http_auth;
 pub mod mikrotik;
+pub mod pinning;
 pub mod routeros;
 pub mod shelly;
 

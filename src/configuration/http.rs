@@ -76,20 +76,7 @@ impl HttpSettings {
 
     /// `trusted_proxies` as networks (a bare address is its /32 or /128).
     pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, SettingsError> {
-        self.trusted_proxies
-            .iter()
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<ipnet::IpNet>()
-                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| {
-                        SettingsError::Invalid(format!(
-                            "http.trusted_proxies: {s:?} is not a CIDR (10.42.0.0/16) or an address"
-                        ))
-                    })
-            })
-            .collect()
+        super::networks("http.trusted_proxies", &self.trusted_proxies)
     }
 }
 

@@ -12,6 +12,7 @@ mod collector;
 mod database;
 mod examples;
 mod http;
+mod ignored;
 mod mqtt;
 mod network;
 mod stores;
@@ -68,6 +69,18 @@ pub enum ProcessRole {
     Collector,
     Pollers,
     Analytics,
+}
+
+impl ProcessRole {
+    /// Its name in `roles` (`DEVICEHUB__ROLES`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessRole::Api => "api",
+            ProcessRole::Collector => "collector",
+            ProcessRole::Pollers => "pollers",
+            ProcessRole::Analytics => "analytics",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +162,28 @@ impl Settings {
         self.analytics.check()?;
         self.check_example_credentials()
     }
+}
+
+/// The networks a list setting names: CIDRs (`10.42.0.0/16`), a bare address being its /32 or
+/// /128; empty entries (an unset variable in docker-compose.yml) dropped.
+pub(crate) fn networks(
+    setting: &str,
+    values: &[String],
+) -> Result<Vec<ipnet::IpNet>, SettingsError> {
+    values
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    SettingsError::Invalid(format!(
+                        "{setting}: {s:?} is not a CIDR (192.168.88.0/24) or an address"
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// `localhost` or a loopback address (IPv6 in brackets, as in URLs, or bare).

@@ -26,9 +26,12 @@ pub struct MikrotikSettings {
     pub username: String,
     #[serde(default)]
     pub password: Option<SecretString>,
-    /// PEM: the CA of the router's certificate, or its self-signed certificate.
+    /// PEM: the router's own (self-signed) certificate, pinned, or the CA of its certificate.
     #[serde(default)]
     pub ca_file: Option<std::path::PathBuf>,
+    /// The router's certificate's SHA-256 fingerprint (`sha256:AB:CD:…`), pinned.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
     /// Skip certificate verification (logged as a warning).
     pub insecure: bool,
     pub interval_s: u64,
@@ -107,20 +110,7 @@ pub struct InventorySettings {
 impl NetworkSettings {
     /// `device_subnets` as networks (a bare address is its /32 or /128).
     pub fn subnets(&self) -> Result<Vec<ipnet::IpNet>, SettingsError> {
-        self.device_subnets
-            .iter()
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<ipnet::IpNet>()
-                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| {
-                        SettingsError::Invalid(format!(
-                            "network.device_subnets: {s:?} is not a CIDR (192.168.88.0/24) or an address"
-                        ))
-                    })
-            })
-            .collect()
+        super::networks("network.device_subnets", &self.device_subnets)
     }
 }
 

@@ -2,7 +2,7 @@ use secrecy::SecretString;
 
 use super::*;
 
-fn defaults() -> Settings {
+pub(super) fn defaults() -> Settings {
     config::Config::builder()
         .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
         .build()

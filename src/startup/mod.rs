@@ -36,6 +36,10 @@ impl Application {
     /// collector, the pollers, the analytics and the API; every process serves the probes.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.check()?;
+        // Settings that would do nothing here say so (a misspelt variable, another role's).
+        for warning in settings.ignored(std::env::vars()) {
+            tracing::warn!("{warning}");
+        }
         if !settings.auth.enabled {
             tracing::warn!(
                 "auth is DISABLED: every API caller is treated as an admin; \

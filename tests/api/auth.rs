@@ -554,22 +554,7 @@ async fn logout_refuses_the_logins_access_tokens_and_leaves_other_logins_alone()
     let app = spawn_app().await;
     app.add_user("leaver", "correct horse battery", Role::Viewer)
         .await;
-    let log_in = || async {
-        let body: Value = app
-            .client
-            .post(app.url("/api/auth/login"))
-            .json(&json!({"username": "leaver", "password": "correct horse battery"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (
-            body["access_token"].as_str().unwrap().to_owned(),
-            body["refresh_token"].as_str().unwrap().to_owned(),
-        )
-    };
+    let log_in = || app.log_in("leaver", "correct horse battery");
     let (laptop, laptop_refresh) = log_in().await;
     let (phone, _) = log_in().await;
     let out = app

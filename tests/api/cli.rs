@@ -105,3 +105,51 @@ fn serve_refuses_to_start_without_a_jwt_secret() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("DEVICEHUB__AUTH__JWT_SECRET"));
 }
+
+/// A setting that would do nothing says so at start-up: the router's URL in a process without
+/// the pollers role names that role; a misspelt variable names the setting it is closest to.
+#[tokio::test]
+async fn settings_that_would_do_nothing_are_named_at_start_up() {
+    let app = spawn_app().await;
+    let (mut command, port) = crate::harness::binary(&app, "ignored");
+    let mut child = command
+        .env("DEVICEHUB__ROLES", "api,collector")
+        .env("DEVICEHUB__MIKROTIK__URL", "https://192.168.88.1/rest")
+        .env("DEVICEHUB__MQTT__CLIENTID", "x")
+        .env(
+            "DEVICEHUB__COLLECTOR__JOURNAL_DIR",
+            std::env::temp_dir().join(format!("dh-ignored-{port}")),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    let warned = |needle: &str| {
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains(needle))
+    };
+    assert!(
+        warned("DEVICEHUB__MIKROTIK__URL is set, but this process does not run the pollers role"),
+        "{log}"
+    );
+    assert!(
+        warned("DEVICEHUB__MQTT__CLIENTID is no setting and is ignored; did you mean DEVICEHUB__MQTT__CLIENT_ID?"),
+        "{log}"
+    );
+}

@@ -204,16 +204,20 @@ impl Drop for HttpsRouter {
 /// `openssl s_server -WWW` serving the lease answer as a file, with a certificate of a
 /// private CA (as a router's self-signed one: no system root knows it).
 fn https_router(dir: &Path, certs: &servers::Certificates) -> (u16, HttpsRouter) {
+    https_router_at(dir, (&certs.server_cert, &certs.server_key), free_port())
+}
+
+/// [`https_router`] with the certificate and key given, on `port`.
+fn https_router_at(dir: &Path, (cert, key): (&Path, &Path), port: u16) -> (u16, HttpsRouter) {
     let www = dir.join("www/rest/ip/dhcp-server");
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(www.join("lease"), leases().to_string()).unwrap();
-    let port = free_port();
     let child = Command::new("openssl")
         .args(["s_server", "-quiet", "-WWW", "-accept", &port.to_string()])
         .arg("-cert")
-        .arg(&certs.server_cert)
+        .arg(cert)
         .arg("-key")
-        .arg(&certs.server_key)
+        .arg(key)
         .current_dir(dir.join("www"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -267,6 +271,121 @@ async fn a_router_certificate_no_root_knows_is_refused_unless_its_ca_is_given_or
         .await
         .unwrap();
     assert_eq!(leases.len(), 2);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A router's own certificate as RouterOS's `/certificate sign` and `openssl req -x509` make it:
+/// self-signed, `CA:TRUE`. Returns its PEM certificate and key.
+fn self_signed(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=router.lan",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("CA:TRUE"),
+        "openssl req -x509 makes a CA:TRUE certificate"
+    );
+    (cert, key)
+}
+
+/// The SHA-256 fingerprint openssl reports for a PEM certificate, as `sha256:AB:…`.
+fn openssl_fingerprint(cert: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(cert)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let hex = text.trim().rsplit('=').next().unwrap().to_owned();
+    format!("sha256:{hex}")
+}
+
+#[tokio::test]
+async fn a_routers_own_ca_true_certificate_is_pinned_by_ca_file_or_fingerprint_and_another_refused()
+{
+    let dir = std::env::temp_dir().join(format!(
+        "devicehub-pinned-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = self_signed(&dir, "router");
+    let expected = openssl_fingerprint(&cert);
+    let (port, router) = https_router_at(&dir, (&cert, &key), free_port());
+    let url = format!("https://127.0.0.1:{port}/rest");
+
+    // Pinned by the file holding the router's own certificate (rustls alone refuses it:
+    // CaUsedAsEndEntity)...
+    let mut by_file = settings(&url);
+    by_file.ca_file = Some(cert.clone());
+    let leases = MikrotikClient::new(&by_file, &url)
+        .unwrap()
+        .leases()
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 2);
+    // ...or by its fingerprint, as `devicehub tls fingerprint` prints it.
+    let shown = Command::new(env!("CARGO_BIN_EXE_devicehub"))
+        .args(["tls", "fingerprint", &url])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(shown.contains(&expected), "{shown}");
+    assert!(shown.contains("CA:TRUE"), "{shown}");
+    assert!(
+        shown.contains(&format!("DEVICEHUB__MIKROTIK__FINGERPRINT={expected}")),
+        "{shown}"
+    );
+    let mut by_fingerprint = settings(&url);
+    by_fingerprint.fingerprint = Some(expected.clone());
+    let leases = MikrotikClient::new(&by_fingerprint, &url)
+        .unwrap()
+        .leases()
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 2);
+
+    // Another certificate at the same address: refused, naming both fingerprints.
+    drop(router);
+    let (other_cert, other_key) = self_signed(&dir, "impostor");
+    let presented = openssl_fingerprint(&other_cert);
+    let (_, _impostor) = https_router_at(&dir, (&other_cert, &other_key), port);
+    for pinned in [&by_file, &by_fingerprint] {
+        let refused = MikrotikClient::new(pinned, &url)
+            .unwrap()
+            .leases()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains(&expected) && refused.contains(&presented),
+            "{refused}"
+        );
+        assert!(refused.contains("mikrotik.fingerprint"), "{refused}");
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 

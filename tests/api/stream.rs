@@ -406,24 +406,6 @@ async fn quiet_streams_get_heartbeats_and_end_when_their_user_is_deleted() {
     );
 }
 
-/// Logs `username` in: its access and refresh tokens.
-async fn log_in(app: &TestApp, username: &str) -> (String, String) {
-    let login: Value = app
-        .client
-        .post(app.url("/api/auth/login"))
-        .json(&json!({"username": username, "password": "correct horse battery"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (
-        login["access_token"].as_str().unwrap().to_owned(),
-        login["refresh_token"].as_str().unwrap().to_owned(),
-    )
-}
-
 #[tokio::test]
 async fn a_stream_ends_within_a_heartbeat_of_its_logins_logout_and_a_role_change() {
     let mut settings = test_settings();
@@ -431,9 +413,9 @@ async fn a_stream_ends_within_a_heartbeat_of_its_logins_logout_and_a_role_change
     let app = spawn_app_with(settings).await;
     app.add_user("watcher", "correct horse battery", Role::Operator)
         .await;
-    let (token, refresh) = log_in(&app, "watcher").await;
+    let (token, refresh) = app.log_in("watcher", "correct horse battery").await;
     let mut sse = Sse::open(&app, &token, "kinds=alert").await;
-    let (other, _) = log_in(&app, "watcher").await;
+    let (other, _) = app.log_in("watcher", "correct horse battery").await;
     let mut other_sse = Sse::open(&app, &other, "kinds=alert").await;
     sse.next_named("heartbeat", 3.0).await;
     let out = app
@@ -474,7 +456,7 @@ async fn a_stream_ends_when_the_access_token_its_ticket_came_from_expires() {
     let app = spawn_app_with(settings).await;
     app.add_user("brief", "correct horse battery", Role::Viewer)
         .await;
-    let (token, _) = log_in(&app, "brief").await;
+    let (token, _) = app.log_in("brief", "correct horse battery").await;
     let mut sse = Sse::open(&app, &token, "kinds=alert").await;
     let end = sse.next_named("end", 5.0).await;
     assert!(

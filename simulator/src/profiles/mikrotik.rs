@@ -186,9 +186,23 @@ pub fn ensure_certificate(cert: &std::path::Path, host: &str) -> anyhow::Result<
     if let Some(dir) = cert.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let made = rcgen::generate_simple_self_signed(vec![host.to_owned(), "localhost".to_owned()])?;
-    std::fs::write(&key, made.signing_key.serialize_pem())?;
-    std::fs::write(cert, made.cert.pem())?;
+    // As RouterOS makes one (`/certificate add` + `sign`, default key usage): self-signed and
+    // marked CA:TRUE, which devicehub must pin rather than verify as a chain.
+    let key_pair = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(vec![host.to_owned(), "localhost".to_owned()])?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, host);
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::KeyEncipherment,
+    ];
+    let made = params.self_signed(&key_pair)?;
+    std::fs::write(&key, key_pair.serialize_pem())?;
+    std::fs::write(cert, made.pem())?;
     Ok(true)
 }
 

@@ -217,6 +217,23 @@ impl TestApp {
     }
 
     /// Adds a user the way the CLI does (argon2 hash in PostgreSQL).
+    /// Logs `username` in: its access and refresh tokens.
+    pub async fn log_in(&self, username: &str, password: &str) -> (String, String) {
+        let response = self
+            .client
+            .post(self.url("/api/auth/login"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{username}");
+        let body: Value = response.json().await.unwrap();
+        (
+            body["access_token"].as_str().unwrap().to_owned(),
+            body["refresh_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
     pub async fn add_user(&self, username: &str, password: &str, role: Role) {
         let hash = hash_password(&SecretString::from(password.to_owned())).unwrap();
         users::create(&self.pool, username, &hash, role)
