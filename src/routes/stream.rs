@@ -79,14 +79,19 @@ pub struct StreamQuery {
 /// Server-Sent Events: readings of the devices named, their connection status changes, new
 /// alerts and command status changes (viewer, by ticket). Alerts carry their id as the event
 /// id, so a client reconnecting with `Last-Event-ID` first gets the alerts it missed (at most
-/// 500). A client that falls behind gets `event: lagged` with how many entries it skipped.
+/// 500). A client that falls behind gets `event: lagged` with how many entries it skipped. The
+/// stream ends (`event: end`) within a heartbeat of a logout of its login, a change of the
+/// user's role or password, the user's deletion, or the expiry of the access token its ticket
+/// was asked with: open it again with a new ticket.
 #[utoipa::path(get, operation_id = "stream", path = "/api/stream", tag = "stream",
     params(StreamQuery, ("Last-Event-ID" = Option<i64>, Header, description = "The last alert id seen")),
     responses(
         (status = 200, content_type = "text/event-stream", body = String,
             description = "Events: readings, status, alert, command, lagged, heartbeat, end"),
         (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 429, body = ErrorBody,
+            description = "The user holds `stream.max_clients_per_user` streams already (`Retry-After`)"),
+        (status = 503, body = ErrorBody, description = "`stream.max_clients` streams are open"),
     ))]
 pub async fn stream(
     req: HttpRequest,
