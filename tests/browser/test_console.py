@@ -4,6 +4,7 @@ import json
 import time
 from datetime import datetime, timezone
 
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
@@ -13,7 +14,9 @@ from conftest import PASSWORD, eventually
 
 
 def wait(browser, timeout=15):
-    return WebDriverWait(browser, timeout)
+    # The console re-renders its panels on every refresh: an element found a moment ago may be
+    # replaced before its text is read. That is a retry, not a failure.
+    return WebDriverWait(browser, timeout, ignored_exceptions=[StaleElementReferenceException])
 
 
 def log_in(browser, hub, user, password=PASSWORD):
