@@ -127,6 +127,7 @@ impl Trust {
             chain,
             provider: provider.clone(),
             setting: self.setting.clone(),
+            capture: None,
         };
         Ok(rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
@@ -142,6 +143,10 @@ struct PinningVerifier {
     chain: Option<Arc<WebPkiServerVerifier>>,
     provider: Arc<CryptoProvider>,
     setting: String,
+    /// Inspecting (`devicehub tls fingerprint`): any certificate is accepted and what was
+    /// presented kept here. The handshake's signature is checked all the same, so the server
+    /// holds the key of what it showed.
+    capture: Option<std::sync::Mutex<Vec<Vec<u8>>>>,
 }
 
 impl ServerCertVerifier for PinningVerifier {
@@ -153,6 +158,15 @@ impl ServerCertVerifier for PinningVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(seen) = &self.capture {
+            if let Ok(mut seen) = seen.lock() {
+                *seen = std::iter::once(end_entity)
+                    .chain(intermediates)
+                    .map(|c| c.to_vec())
+                    .collect();
+            }
+            return Ok(ServerCertVerified::assertion());
+        }
         let presented = Fingerprint::of(end_entity);
         if self.pins.contains(&presented) {
             return Ok(ServerCertVerified::assertion());
@@ -209,22 +223,6 @@ impl ServerCertVerifier for PinningVerifier {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fingerprints_read_as_openssl_and_ssh_users_write_them() {
-        let pin = Fingerprint([0xAB; 32]);
-        let shown = pin.to_string();
-        assert!(shown.starts_with("sha256:AB:AB:"), "{shown}");
-        assert_eq!(Fingerprint::parse(&shown), Ok(pin));
-        assert_eq!(Fingerprint::parse(&"ab".repeat(32)), Ok(pin));
-        assert!(Fingerprint::parse("sha256:AB:CD").is_err());
-        assert!(Fingerprint::parse("not hex").is_err());
-    }
-}
-
 /// What a server presents, for `devicehub tls fingerprint URL`.
 #[derive(Debug, Clone)]
 pub struct Presented {
@@ -243,9 +241,12 @@ pub struct Presented {
 pub fn inspect(host: &str, port: u16, timeout: std::time::Duration) -> anyhow::Result<Presented> {
     use std::net::ToSocketAddrs;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let capture = Arc::new(Capture {
-        seen: std::sync::Mutex::default(),
+    let capture = Arc::new(PinningVerifier {
+        pins: Vec::new(),
+        chain: None,
         provider: provider.clone(),
+        setting: String::new(),
+        capture: Some(std::sync::Mutex::default()),
     });
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -269,7 +270,9 @@ pub fn inspect(host: &str, port: u16, timeout: std::time::Duration) -> anyhow::R
             .with_context(|| format!("no TLS handshake with {host}:{port}"))?;
     }
     let chain = capture
-        .seen
+        .capture
+        .as_ref()
+        .context("inspecting")?
         .lock()
         .map_err(|_| anyhow::anyhow!("the handshake's certificates are unreadable"))?
         .clone();
@@ -289,63 +292,18 @@ pub fn inspect(host: &str, port: u16, timeout: std::time::Duration) -> anyhow::R
     })
 }
 
-/// Accepts any certificate and keeps what was presented (the handshake's signature is still
-/// checked, so the server holds the key of what it showed).
-#[derive(Debug)]
-struct Capture {
-    seen: std::sync::Mutex<Vec<Vec<u8>>>,
-    provider: Arc<CryptoProvider>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl ServerCertVerifier for Capture {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Ok(mut seen) = self.seen.lock() {
-            *seen = std::iter::once(end_entity)
-                .chain(intermediates)
-                .map(|c| c.to_vec())
-                .collect();
-        }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+    #[test]
+    fn fingerprints_read_as_openssl_and_ssh_users_write_them() {
+        let pin = Fingerprint([0xAB; 32]);
+        let shown = pin.to_string();
+        assert!(shown.starts_with("sha256:AB:AB:"), "{shown}");
+        assert_eq!(Fingerprint::parse(&shown), Ok(pin));
+        assert_eq!(Fingerprint::parse(&"ab".repeat(32)), Ok(pin));
+        assert!(Fingerprint::parse("sha256:AB:CD").is_err());
+        assert!(Fingerprint::parse("not hex").is_err());
     }
 }

@@ -84,20 +84,25 @@ pub(super) fn resync(bytes: &[u8], from: usize, min_no: u64, max_no: u64) -> Opt
     })
 }
 
-/// The bytes of a file from `offset` on. A block the disk cannot read (a bad sector: the read
-/// fails) reads as zeros, so what surrounds it can still be found.
+/// The bytes of a file from `offset` on. Read whole when the disk allows; should a read fail (a
+/// bad sector), block by block, an unreadable block reading as zeros, so that what surrounds it
+/// can still be found.
 pub(super) fn read_tolerant(path: &Path, offset: u64) -> io::Result<Vec<u8>> {
-    const BLOCK: usize = 4096;
     let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut out = Vec::new();
+    if file.read_to_end(&mut out).is_ok() {
+        return Ok(out);
+    }
+    const BLOCK: usize = 4096;
     let len = file.metadata()?.len().saturating_sub(offset) as usize;
     let mut out = vec![0u8; len];
-    let mut done = 0;
-    while done < len {
-        let chunk = (len - done).min(BLOCK);
-        file.seek(SeekFrom::Start(offset + done as u64))?;
-        let mut got = 0;
-        while got < chunk {
-            match file.read(&mut out[done + got..done + chunk]) {
+    for start in (0..len).step_by(BLOCK) {
+        let end = (start + BLOCK).min(len);
+        file.seek(SeekFrom::Start(offset + start as u64))?;
+        let mut got = start;
+        while got < end {
+            match file.read(&mut out[got..end]) {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -105,11 +110,6 @@ pub(super) fn read_tolerant(path: &Path, offset: u64) -> io::Result<Vec<u8>> {
                 Err(_) => break,
             }
         }
-        if got == 0 && chunk > 0 && file.metadata()?.len() <= offset + done as u64 {
-            out.truncate(done);
-            break;
-        }
-        done += chunk;
     }
     Ok(out)
 }

@@ -343,19 +343,6 @@ async fn service_refuses_to_start_with_auth_on_and_a_short_or_missing_secret() {
     }
 }
 
-async fn login(app: &crate::harness::TestApp, username: &str, password: &str) -> String {
-    let response = app
-        .client
-        .post(app.url("/api/auth/login"))
-        .json(&json!({"username": username, "password": password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{username}");
-    let body: Value = response.json().await.unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn admins_manage_users_and_a_change_reaches_tokens_already_issued() {
     let app = spawn_app().await;
@@ -391,7 +378,7 @@ async fn admins_manage_users_and_a_change_reaches_tokens_already_issued() {
         .any(|u| u["username"] == "anna"));
     assert_error(app.get("/api/users", &app.operator).await, 403).await;
 
-    let anna = login(&app, "anna", "anna-password-1").await;
+    let anna = app.log_in("anna", "anna-password-1").await.0;
     let command = json!({"cmd": "reboot"});
     app.register("d1").await;
     assert_eq!(
@@ -419,7 +406,7 @@ async fn admins_manage_users_and_a_change_reaches_tokens_already_issued() {
         "{body}"
     );
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let anna = login(&app, "anna", "anna-password-1").await;
+    let anna = app.log_in("anna", "anna-password-1").await.0;
     assert_eq!(app.get("/api/devices", &anna).await.status(), 200);
     assert_error(
         app.post_json("/api/devices/d1/commands", &anna, &command)
@@ -543,7 +530,7 @@ async fn a_role_change_refuses_earlier_tokens_whatever_their_clock_said() {
             .contains("role or password"),
         "{body}"
     );
-    let fresh = login(&app, "clocky", "correct horse battery").await;
+    let fresh = app.log_in("clocky", "correct horse battery").await.0;
     assert_eq!(app.get("/api/devices", &fresh).await.status(), 200);
 }
 

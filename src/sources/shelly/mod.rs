@@ -34,6 +34,7 @@
 //! polled less often (the interval doubling up to five minutes) until it answers; its next
 //! reading brings it back online.
 
+mod identity;
 pub mod status;
 
 use std::collections::{BTreeMap, HashMap};
@@ -51,35 +52,8 @@ use crate::inventory::Inventory;
 use crate::metrics::PollMetrics;
 use crate::pipeline::Incoming;
 use crate::registry;
+pub use identity::Origin;
 pub use status::{gen1_identity, gen1_messages, gen2_identity, gen2_messages, Identity};
-
-/// Where a host to poll comes from, which decides what it is trusted with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    /// `shelly.hosts` or `shelly.gen1_hosts`: the operator named it.
-    Configured,
-    /// The inventory: the router leased the address to `mac`; `adopted` when the operator's
-    /// metadata file names that MAC a Shelly (else its DHCP host name alone does).
-    Leased { mac: String, adopted: bool },
-}
-
-impl Origin {
-    /// Whether the host gets the shared password.
-    fn trusted(&self) -> bool {
-        match self {
-            Origin::Configured => true,
-            Origin::Leased { adopted, .. } => *adopted,
-        }
-    }
-}
-
-/// A MAC as 12 upper-case hex digits, whatever its separators.
-fn normal_mac(mac: &str) -> String {
-    mac.chars()
-        .filter(char::is_ascii_hexdigit)
-        .map(|c| c.to_ascii_uppercase())
-        .collect()
-}
 
 /// What every poller of a fleet shares.
 #[derive(Clone)]
@@ -313,83 +287,6 @@ impl ShellyPoller {
         let doublings = (failures - limit).min(16);
         (self.context.interval * 2u32.pow(doublings))
             .min(LONGEST_OFFLINE_WAIT.max(self.context.interval))
-    }
-
-    /// Why the host's answer cannot be the device it names, if it cannot: checked against the
-    /// MAC the router leased its address to, and the registry's record of that device id.
-    async fn conflict(&self, identity: &Identity) -> Result<Option<String>, sqlx::Error> {
-        let claimed = identity.mac.as_deref().map(normal_mac);
-        if let Origin::Leased { mac, .. } = &self.origin {
-            if claimed.as_deref() != Some(normal_mac(mac).as_str()) {
-                return Ok(Some(format!(
-                    "{} answers as {} (MAC {}), but the router leased its address to MAC {mac}",
-                    self.host(),
-                    identity.device_id,
-                    identity.mac.as_deref().unwrap_or("none")
-                )));
-            }
-        }
-        let Some((device_type, mac, generation)) =
-            registry::devices::pinned_identity(&self.context.pool, &identity.device_id).await?
-        else {
-            return Ok(None);
-        };
-        let id = &identity.device_id;
-        Ok(match (device_type.as_deref(), mac, generation) {
-            (Some(t), _, _) if t != "shelly" => Some(format!(
-                "{} answers as {id}, which is a registered device of type {t}",
-                self.host()
-            )),
-            // Registered bare from its MQTT traffic: a Shelly's status names it `shelly...`.
-            (None, _, _) if !id.as_str().starts_with("shelly") => Some(format!(
-                "{} answers as {id}, a registered device that is no Shelly",
-                self.host()
-            )),
-            (_, Some(mac), _) if claimed.as_deref() != Some(normal_mac(&mac).as_str()) => {
-                Some(format!(
-                    "{} answers as {id} with MAC {}, but {id} is MAC {mac}",
-                    self.host(),
-                    identity.mac.as_deref().unwrap_or("none")
-                ))
-            }
-            (_, _, Some(g)) if g != i64::from(identity.generation) => Some(format!(
-                "{} answers as {id} of generation {}, but {id} is generation {g}",
-                self.host(),
-                identity.generation
-            )),
-            _ => None,
-        })
-    }
-
-    /// Raises `identity_conflict` (on the device claimed when it exists, else for the service).
-    async fn alert_conflict(&self, identity: &Identity, why: &str) {
-        tracing::warn!(host = self.host(), device_id = %identity.device_id, why, "a host's identity conflicts; not polling it");
-        let message =
-            format!("{why}; devicehub does not poll it, nor send it credentials or commands");
-        let pool = &self.context.pool;
-        let raised = match registry::alerts::raise_on_device_if_exists(
-            pool,
-            &identity.device_id,
-            ("identity_conflict", crate::domain::Severity::Critical),
-            &message,
-        )
-        .await
-        {
-            Ok(true) => Ok(()),
-            Ok(false) => {
-                registry::alerts::raise_service(
-                    pool,
-                    "identity_conflict",
-                    crate::domain::Severity::Critical,
-                    &message,
-                )
-                .await
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = raised {
-            tracing::error!(error = %e, %message, "cannot raise an alert");
-        }
     }
 
     /// Identifies the host, then polls every interval until `shutdown`.
