@@ -155,7 +155,8 @@ ensure_s3() {
   if [ ! -x "$S3_BIN" ]; then
     require_cargo
     log "installing s3s-fs 0.14.1 (S3-compatible server) from crates.io into $S3_TOOLS"
-    CARGO_TARGET_DIR="$S3_TOOLS/build" cargo install --locked --quiet s3s-fs --version 0.14.1 \
+    log "(a few minutes on a fresh machine; cargo's progress follows)"
+    CARGO_TARGET_DIR="$S3_TOOLS/build" cargo install --locked s3s-fs --version 0.14.1 \
       --features binary --root "$S3_TOOLS"
     rm -rf "$S3_TOOLS/build"
   fi

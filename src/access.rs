@@ -2,7 +2,7 @@
 //! request's span, so it is in every log line the request causes) is returned in the
 //! `X-Request-Id` header, the answer is counted by method, route and status with its latency for
 //! `/metrics`, and logged — at `debug` under the target `devicehub::access` (turn it on with
-//! `log.level = "info,devicehub::access=debug"`), at `warn` for a 5xx.
+//! `log.level = "info,devicehub::access=debug"`), at `warn` for a 5xx other than a probe's.
 
 use std::time::Instant;
 
@@ -43,7 +43,10 @@ pub async fn observe(
     }
     let route = route.as_deref().unwrap_or("unmatched");
     let ms = seconds * 1000.0;
-    if status >= 500 {
+    // Probes and scrapes come every few seconds, and their answer is their own report (a 503
+    // from /readyz names what fails): debug only, whatever the status.
+    let probe = matches!(route, "/health" | "/healthz" | "/readyz" | "/metrics");
+    if status >= 500 && !probe {
         tracing::warn!(target: "devicehub::access", method, route, status, ms, "request failed");
     } else {
         tracing::debug!(target: "devicehub::access", method, route, status, ms, "request");

@@ -819,9 +819,10 @@ async fn the_mikrotik_emulator_serves_https_with_a_self_signed_certificate_devic
 }
 
 /// `scripts/run.sh` gives devicehub `config/simulator/device_metadata.csv`: every row is a host
-/// the home scenario's router leases (a MAC that drifted would make a known device unknown).
+/// the home scenario's router leases (a MAC that drifted would make a known device unknown), and
+/// every host it leases has a row (the simulator's own devices raise no `unknown_device`).
 #[test]
-fn the_home_scenarios_metadata_file_names_hosts_of_the_home_scenario() {
+fn the_home_scenarios_metadata_file_names_exactly_the_hosts_of_the_home_scenario() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let scenario =
         devicehub_sim::scenario::Scenario::load(&root.join("config/simulator/home.toml")).unwrap();
@@ -840,5 +841,14 @@ fn the_home_scenarios_metadata_file_names_hosts_of_the_home_scenario() {
         if entry.device_type == "shelly" {
             assert!(host.unwrap().host_name.starts_with("shelly"), "{entry:?}");
         }
+    }
+    for host in &hosts {
+        let mac = devicehub::domain::Mac::parse(&host.mac).unwrap();
+        assert!(
+            metadata.get(&mac).is_some(),
+            "{} ({}) has no row in device_metadata.csv: it would raise unknown_device",
+            host.host_name,
+            host.mac
+        );
     }
 }

@@ -576,6 +576,83 @@ async fn json_logs_are_one_object_per_line_with_the_request_id_the_response_retu
     assert!(span.contains(&id), "request id {id} not in {access}");
 }
 
+/// At the shipped log level a terminal stays readable: health checks, scrapes and the console's
+/// polling print nothing (a line per request is `devicehub::access=debug`, tested above).
+#[tokio::test]
+async fn probes_scrapes_and_console_polling_print_no_line_at_the_shipped_log_level() {
+    let app = spawn_app().await;
+    let (mut command, port) = crate::harness::binary(&app, "quiet");
+    let mut child = command
+        .env_remove("DEVICEHUB__LOG__LEVEL")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut outputs = Vec::new();
+    for stream in [
+        Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stdout.take().unwrap()),
+    ] {
+        let (lines, received) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stream).lines() {
+                let Ok(line) = line else { return };
+                if lines.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        outputs.push(received);
+    }
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let drain = |outputs: &[std::sync::mpsc::Receiver<String>]| -> Vec<String> {
+        outputs
+            .iter()
+            .flat_map(|r| r.try_iter().collect::<Vec<_>>())
+            .collect()
+    };
+    let start_up = drain(&outputs);
+    assert!(!start_up.is_empty(), "devicehub logged nothing at start");
+    // What probes, Prometheus and an open console ask, many times over.
+    for _ in 0..20 {
+        for path in ["/healthz", "/readyz", "/health", "/metrics"] {
+            client.get(format!("{base}{path}")).send().await.unwrap();
+        }
+        for path in [
+            "/api/stats",
+            "/api/alerts?limit=5",
+            "/api/devices?limit=25",
+            "/api/auth/me",
+        ] {
+            let answer = client
+                .get(format!("{base}{path}"))
+                .bearer_auth(&app.viewer)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 200, "{path}");
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = drain(&outputs);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        during.is_empty(),
+        "160 requests printed {} lines:\n{}",
+        during.len(),
+        during.join("\n")
+    );
+}
+
 /// 64 scrapers in a loop beside API reads on a pool of two connections: a scrape takes no
 /// connection, so every read is answered (before, each scrape's three aggregate queries took the
 /// pool and reads got 503 once they waited out `database.acquire_timeout_secs`).
