@@ -629,3 +629,69 @@ async fn a_host_claiming_a_known_devices_identity_is_refused_with_an_alert() {
         .count();
     assert_eq!(conflicts, 1, "{alerts}");
 }
+
+/// A Plus Plug S (Gen2), id `id`, whose `Mqtt.GetConfig` says whether it publishes its status
+/// (`pushes`), counting the status requests it answers.
+async fn shelly_saying(
+    id: String,
+    pushes: bool,
+    asked: Arc<std::sync::atomic::AtomicUsize>,
+) -> Device {
+    device(move |path| {
+        if path.starts_with("/rpc/Shelly.GetDeviceInfo") {
+            json!({"id": id, "gen": 2, "mac": "E868E7F1A2B3", "model": "SNPL-00112EU", "ver": "1.4.4"})
+        } else if path.starts_with("/rpc/Mqtt.GetConfig") {
+            // Shelly's documented answer, MQTT on or off.
+            json!({"enable": pushes, "server": if pushes { json!("broker.lan:1883") } else { Value::Null },
+                   "client_id": id, "user": null, "ssl_ca": null, "topic_prefix": id,
+                   "rpc_ntf": true, "status_ntf": pushes, "use_client_cert": false,
+                   "enable_rpc": true, "enable_control": true})
+        } else {
+            asked.fetch_add(1, Ordering::SeqCst);
+            json!({"switch:0": {"id": 0, "apower": 42.5, "voltage": 230.1, "output": true,
+                                "aenergy": {"total": 1234.5}, "temperature": {"tC": 41.0}}})
+        }
+    })
+    .await
+}
+
+/// Push or poll is the device's word, asked when it is found: one whose MQTT is off has its
+/// first reading within one interval (no watch of six intervals first); one that publishes its
+/// status over MQTT is not polled at all, so nothing it says is stored twice.
+#[tokio::test]
+async fn a_shelly_is_polled_at_once_unless_it_says_it_pushes_over_mqtt() {
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let (polled_id, pushing_id) = (
+        format!("shellyplugs-poll-{tag}"),
+        format!("shellyplugs-push-{tag}"),
+    );
+    let (polled_asked, pushing_asked) = (Arc::default(), Arc::default());
+    let polled = shelly_saying(polled_id.clone(), false, Arc::clone(&polled_asked)).await;
+    let pushing = shelly_saying(pushing_id.clone(), true, Arc::clone(&pushing_asked)).await;
+    let mut settings = collector_settings();
+    settings.roles.push(ProcessRole::Pollers);
+    settings.shelly.hosts = vec![polled.address.clone(), pushing.address.clone()];
+    // Long enough that six intervals would show: the old watch waited a minute here.
+    settings.shelly.interval_s = 10;
+    let started = std::time::Instant::now();
+    let app = spawn_app_with(settings).await;
+    app.eventually(&format!("/api/devices/{polled_id}"), 15, |d| {
+        d["connection_status"] == "online"
+    })
+    .await;
+    let first = started.elapsed();
+    assert!(
+        first < Duration::from_secs(12),
+        "the first reading took {first:?}"
+    );
+    assert!(readings(&app, &polled_id).await >= 1);
+    assert!(polled_asked.load(Ordering::SeqCst) >= 1);
+    // Two intervals on, the pushing plug was never asked for its status.
+    tokio::time::sleep(Duration::from_secs(20).saturating_sub(started.elapsed())).await;
+    assert_eq!(
+        pushing_asked.load(Ordering::SeqCst),
+        0,
+        "the pushing plug was polled"
+    );
+    assert_eq!(readings(&app, &pushing_id).await, 0);
+}

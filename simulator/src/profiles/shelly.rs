@@ -1,6 +1,7 @@
 //! Shelly relays/meters. Gen2 (Pro 4PM, Pro 2PM, Plus Plug S): MQTT status notifications
 //! (`{id}/status/switch:N`, `{id}/events/rpc` NotifyStatus, `{id}/online`) and an HTTP RPC server
-//! answering `Shelly.GetStatus`, `Shelly.GetDeviceInfo`, `Switch.GetStatus` and `Switch.Set`,
+//! answering `Shelly.GetStatus`, `Shelly.GetDeviceInfo`, `Mqtt.GetConfig`, `Switch.GetStatus`
+//! and `Switch.Set`,
 //! over `GET /rpc/{method}` and JSON-RPC `POST /rpc`. Gen1 (Shelly 2.5): HTTP only — `/shelly`,
 //! `/status` (`relays`, `meters` with energy in watt-minutes, `tmp`) and `/relay/N?turn=on|off`.
 //!
@@ -242,6 +243,16 @@ impl ShellyState {
         match method {
             "Shelly.GetStatus" => Ok(self.status()),
             "Shelly.GetDeviceInfo" => Ok(self.device_info()),
+            // As Shelly's API documents it; status notifications when the device pushes.
+            "Mqtt.GetConfig" => {
+                let pushes = self.device.mqtt;
+                Ok(json!({
+                    "enable": pushes, "server": pushes.then_some("broker.lan:1883"),
+                    "client_id": self.device.id, "user": null, "ssl_ca": null,
+                    "topic_prefix": self.device.id, "rpc_ntf": pushes, "status_ntf": pushes,
+                    "use_client_cert": false, "enable_rpc": true, "enable_control": true,
+                }))
+            }
             "Switch.GetStatus" => Ok(self.switch_status(channel(params)?)),
             "Switch.Set" => {
                 let i = channel(params)?;

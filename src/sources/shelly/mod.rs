@@ -24,9 +24,14 @@
 //! or basic auth (`shelly.username`) for `shelly.gen1_hosts` only. A host found by its DHCP
 //! name alone is polled without the password (status only) until adopted.
 //!
-//! Push or poll, per device: a Shelly not yet marked polled is watched for six intervals after
-//! it is identified; if its status arrives over MQTT meanwhile, it pushes, and its poller stands
-//! by (looking again every six intervals) instead of doubling its readings.
+//! Push or poll, per device, decided when it is identified, so that its first reading comes
+//! within one interval: the device is asked (Gen2+ `Mqtt.GetConfig`, as Shelly documents it).
+//! One that says it publishes its status over MQTT (`enable` and `status_ntf` or `rpc_ntf`) is
+//! not polled while its status arrives that way (looked at again every six intervals; polled if
+//! it stays silent), so its readings are never stored twice. One that says it does not, and
+//! every Gen1 (devicehub decodes no Gen1 MQTT topics), is polled at once. One that will not say
+//! (a host polled without the password) is watched for one interval: polled unless its status
+//! arrived over MQTT meanwhile.
 //!
 //! Every poll is counted (`devicehub_polls_total{source="shelly",outcome=...}`: ok, timeout,
 //! connection, status, malformed). A registered host that fails
@@ -36,6 +41,8 @@
 
 mod identity;
 pub mod status;
+
+pub use status::{delivery_of, Delivery};
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -113,7 +120,8 @@ pub struct ShellyPoller {
     origin: Origin,
 }
 
-/// A Shelly not known as polled is watched this many intervals for status over MQTT first.
+/// A Shelly that says it pushes is looked at again after this many intervals: polled if its
+/// status has not arrived over MQTT meanwhile.
 const PUSH_WATCH_INTERVALS: u32 = 6;
 
 /// The longest a host that is offline waits between polls.
@@ -148,7 +156,7 @@ impl ShellyPoller {
     /// Registers the device, or adds what the poller knows to a registered one's metadata (an
     /// operator's own keys stay).
     async fn register(&self, identity: &Identity) {
-        let address = self.host().split(':').next().unwrap_or_default();
+        let address = crate::clients::host_part(self.host());
         let metadata = json!({
             "mac": identity.mac, "ip": address, "http": self.host(), "model": identity.model,
             "generation": identity.generation, "firmware": identity.firmware, "polled": true,
@@ -190,10 +198,22 @@ impl ShellyPoller {
         }
     }
 
+    /// Whether the device pushes its status over MQTT, by its own word.
+    async fn delivery(&self, identity: &Identity) -> Delivery {
+        if identity.generation < 2 {
+            return Delivery::Polled;
+        }
+        match self.get("/rpc/Mqtt.GetConfig").await {
+            Ok(config) => delivery_of(&config),
+            Err(e) => {
+                tracing::debug!(error = %e, host = self.host(), "the Shelly does not say whether it pushes");
+                Delivery::Unknown
+            }
+        }
+    }
+
     /// Waits while the device pushes its status over MQTT (the push alternative): polling it
-    /// too would double its readings. A device not yet known as polled is first watched for
-    /// six intervals: if its status arrives over MQTT meanwhile, it is a push device, and it is
-    /// looked at again every six intervals. `false` on shutdown.
+    /// too would double its readings. `false` on shutdown.
     async fn wait_while_pushing(&self, identity: &Identity, shutdown: &CancellationToken) -> bool {
         let pool = &self.context.pool;
         if registry::devices::is_polled(pool, &identity.device_id)
@@ -204,7 +224,7 @@ impl ShellyPoller {
         }
         // Polled or not, the registry learns its address and, if it has none, its MAC (the
         // inventory joins by MAC); the identity was checked against the record before.
-        let address = self.host().split(':').next().unwrap_or_default();
+        let address = crate::clients::host_part(self.host());
         let noted = match registry::devices::merge_metadata(
             pool,
             &identity.device_id,
@@ -221,7 +241,11 @@ impl ShellyPoller {
         if let Err(e) = noted {
             tracing::debug!(error = %e, "cannot note the Shelly's address");
         }
-        let watch = self.context.interval * PUSH_WATCH_INTERVALS;
+        let watch = match self.delivery(identity).await {
+            Delivery::Polled => return true,
+            Delivery::Unknown => self.context.interval,
+            Delivery::Pushes => self.context.interval * PUSH_WATCH_INTERVALS,
+        };
         let mut said = false;
         loop {
             tokio::select! {
