@@ -44,6 +44,16 @@ pub enum Command {
         #[arg(long)]
         ready: bool,
     },
+    /// Check every configured part with the settings in effect (the same files and environment
+    /// as `serve`): PostgreSQL and its migrations, the broker's login and ACL, an InfluxDB probe
+    /// point, an S3 probe object, the journal directory, the router, each Shelly and camera, the
+    /// metadata file and the settings themselves. One line each, with the fix of what failed;
+    /// exit status 1 when anything failed.
+    Doctor {
+        /// The report as JSON (`{"ok": bool, "checks": [...]}`), for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage API users.
     #[command(subcommand)]
     User(UserCommand),
@@ -158,6 +168,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let settings = Settings::load(cli.config.as_deref())?;
+    if let Command::Doctor { json } = cli.command {
+        // No log: the report is the output (its checks' failures are in it).
+        let report = crate::doctor::run(&settings, std::env::vars().collect()).await;
+        match json {
+            true => println!("{}", serde_json::to_string_pretty(&report)?),
+            false => print!("{}", report.text()),
+        }
+        std::process::exit(if report.ok { 0 } else { 1 });
+    }
     logging::init(&settings.log);
     match cli.command {
         Command::Serve => {
@@ -194,7 +213,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             run_analytics(&settings, &request).await?;
         }
         Command::Healthcheck { ready } => healthcheck(&settings, ready).await?,
-        Command::Openapi | Command::Certs(_) | Command::Tls(_) => {
+        Command::Openapi | Command::Certs(_) | Command::Tls(_) | Command::Doctor { .. } => {
             unreachable!("handled above")
         }
     }

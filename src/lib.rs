@@ -15,6 +15,7 @@ pub mod clients;
 pub mod collector;
 pub mod configuration;
 pub mod database;
+pub mod doctor;
 pub mod domain;
 pub mod error;
 pub mod health;

@@ -117,6 +117,7 @@ impl Supervisor {
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
         let name = name.into();
+        self.metrics.listed(&name);
         let token = self.tokens[wave as usize].clone();
         let task = AbortOnDropHandle::new(tokio::spawn(make(token.clone())));
         self.waves[wave as usize].spawn(async move {

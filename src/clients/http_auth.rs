@@ -136,7 +136,8 @@ enum HostAuth {
     Digest(Box<digest_auth::WwwAuthenticateHeader>),
 }
 
-/// One host (`address[:port]`), remembering how it wants to be authenticated.
+/// One host (`address[:port]` over HTTP, or `https://address[:port]`), remembering how it wants
+/// to be authenticated.
 #[derive(Clone)]
 pub struct AuthedHost {
     http: reqwest::Client,
@@ -168,9 +169,10 @@ impl AuthedHost {
 
     /// The request for `path`, with the credentials the host asked for last.
     fn request(&self, method: &reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let request = self
-            .http
-            .request(method.clone(), format!("http://{}{path}", self.host));
+        let request = self.http.request(
+            method.clone(),
+            format!("{}{path}", super::base_url(&self.host)),
+        );
         let Some(password) = &self.credentials.password else {
             return request;
         };

@@ -75,8 +75,34 @@ impl DeviceNetworks {
     }
 }
 
-/// The host of `host[:port]` (an IPv6 address in brackets, or bare).
+/// `builder` trusting `trust` (pinned certificates) when there is one, else the system's roots.
+pub(crate) fn with_trust(
+    builder: reqwest::ClientBuilder,
+    trust: Option<pinning::Trust>,
+) -> anyhow::Result<reqwest::ClientBuilder> {
+    Ok(match trust {
+        Some(trust) => builder.use_preconfigured_tls(trust.client_config()?),
+        None => builder,
+    })
+}
+
+/// A device's base URL: `https://host[:port]` or `http://host[:port]` as given, and a bare
+/// `host[:port]` over plain HTTP (what a LAN device serves by default).
+pub fn base_url(host: &str) -> String {
+    if host.starts_with("https://") || host.starts_with("http://") {
+        host.trim_end_matches('/').to_owned()
+    } else {
+        format!("http://{host}")
+    }
+}
+
+/// The host of `[scheme://]host[:port]` (an IPv6 address in brackets, or bare).
 pub fn host_part(host: &str) -> &str {
+    let host = host
+        .strip_prefix("https://")
+        .or_else(|| host.strip_prefix("http://"))
+        .unwrap_or(host)
+        .trim_end_matches('/');
     if let Some(rest) = host.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
     }
@@ -111,13 +137,17 @@ pub(crate) async fn read_capped(
     Ok(Some(body))
 }
 
-/// The causes of an error, outermost first (reqwest's own message hides the TLS or I/O reason).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+/// The causes of an error, outermost first (reqwest's own message hides the TLS or I/O reason);
+/// a cause whose text its outer error already shows is not repeated.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
+        let cause = s.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
         source = s.source();
     }
     text

@@ -61,8 +61,10 @@ impl std::fmt::Display for Fingerprint {
 pub struct Trust {
     pins: Vec<Fingerprint>,
     roots: Vec<CertificateDer<'static>>,
-    /// The settings that set this, for the error (`mikrotik.fingerprint`).
+    /// The section that set this, for the error (`mikrotik`).
     setting: String,
+    /// Its fingerprint setting's key: `fingerprint`, or `fingerprints` for a list of devices.
+    key: &'static str,
 }
 
 impl Trust {
@@ -73,8 +75,28 @@ impl Trust {
         fingerprint: Option<&str>,
         setting: &str,
     ) -> anyhow::Result<Option<Self>> {
+        Self::pinning(ca_file, fingerprint.into_iter(), (setting, "fingerprint"))
+    }
+
+    /// For many devices of one kind (`shelly`, `hikvision`): `ca_file` may hold each one's
+    /// certificate, and `fingerprints` lists theirs; a device presenting any of them is trusted.
+    pub fn for_devices(
+        ca_file: Option<&Path>,
+        fingerprints: &[String],
+        setting: &str,
+    ) -> anyhow::Result<Option<Self>> {
+        let pins = fingerprints.iter().map(String::as_str);
+        Self::pinning(ca_file, pins, (setting, "fingerprints"))
+    }
+
+    fn pinning<'a>(
+        ca_file: Option<&Path>,
+        fingerprints: impl Iterator<Item = &'a str>,
+        (setting, key): (&str, &'static str),
+    ) -> anyhow::Result<Option<Self>> {
         let mut trust = Trust {
             setting: setting.to_owned(),
+            key,
             ..Trust::default()
         };
         if let Some(path) = ca_file.filter(|p| !p.as_os_str().is_empty()) {
@@ -97,9 +119,9 @@ impl Trust {
                 path.display()
             );
         }
-        if let Some(text) = fingerprint.filter(|f| !f.trim().is_empty()) {
-            let pin = Fingerprint::parse(text)
-                .map_err(|e| anyhow::anyhow!("{setting}.fingerprint: {e}"))?;
+        for text in fingerprints.filter(|f| !f.trim().is_empty()) {
+            let pin =
+                Fingerprint::parse(text).map_err(|e| anyhow::anyhow!("{setting}.{key}: {e}"))?;
             trust.pins.push(pin);
         }
         Ok((!trust.pins.is_empty()).then_some(trust))
@@ -107,6 +129,17 @@ impl Trust {
 
     /// A rustls client configuration that trusts this.
     pub fn client_config(&self) -> anyhow::Result<rustls::ClientConfig> {
+        self.client_config_with(None)
+    }
+
+    /// [`Self::client_config`], presenting a client certificate chain and key when given.
+    pub fn client_config_with(
+        &self,
+        identity: Option<(
+            Vec<CertificateDer<'static>>,
+            rustls::pki_types::PrivateKeyDer<'static>,
+        )>,
+    ) -> anyhow::Result<rustls::ClientConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let chain = if self.roots.is_empty() {
             None
@@ -126,14 +159,17 @@ impl Trust {
             pins: self.pins.clone(),
             chain,
             provider: provider.clone(),
-            setting: self.setting.clone(),
+            setting: format!("{}.{}", self.setting, self.key),
             capture: None,
         };
-        Ok(rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth())
+            .with_custom_certificate_verifier(Arc::new(verifier));
+        Ok(match identity {
+            None => builder.with_no_client_auth(),
+            Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
+        })
     }
 }
 
@@ -142,6 +178,7 @@ struct PinningVerifier {
     pins: Vec<Fingerprint>,
     chain: Option<Arc<WebPkiServerVerifier>>,
     provider: Arc<CryptoProvider>,
+    /// The fingerprint setting, for the error (`mikrotik.fingerprint`).
     setting: String,
     /// Inspecting (`devicehub tls fingerprint`): any certificate is accepted and what was
     /// presented kept here. The handshake's signature is checked all the same, so the server
@@ -181,7 +218,7 @@ impl ServerCertVerifier for PinningVerifier {
         let expected: Vec<String> = self.pins.iter().map(ToString::to_string).collect();
         Err(rustls::Error::General(format!(
             "the server presented a certificate devicehub does not trust: expected {}, presented \
-             {presented}. If the certificate changed on purpose, set {}.fingerprint = \"{presented}\" \
+             {presented}. If the certificate changed on purpose, set {} = \"{presented}\" \
              (`devicehub tls fingerprint URL` shows it)",
             expected.join(" or "),
             self.setting

@@ -32,12 +32,17 @@ impl ShellyClient {
         networks: Arc<super::DeviceNetworks>,
     ) -> anyhow::Result<Self> {
         let timeout = Duration::from_millis(settings.timeout_ms.max(1));
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("devicehub/", env!("CARGO_PKG_VERSION")));
+        let trust = super::pinning::Trust::for_devices(
+            settings.ca_file.as_deref(),
+            &settings.fingerprints,
+            "shelly",
+        )?;
         Ok(Self {
-            http: reqwest::Client::builder()
-                .timeout(timeout)
-                .connect_timeout(timeout)
-                .user_agent(concat!("devicehub/", env!("CARGO_PKG_VERSION")))
-                .build()?,
+            http: super::with_trust(http, trust)?.build()?,
             credentials: Arc::new(Credentials {
                 digest_user: "admin".into(),
                 basic_user: settings.username.clone(),

@@ -133,6 +133,8 @@ impl Settings {
                     .with_list_parse_key("shelly.gen1_hosts")
                     .with_list_parse_key("network.device_subnets")
                     .with_list_parse_key("hikvision.hosts")
+                    .with_list_parse_key("shelly.fingerprints")
+                    .with_list_parse_key("hikvision.fingerprints")
                     .source(env),
             )
             .build()?

@@ -27,6 +27,9 @@ pub struct MqttSettings {
     /// unset: the system's roots.
     #[serde(default)]
     pub ca_file: Option<std::path::PathBuf>,
+    /// The broker's certificate's SHA-256 fingerprint (`sha256:AB:CD:…`), pinned.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
     /// PEM client certificate and key, for a broker with `require_certificate true`.
     #[serde(default)]
     pub client_cert_file: Option<std::path::PathBuf>,

@@ -51,6 +51,12 @@ pub struct ShellySettings {
     /// by basic auth (in clear text on the wire), since Gen1 knows no other.
     #[serde(default, deserialize_with = "hosts")]
     pub gen1_hosts: Vec<String>,
+    /// PEM: the certificates of Shellys serving HTTPS (`https://` hosts), pinned, or their CA.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// SHA-256 fingerprints of Shellys' certificates (`sha256:AB:CD:…`), pinned.
+    #[serde(default, deserialize_with = "hosts")]
+    pub fingerprints: Vec<String>,
     /// The port of the Shelly devices the inventory finds (by address).
     pub port: u16,
     /// Gen1 basic-auth user (Gen2 digest auth is always `admin`).
@@ -72,6 +78,12 @@ pub struct HikvisionSettings {
     /// `host[:port]` of each camera (`DEVICEHUB__HIKVISION__HOSTS`, comma-separated).
     #[serde(default, deserialize_with = "hosts")]
     pub hosts: Vec<String>,
+    /// PEM: the cameras' own certificates (`https://` hosts), pinned, or their CA.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// SHA-256 fingerprints of the cameras' certificates, pinned.
+    #[serde(default, deserialize_with = "hosts")]
+    pub fingerprints: Vec<String>,
     pub username: String,
     #[serde(default)]
     pub password: Option<SecretString>,

@@ -23,6 +23,12 @@ pub struct InfluxSettings {
     pub retention_policy: String,
     pub username: Option<String>,
     pub password: Option<SecretString>,
+    /// PEM: InfluxDB's own (self-signed) certificate, pinned, or the CA of its certificate.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// InfluxDB's certificate's SHA-256 fingerprint (`sha256:AB:CD:…`), pinned.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
     pub batch: BatchSettings,
     pub timeout_secs: u64,
     #[serde(default)]
@@ -79,6 +85,12 @@ pub struct S3Settings {
     /// `http://endpoint/bucket/key` instead of `http://bucket.endpoint/key` (MinIO and most
     /// self-hosted servers need it).
     pub path_style: bool,
+    /// PEM: the S3 server's own (self-signed) certificate, pinned, or its CA.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The S3 server's certificate's SHA-256 fingerprint (`sha256:AB:CD:…`), pinned.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
 }
 
 /// Keys that ship with MinIO and in examples: never acceptable outside a developer's machine.

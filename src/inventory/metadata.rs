@@ -78,8 +78,19 @@ pub enum MetadataError {
 
 const REQUIRED: [&str; 4] = ["mac_address", "device_type", "owner", "location"];
 
-/// Parses the file's text; `path` names it in errors.
+/// Parses the file's text; `path` names it in errors. A row it cannot use refuses the whole
+/// file (the inventory keeps its last good one), so a typo never drops a device silently.
 pub fn parse(path: &str, text: &str) -> Result<Metadata, MetadataError> {
+    let (metadata, mut problems) = parse_rows(path, text)?;
+    match problems.is_empty() {
+        true => Ok(metadata),
+        false => Err(problems.remove(0)),
+    }
+}
+
+/// Parses the file's text, row by row: the rows it can use, and each row it cannot with its
+/// line (what `devicehub doctor` lists). An error is a file it cannot read at all (its header).
+pub fn parse_rows(path: &str, text: &str) -> Result<(Metadata, Vec<MetadataError>), MetadataError> {
     let error = |line: u64, message: String| MetadataError::Line {
         path: path.to_owned(),
         line,
@@ -105,40 +116,47 @@ pub fn parse(path: &str, text: &str) -> Result<Metadata, MetadataError> {
     }
     let name_column = column("name");
     let mut by_mac = HashMap::new();
+    let mut problems = Vec::new();
     for record in reader.records() {
-        let record = record.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line());
-            error(line, e.to_string())
-        })?;
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                problems.push(error(line, e.to_string()));
+                continue;
+            }
+        };
         let line = record.position().map_or(0, |p| p.line());
         let field = |i: usize| record.get(i).unwrap_or_default().to_owned();
-        let raw_mac = field(columns[0]);
-        let mac = Mac::parse(&raw_mac)
-            .ok_or_else(|| error(line, format!("{raw_mac:?} is not a MAC address")))?;
-        for (i, text) in record.iter().enumerate() {
-            if text.chars().any(char::is_control) {
-                return Err(error(
-                    line,
-                    format!("column {} holds a control character", i + 1),
-                ));
+        let row = || -> Result<DeviceMetadata, String> {
+            let raw_mac = field(columns[0]);
+            let mac = Mac::parse(&raw_mac).ok_or(format!("{raw_mac:?} is not a MAC address"))?;
+            if let Some(i) = record.iter().position(|t| t.chars().any(char::is_control)) {
+                return Err(format!("column {} holds a control character", i + 1));
             }
-        }
-        let device_type = field(columns[1]);
-        if device_type.is_empty() {
-            return Err(error(line, "device_type is empty".into()));
-        }
-        let entry = DeviceMetadata {
-            mac,
-            device_type,
-            owner: field(columns[2]),
-            location: field(columns[3]),
-            name: name_column.map(field).filter(|n| !n.is_empty()),
+            let device_type = field(columns[1]);
+            if device_type.is_empty() {
+                return Err("device_type is empty".into());
+            }
+            Ok(DeviceMetadata {
+                mac,
+                device_type,
+                owner: field(columns[2]),
+                location: field(columns[3]),
+                name: name_column.map(field).filter(|n| !n.is_empty()),
+            })
         };
-        if by_mac.insert(mac, entry).is_some() {
-            return Err(error(line, format!("{mac} is listed twice")));
+        match row() {
+            Ok(entry) if by_mac.contains_key(&entry.mac) => {
+                problems.push(error(line, format!("{} is listed twice", entry.mac)));
+            }
+            Ok(entry) => {
+                by_mac.insert(entry.mac, entry);
+            }
+            Err(message) => problems.push(error(line, message)),
         }
     }
-    Ok(Metadata { by_mac })
+    Ok((Metadata { by_mac }, problems))
 }
 
 /// The metadata file, loaded, and reloaded when it changes.
@@ -262,5 +280,26 @@ mod tests {
             assert!(e.contains(&format!("line {line}")), "{e}");
             assert!(e.contains(says), "{e}");
         }
+    }
+
+    #[test]
+    fn every_row_it_cannot_use_is_listed_with_its_line_and_the_rest_kept() {
+        let text = "mac_address,device_type,owner,location\n\
+                    11:22:33:44:55:66,tv,a,b\n\
+                    nope,tv,a,b\n\
+                    11:22:33:44:55:67,,a,b\n\
+                    11:22:33:44:55:68,lamp,a,b\n";
+        let (metadata, problems) = parse_rows("m.csv", text).unwrap();
+        assert_eq!(metadata.len(), 2);
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].contains("line 3") && lines[0].contains("not a MAC"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].contains("line 4") && lines[1].contains("empty"),
+            "{lines:?}"
+        );
     }
 }

@@ -26,6 +26,8 @@ struct LayerLabel {
 #[derive(Clone, Debug, Default)]
 pub struct TaskMetrics {
     restarts: Family<TaskLabel, Counter>,
+    /// Every task started, with its restarts, for `GET /api/system`.
+    tasks: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
 }
 
 impl TaskMetrics {
@@ -44,14 +46,37 @@ impl TaskMetrics {
         let _ = self.restarts.get_or_create(&TaskLabel {
             task: task.to_owned(),
         });
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.entry(task.to_owned()).or_default();
+        }
     }
 
     pub fn restarted(&self, task: &str) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            *tasks.entry(task.to_owned()).or_default() += 1;
+        }
         self.restarts
             .get_or_create(&TaskLabel {
                 task: task.to_owned(),
             })
             .inc();
+    }
+}
+
+impl TaskMetrics {
+    /// A task that is never restarted (it stops the process when it ends): listed, not counted.
+    pub fn listed(&self, task: &str) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.entry(task.to_owned()).or_default();
+        }
+    }
+
+    /// The tasks started in this process, by name, with their restarts.
+    pub fn tasks(&self) -> Vec<(String, u64)> {
+        self.tasks
+            .lock()
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default()
     }
 }
 

@@ -50,6 +50,7 @@ static ASSETS: &[Asset] = &[
     asset!("/console/alerts.js", "console/alerts.js", JS),
     asset!("/console/inventory.js", "console/inventory.js", JS),
     asset!("/console/energy.js", "console/energy.js", JS),
+    asset!("/console/system.js", "console/system.js", JS),
     asset!("/console/app.css", "console/app.css", CSS),
     asset!("/docs", "docs/index.html", HTML),
     asset!("/docs/docs.js", "docs/docs.js", JS),

@@ -24,6 +24,7 @@ pub mod raw_data;
 pub mod readings;
 pub mod stats;
 pub mod stream;
+pub mod system;
 pub mod users;
 
 use std::sync::Arc;
@@ -58,6 +59,8 @@ pub struct ApiState {
     /// Live updates for `/api/stream`, and its settings.
     pub live: crate::live::Hub,
     pub stream: crate::configuration::StreamSettings,
+    /// The settings in effect, for `GET /api/system` and its checks.
+    pub settings: Arc<crate::configuration::Settings>,
 }
 
 /// What the health and metrics endpoints read: every process has them, whatever its roles.
@@ -97,7 +100,7 @@ pub const ROOT: &[Resource] = resources!(health, prometheus, console, openapi);
 /// Served under `/api`. A new resource is one module and one line here.
 pub const API: &[Resource] = resources!(
     auth, devices, cameras, configs, alerts, events, readings, raw_data, commands, quarantine,
-    inventory, analytics, stats, stream, users,
+    inventory, analytics, stats, stream, users, system,
 );
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

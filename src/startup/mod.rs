@@ -261,6 +261,7 @@ fn start_api(
         collector,
         live: common.live.clone(),
         stream: settings.stream.clone(),
+        settings: Arc::new(settings.clone()),
     })
 }
 

@@ -40,9 +40,12 @@ fn read(setting: &'static str, path: &std::path::Path) -> Result<Vec<u8>, Broker
     })
 }
 
-/// The TLS setup for `mqtts://`: the system's roots, or `mqtt.ca_file`; a client certificate
-/// when `mqtt.client_cert_file` and `mqtt.client_key_file` are set.
+/// The TLS setup for `mqtts://`: the system's roots, or `mqtt.ca_file` (a CA, or the broker's
+/// own certificate, pinned) and `mqtt.fingerprint` (see [`crate::clients::pinning`]); a client
+/// certificate when `mqtt.client_cert_file` and `mqtt.client_key_file` are set.
 fn tls(settings: &MqttSettings) -> Result<Transport, BrokerUrlError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let identity = match (&settings.client_cert_file, &settings.client_key_file) {
         (Some(cert), Some(key)) => Some((
             read("mqtt.client_cert_file", cert)?,
@@ -51,13 +54,41 @@ fn tls(settings: &MqttSettings) -> Result<Transport, BrokerUrlError> {
         (None, None) => None,
         _ => return Err(BrokerUrlError::HalfClientIdentity),
     };
-    match (&settings.ca_file, identity) {
-        (None, None) => Ok(Transport::tls_with_default_config()),
-        (Some(ca), identity) => Ok(Transport::tls(read("mqtt.ca_file", ca)?, identity, None)),
-        (None, Some(_)) => Err(BrokerUrlError::Invalid(
-            "a client certificate needs mqtt.ca_file (the CA of the broker's certificate)".into(),
-        )),
-    }
+    let trust = crate::clients::pinning::Trust::from_settings(
+        settings.ca_file.as_deref(),
+        settings.fingerprint.as_deref(),
+        "mqtt",
+    )
+    .map_err(|e| BrokerUrlError::Invalid(format!("{e:#}")))?;
+    let Some(trust) = trust else {
+        return match identity {
+            None => Ok(Transport::tls_with_default_config()),
+            Some(_) => Err(BrokerUrlError::Invalid(
+                "a client certificate needs mqtt.ca_file (the CA of the broker's certificate)"
+                    .into(),
+            )),
+        };
+    };
+    let identity = match identity {
+        None => None,
+        Some((cert, key)) => {
+            let invalid = |what: &str, e: rustls::pki_types::pem::Error| {
+                BrokerUrlError::Invalid(format!("{what}: {e}"))
+            };
+            let chain = CertificateDer::pem_slice_iter(&cert)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| invalid("mqtt.client_cert_file", e))?;
+            let key = PrivateKeyDer::from_pem_slice(&key)
+                .map_err(|e| invalid("mqtt.client_key_file", e))?;
+            Some((chain, key))
+        }
+    };
+    let config = trust
+        .client_config_with(identity)
+        .map_err(|e| BrokerUrlError::Invalid(format!("{e:#}")))?;
+    Ok(Transport::tls_with_config(
+        rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(config)),
+    ))
 }
 
 /// Options for a connection with `client_id`; `persistent` keeps the broker session (and its
@@ -95,9 +126,12 @@ pub fn options(
     }
     if tls {
         options.set_transport(self::tls(settings)?);
-    } else if settings.ca_file.is_some() || settings.client_cert_file.is_some() {
+    } else if settings.ca_file.is_some()
+        || settings.fingerprint.is_some()
+        || settings.client_cert_file.is_some()
+    {
         return Err(BrokerUrlError::Invalid(
-            "mqtt.ca_file and client certificates need an mqtts:// URL".into(),
+            "mqtt.ca_file, mqtt.fingerprint and client certificates need an mqtts:// URL".into(),
         ));
     }
     Ok(options)
@@ -232,6 +266,7 @@ mod tests {
             registrations_per_minute: 10,
             local_timezone: "UTC".into(),
             ca_file: None,
+            fingerprint: None,
             client_cert_file: None,
             client_key_file: None,
         }

@@ -17,6 +17,9 @@ use crate::configuration::{InfluxApi, InfluxSettings};
 /// The measurement every reading is a point of.
 pub const MEASUREMENT: &str = "iot_telemetry";
 
+/// Where `devicehub doctor` writes its probe points, apart from the readings.
+pub const PROBE_MEASUREMENT: &str = "devicehub_doctor";
+
 #[derive(Debug, thiserror::Error)]
 pub enum InfluxError {
     #[error("InfluxDB unreachable: {0}")]
@@ -174,11 +177,20 @@ struct StatementAnswer {
 }
 
 impl InfluxClient {
-    pub fn new(settings: &InfluxSettings) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+    /// A client for `settings`; over https:// with `influxdb.ca_file` or `influxdb.fingerprint`
+    /// set, InfluxDB's own certificate is pinned (see [`crate::clients::pinning`]).
+    pub fn new(settings: &InfluxSettings) -> anyhow::Result<Self> {
+        let mut http = reqwest::Client::builder()
             .timeout(Duration::from_secs(settings.timeout_secs.max(1)))
-            .pool_max_idle_per_host(4)
-            .build()?;
+            .pool_max_idle_per_host(4);
+        if let Some(trust) = crate::clients::pinning::Trust::from_settings(
+            settings.ca_file.as_deref(),
+            settings.fingerprint.as_deref(),
+            "influxdb",
+        )? {
+            http = http.use_preconfigured_tls(trust.client_config()?);
+        }
+        let http = http.build()?;
         Ok(Self {
             http,
             base: settings.url.trim_end_matches('/').to_owned(),
@@ -261,6 +273,27 @@ impl InfluxClient {
             series.extend(statement.series);
         }
         Ok(series)
+    }
+
+    /// Writes a probe point (measurement [`PROBE_MEASUREMENT`], tag `probe = nonce`) and reads
+    /// it back through `/query`, as `devicehub doctor` asks of InfluxDB: `Ok(false)` when it was
+    /// written but not read back within two seconds.
+    pub async fn probe(&self, nonce: &str) -> Result<bool, InfluxError> {
+        let nonce: String = nonce.chars().filter(char::is_ascii_alphanumeric).collect();
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        let line = format!("{PROBE_MEASUREMENT},probe={nonce} ok=1i {now}\n");
+        self.write(&bytes::Bytes::from(line)).await?;
+        let query = format!(
+            "SELECT \"ok\" FROM \"{PROBE_MEASUREMENT}\" WHERE \"probe\" = '{nonce}' AND time > now() - 1h"
+        );
+        for _ in 0..10 {
+            let series = self.query(&query).await?;
+            if series.iter().any(|s| !s.values.is_empty()) {
+                return Ok(true);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(false)
     }
 
     /// Creates the v1 database when missing (InfluxDB 1.x; nothing to do for v2).

@@ -11,6 +11,7 @@ mod collector;
 mod configs;
 mod devices;
 mod docs;
+mod doctor;
 mod errors;
 mod events;
 mod faults;

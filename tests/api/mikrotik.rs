@@ -192,7 +192,7 @@ async fn the_poller_keeps_every_lease_and_wifi_poll_as_a_snapshot_in_the_lake() 
     router.stop(true).await;
 }
 
-struct HttpsRouter(Child);
+pub(crate) struct HttpsRouter(Child);
 
 impl Drop for HttpsRouter {
     fn drop(&mut self) {
@@ -208,7 +208,11 @@ fn https_router(dir: &Path, certs: &servers::Certificates) -> (u16, HttpsRouter)
 }
 
 /// [`https_router`] with the certificate and key given, on `port`.
-fn https_router_at(dir: &Path, (cert, key): (&Path, &Path), port: u16) -> (u16, HttpsRouter) {
+pub(crate) fn https_router_at(
+    dir: &Path,
+    (cert, key): (&Path, &Path),
+    port: u16,
+) -> (u16, HttpsRouter) {
     let www = dir.join("www/rest/ip/dhcp-server");
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(www.join("lease"), leases().to_string()).unwrap();
@@ -276,7 +280,7 @@ async fn a_router_certificate_no_root_knows_is_refused_unless_its_ca_is_given_or
 
 /// A router's own certificate as RouterOS's `/certificate sign` and `openssl req -x509` make it:
 /// self-signed, `CA:TRUE`. Returns its PEM certificate and key.
-fn self_signed(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+pub(crate) fn self_signed(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let (cert, key) = (
         dir.join(format!("{name}.crt")),
         dir.join(format!("{name}.key")),
@@ -313,7 +317,7 @@ fn self_signed(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBu
 }
 
 /// The SHA-256 fingerprint openssl reports for a PEM certificate, as `sha256:AB:…`.
-fn openssl_fingerprint(cert: &Path) -> String {
+pub(crate) fn openssl_fingerprint(cert: &Path) -> String {
     let out = Command::new("openssl")
         .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
         .arg(cert)

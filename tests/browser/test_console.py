@@ -210,6 +210,29 @@ def test_the_energy_page_shows_todays_energy_by_device(browser, hub):
     assert browser.find_elements(By.CSS_SELECTOR, "#energy-chart canvas")
 
 
+def test_an_admin_s_system_page_lists_roles_and_tasks_and_runs_the_checks(browser, hub):
+    logged_in(browser, hub, "vic")
+    assert not browser.find_element(By.ID, "nav-system").is_displayed(), "a viewer sees System"
+    browser.find_element(By.ID, "logout").click()
+    wait(browser).until(EC.visibility_of_element_located((By.ID, "login-user")))
+
+    logged_in(browser, hub, "ada")
+    browser.find_element(By.ID, "nav-system").click()
+    wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#system-info table")))
+    info = hub.call("GET", "/api/system", user="ada")
+    shown = text(browser, "#system-info")
+    for role in info["roles"]:
+        assert role in shown, (role, shown)
+    tasks = [td.text for td in browser.find_elements(By.CSS_SELECTOR, "#system-info tbody td:first-child")]
+    assert tasks == [t["name"] for t in info["tasks"]] and "api" in tasks, tasks
+    browser.find_element(By.ID, "run-checks").click()
+    row = wait(browser, 30).until(EC.presence_of_element_located((By.CSS_SELECTOR, 'tr[data-check="database"]')))
+    assert "ok" in row.text and "migrations applied" in row.text, row.text
+    report = hub.call("GET", "/api/system/checks", user="ada")
+    shown = [tr.get_attribute("data-check") for tr in browser.find_elements(By.CSS_SELECTOR, "#system-checks tbody tr")]
+    assert shown == [c["name"] for c in report["checks"]], (shown, report)
+
+
 def test_docs_list_every_route_and_load_nothing_from_elsewhere(browser, hub):
     browser.get(hub.url + "/docs")
     wait(browser, 30).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".opblock")))

@@ -63,4 +63,6 @@ export async function whoAmI() {
   $("#who-role").textContent = data.role;
   $("#who").hidden = false;
   $("#nav").hidden = false;
+  // The System page is the admins' (its API answers 403 to others).
+  $("#nav-system").hidden = data.role !== "admin";
 }

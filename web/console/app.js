@@ -11,6 +11,7 @@ import { devicePage } from "./device.js";
 import { alertsPage } from "./alerts.js";
 import { inventoryPage } from "./inventory.js";
 import { energyPage } from "./energy.js";
+import { systemPage } from "./system.js";
 
 const login = (message) => showLogin(message, route);
 
@@ -27,7 +28,7 @@ function route() {
   const device = path.match(/^\/devices\/(.+)$/);
   const page = device ? () => devicePage(decodeURIComponent(device[1]))
     : ({ "/": overview, "/devices": devicesPage, "/alerts": alertsPage,
-         "/inventory": inventoryPage, "/energy": energyPage })[path];
+         "/inventory": inventoryPage, "/energy": energyPage, "/system": systemPage })[path];
   if (!page) { show(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/" }, "Back to the overview"))); return; }
   Promise.resolve(page(params)).catch((e) => {
     if (e instanceof ApiError && e.status === 401) return;

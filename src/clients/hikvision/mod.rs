@@ -36,13 +36,18 @@ impl CameraClient {
         networks: Arc<super::DeviceNetworks>,
     ) -> anyhow::Result<Self> {
         let timeout = Duration::from_millis(settings.timeout_ms.max(1));
+        // No overall timeout on the client: the alert stream stays open. Each plain request
+        // sets its own.
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .user_agent(concat!("devicehub/", env!("CARGO_PKG_VERSION")));
+        let trust = super::pinning::Trust::for_devices(
+            settings.ca_file.as_deref(),
+            &settings.fingerprints,
+            "hikvision",
+        )?;
         Ok(Self {
-            // No overall timeout on the client: the alert stream stays open. Each plain
-            // request sets its own.
-            http: reqwest::Client::builder()
-                .connect_timeout(timeout)
-                .user_agent(concat!("devicehub/", env!("CARGO_PKG_VERSION")))
-                .build()?,
+            http: super::with_trust(http, trust)?.build()?,
             credentials: Arc::new(Credentials {
                 digest_user: settings.username.clone(),
                 basic_user: settings.username.clone(),

@@ -101,7 +101,7 @@ impl Camera {
     }
 
     async fn register(&self, id: &DeviceId, info: &isapi::DeviceInfo) {
-        let address = self.host().split(':').next().unwrap_or_default();
+        let address = crate::clients::host_part(self.host());
         let new = NewDevice {
             device_id: id.to_string(),
             device_name: info

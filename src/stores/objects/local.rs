@@ -83,6 +83,13 @@ impl ObjectBackend for LocalStore {
         }
     }
 
+    async fn delete(&self, key: &str) -> Result<(), ObjectError> {
+        match tokio::fs::remove_file(self.path(key)?).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
     async fn folders(&self, prefix: &str) -> Result<Vec<String>, ObjectError> {
         let dir = self.path(prefix.trim_end_matches('/'))?;
         let prefix = prefix.to_owned();

@@ -3,6 +3,7 @@
 //! checked once, writes many at a time, and listings newest first by date partition.
 
 mod local;
+mod pinned;
 mod s3;
 
 use std::path::{Component, Path, PathBuf};
@@ -98,6 +99,8 @@ pub trait ObjectBackend: Send + Sync + std::fmt::Debug {
             .await
     }
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectError>;
+    /// Removes `key`; a missing object is no error.
+    async fn delete(&self, key: &str) -> Result<(), ObjectError>;
     /// Where the object lives on this machine's disk, for a store that is a directory.
     fn local_path(&self, _key: &str) -> Option<PathBuf> {
         None
@@ -196,6 +199,12 @@ impl ObjectStore {
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectError> {
         checked_key(key)?;
         self.0.get(key).await
+    }
+
+    /// Removes `key` (a missing object is no error).
+    pub async fn delete(&self, key: &str) -> Result<(), ObjectError> {
+        checked_key(key)?;
+        self.0.delete(key).await
     }
 
     /// Every object whose key starts with `prefix`, in no particular order.

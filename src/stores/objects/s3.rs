@@ -8,7 +8,7 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
     StalledStreamProtectionConfig,
 };
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
@@ -41,7 +41,15 @@ where
 {
     let status = e.raw_response().map(|r| r.status().as_u16());
     let refused = e.code().is_some_and(|c| REFUSED_CODES.contains(&c));
-    let text = DisplayErrorContext(e).to_string();
+    // The server's code and message when it answered (`NoSuchBucket`, `SignatureDoesNotMatch`),
+    // else what kept the request from it (a refused connection, a certificate).
+    let text = match (e.code(), status) {
+        (Some(code), Some(status)) => match e.message() {
+            Some(message) => format!("{code} ({status}): {message}"),
+            None => format!("{code} ({status})"),
+        },
+        _ => crate::clients::error_chain(&e),
+    };
     match status {
         _ if refused => ObjectError::Refused(text),
         // Credentials, permissions, a missing bucket, another region: the server refuses us.
@@ -60,10 +68,22 @@ impl S3Store {
                 "s3.access_key and s3.secret_key are required".into(),
             ));
         };
-        // rustls on ring: the one crypto provider of devicehub's dependency tree.
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(Provider::Rustls(CryptoMode::Ring))
-            .build_https();
+        // rustls on ring: the one crypto provider of devicehub's dependency tree. A pinned
+        // certificate (`s3.ca_file`, `s3.fingerprint`) goes through reqwest (see `pinned`).
+        let trust = crate::clients::pinning::Trust::from_settings(
+            settings.ca_file.as_deref(),
+            settings.fingerprint.as_deref(),
+            "s3",
+        )
+        .map_err(|e| ObjectError::S3(format!("{e:#}")))?;
+        let http = match trust {
+            Some(trust) => {
+                super::pinned::client(&trust).map_err(|e| ObjectError::S3(format!("{e:#}")))?
+            }
+            None => aws_smithy_http_client::Builder::new()
+                .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                .build_https(),
+        };
         let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(5))
             .operation_attempt_timeout(Duration::from_secs(30))
@@ -195,6 +215,17 @@ impl ObjectBackend for S3Store {
             .await
             .map_err(|e| ObjectError::S3(e.to_string()))?;
         Ok(Some(bytes.into_bytes().to_vec()))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), ObjectError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(s3_error)?;
+        Ok(())
     }
 
     /// S3's common prefixes for the delimiter `/`.
