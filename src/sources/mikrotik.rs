@@ -7,8 +7,8 @@
 //! Trust: the router's certificate must verify against the system's roots or `mikrotik.ca_file`
 //! (the CA, or the router's own self-signed certificate exported as PEM); `mikrotik.insecure`
 //! skips verification, with a warning at start. Snapshots are best effort: a poll that fails,
-//! or whose snapshot the object store refuses, is logged and the next poll comes one interval
-//! later.
+//! or whose snapshot the object store refuses, is logged and asked again soon (backing off up
+//! to one interval).
 
 use std::time::Duration;
 
@@ -121,31 +121,34 @@ impl MikrotikPoller {
         })
     }
 
-    /// Polls every interval until `shutdown`. A failing router is logged on the first failure
-    /// and when it recovers, not on every poll.
+    /// Polls every interval until `shutdown`. A router that fails is asked again soon (backing
+    /// off up to the interval), so one that was not up yet — the simulator's, a router
+    /// rebooting — fills the inventory at once when it answers, not an interval later. A
+    /// failing router is logged on the first failure and when it recovers, not on every poll.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut failing = false;
-        let mut ticks = tokio::time::interval(self.interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut backoff = crate::retry::Backoff::new();
+        let mut next = tokio::time::Instant::now();
         loop {
             tokio::select! {
-                _ = ticks.tick() => {}
+                () = tokio::time::sleep_until(next) => {}
                 () = shutdown.cancelled() => return Ok(()),
             }
             match self.poll_once().await {
                 Ok(summary) => {
-                    if failing {
+                    if !backoff.is_first() {
                         tracing::info!(router = %self.router, "the router answers again");
                     }
-                    failing = false;
+                    backoff.reset();
                     tracing::debug!(router = %self.router, leases = summary.leases,
                         stations = ?summary.stations, "router polled");
+                    // On the interval's cadence, however long the poll took.
+                    next = (next + self.interval).max(tokio::time::Instant::now());
                 }
                 Err(e) => {
-                    if !failing {
-                        tracing::warn!(error = %e, router = %self.router, "cannot poll the router; retrying every interval");
+                    if backoff.is_first() {
+                        tracing::warn!(error = %e, router = %self.router, "cannot poll the router; retrying");
                     }
-                    failing = true;
+                    next = tokio::time::Instant::now() + backoff.next_delay().min(self.interval);
                 }
             }
         }

@@ -18,7 +18,7 @@ use secrecy::SecretString;
 use serde_json::json;
 
 use crate::harness::services::{self as servers, free_port};
-use crate::harness::{spawn_app_with, test_settings};
+use crate::harness::{spawn_app, spawn_app_with, test_settings};
 
 const PASSWORD: &str = "router-test-password";
 
@@ -424,5 +424,52 @@ async fn a_malformed_metadata_file_stops_start_up_naming_its_line() {
     assert!(devicehub::startup::Application::build(settings)
         .await
         .is_ok());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A router that is not up yet when devicehub starts (the simulator's, a router rebooting) is
+/// asked again within seconds, not an interval later: the inventory fills as soon as it answers.
+#[tokio::test]
+async fn a_router_that_comes_up_after_devicehub_is_polled_within_seconds_not_an_interval() {
+    let app = spawn_app().await;
+    let dir =
+        std::env::temp_dir().join(format!("devicehub-late-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = self_signed(&dir, "router");
+    let port = free_port();
+    let url = format!("https://127.0.0.1:{port}/rest");
+    let mut late = settings(&url);
+    late.ca_file = Some(cert.clone());
+    late.interval_s = 60;
+    let store = ObjectStore::local(dir.join("archive"));
+    let inventory = devicehub::inventory::Inventory::new(
+        store.clone(),
+        devicehub::inventory::MetadataFile::load(Path::new("config/device_metadata.csv")).unwrap(),
+        1,
+    )
+    .unwrap();
+    let poller = MikrotikPoller::new(&late, &url, store, (app.pool.clone(), inventory)).unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(poller.run(shutdown.clone()));
+    // The first poll finds no router.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let hosts = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM network_hosts")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(hosts().await, 0);
+    let started = Instant::now();
+    let (_, _router) = https_router_at(&dir, (&cert, &key), port);
+    while hosts().await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the router was not asked again within 15 s (interval 60 s)"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
