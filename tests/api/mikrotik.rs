@@ -216,8 +216,16 @@ pub(crate) fn https_router_at(
     let www = dir.join("www/rest/ip/dhcp-server");
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(www.join("lease"), leases().to_string()).unwrap();
-    let child = Command::new("openssl")
-        .args(["s_server", "-quiet", "-WWW", "-accept", &port.to_string()])
+    let log = dir.join(format!("s_server-{port}.log"));
+    let mut child = Command::new("openssl")
+        // On loopback IPv4 only: the port was found free there (not on [::]).
+        .args([
+            "s_server",
+            "-quiet",
+            "-WWW",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+        ])
         .arg("-cert")
         .arg(cert)
         .arg("-key")
@@ -225,12 +233,22 @@ pub(crate) fn https_router_at(
         .current_dir(dir.join("www"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("openssl");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // A loaded machine (the whole suite at once) can take a while to start it.
+    let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "openssl s_server did not start");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "openssl s_server on {port} exited ({status}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "openssl s_server did not start on {port}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     (port, HttpsRouter(child))
