@@ -110,6 +110,7 @@ impl Redeliveries {
 pub struct Dedupers {
     pub seq: Dedupe,
     pub redeliveries: Redeliveries,
+    pub shelly: ShellyStatus,
 }
 
 impl Dedupers {
@@ -162,12 +163,112 @@ impl Dedupers {
                 redeliveries.remember(Redeliveries::fingerprint(&r.topic, &r.payload));
             }
         }
-        Ok(Self { seq, redeliveries })
+        Ok(Self {
+            seq,
+            redeliveries,
+            shelly: ShellyStatus::default(),
+        })
+    }
+}
+
+/// A Gen2 Shelly with both of its MQTT notifications on says each status twice: in full on
+/// `{id}/status/switch:N` (`status_ntf`) and as a NotifyStatus on `{id}/events/rpc` (`rpc_ntf`),
+/// at slightly different times. A device seen publishing the first is read from there only: its
+/// NotifyStatus switch readings are dropped, so no reading is stored twice. One with only
+/// `rpc_ntf` is read from its NotifyStatus. (Replicas that split a device's messages through a
+/// shared subscription each decide on what they see.)
+pub struct ShellyStatus {
+    /// When each device last published on `status/switch:N`.
+    status_topics: IdleMap<DeviceId, chrono::DateTime<chrono::Utc>>,
+}
+
+impl Default for ShellyStatus {
+    fn default() -> Self {
+        Self {
+            status_topics: IdleMap::new(super::idle::DEVICE_STATE_CAPACITY),
+        }
+    }
+}
+
+impl ShellyStatus {
+    /// How long a device that published on `status/switch:N` is read from there only.
+    const REMEMBERED: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+    /// `message`, decoded from `topic` at `now`, or [`Message::Ignored`] for a NotifyStatus
+    /// whose switch statuses the device also publishes on their own topics.
+    pub fn filter(
+        &mut self,
+        topic: &str,
+        message: crate::domain::Message,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> crate::domain::Message {
+        use crate::domain::Message;
+        let Message::Shelly { device_id, .. } = &message else {
+            return message;
+        };
+        let kind = topic.rsplit('/').next().unwrap_or_default();
+        if kind.starts_with("switch:") {
+            self.status_topics.insert(device_id.clone(), now);
+            return message;
+        }
+        let on_status_topics = self
+            .status_topics
+            .get(device_id)
+            .is_some_and(|seen| now - *seen < Self::REMEMBERED);
+        match kind == "rpc" && on_status_topics {
+            true => Message::Ignored,
+            false => message,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_shelly_publishing_both_notifications_is_read_from_its_status_topics_only() {
+        use crate::domain::Message;
+        let decoder =
+            Decoder::from_settings(&crate::configuration::Settings::load(None).unwrap().mqtt);
+        let now = chrono::Utc::now();
+        let status = serde_json::json!({"id": 0, "output": true, "apower": 12.5});
+        let notify = serde_json::json!({"src": "shellyplus1pm-a", "method": "NotifyStatus",
+            "params": {"ts": 1_700_000_000.5, "switch:0": {"id": 0, "apower": 12.5}}});
+        let decode = |topic: &str, payload: &serde_json::Value| {
+            decoder
+                .decode(topic, payload.to_string().as_bytes(), now)
+                .unwrap()
+        };
+        let mut filter = ShellyStatus::default();
+        // Only rpc_ntf: its NotifyStatus is its readings.
+        let only_rpc = filter.filter(
+            "shellyplus1pm-b/events/rpc",
+            decode("shellyplus1pm-b/events/rpc", &notify),
+            now,
+        );
+        assert!(matches!(only_rpc, Message::Shelly { .. }));
+        // Both: the status topic is read, the NotifyStatus dropped.
+        let full = filter.filter(
+            "shellyplus1pm-a/status/switch:0",
+            decode("shellyplus1pm-a/status/switch:0", &status),
+            now,
+        );
+        assert!(matches!(full, Message::Shelly { .. }));
+        let again = filter.filter(
+            "shellyplus1pm-a/events/rpc",
+            decode("shellyplus1pm-a/events/rpc", &notify),
+            now,
+        );
+        assert!(matches!(again, Message::Ignored));
+        // An hour without its status topics: the NotifyStatus counts again.
+        let later = now + chrono::TimeDelta::hours(2);
+        let back = filter.filter(
+            "shellyplus1pm-a/events/rpc",
+            decode("shellyplus1pm-a/events/rpc", &notify),
+            later,
+        );
+        assert!(matches!(back, Message::Shelly { .. }));
+    }
+
     use super::*;
 
     #[test]

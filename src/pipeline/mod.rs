@@ -343,7 +343,7 @@ impl Ingest {
             return None;
         }
         match self.decoder.decode(&m.topic, &m.payload, now) {
-            Ok(message) => Some(message),
+            Ok(message) => Some(self.dedupers.shelly.filter(&m.topic, message, now)),
             Err(rejection) => {
                 self.dead_letters.message(&m.topic, &m.payload, &rejection);
                 None

@@ -836,3 +836,58 @@ async fn retained_telemetry_is_no_new_reading_at_any_restart_and_a_stale_retaine
             .unwrap();
     }
 }
+
+/// A Gen2 Shelly with both MQTT notifications on says each status twice (its status topic and a
+/// NotifyStatus): each reading is stored once. One with only NotifyStatus is read from it.
+#[tokio::test]
+async fn a_shelly_saying_each_status_twice_has_each_reading_stored_once() {
+    let app = collector_app().await;
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let (both, only_rpc) = (
+        format!("shellyplus1pm-b{tag}"),
+        format!("shellyplus1pm-r{tag}"),
+    );
+    let device = Device::connect(&[], None).await;
+    for i in 0..3 {
+        let power = 10.0 + f64::from(i);
+        let status = json!({"id": 0, "source": "timer", "output": true, "apower": power,
+                            "voltage": 230.1, "aenergy": {"total": 100.0 + f64::from(i)}});
+        let notify = |id: &str| {
+            json!({"src": id, "dst": format!("{id}/events"), "method": "NotifyStatus",
+                   "params": {"ts": Utc::now().timestamp_millis() as f64 / 1000.0,
+                              "switch:0": status.clone()}})
+        };
+        device
+            .publish_json(&format!("{both}/status/switch:0"), &status)
+            .await;
+        device
+            .publish_json(&format!("{both}/events/rpc"), &notify(&both))
+            .await;
+        device
+            .publish_json(&format!("{only_rpc}/events/rpc"), &notify(&only_rpc))
+            .await;
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+    for id in [&both, &only_rpc] {
+        app.eventually(
+            &format!("/api/devices/{id}/metrics?start=-5m&metric=switch0.power"),
+            10,
+            |b| count(b) >= 3,
+        )
+        .await;
+    }
+    // Everything sent is in by now (one batch after the last): still three each.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    for id in [&both, &only_rpc] {
+        let points: Value = app
+            .get(
+                &format!("/api/devices/{id}/metrics?start=-5m&metric=switch0.power"),
+                &app.viewer,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(count(&points), 3, "{id}: {points}");
+    }
+}
