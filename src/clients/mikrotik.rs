@@ -54,13 +54,12 @@ impl MikrotikClient {
         // The router's own certificate (ca_file, or its fingerprint) is pinned: a self-signed
         // certificate marked CA:TRUE, as RouterOS and `openssl req -x509` make them, is accepted
         // as itself; a real CA in ca_file verifies a chain.
-        if let Some(trust) = super::pinning::Trust::from_settings(
+        let trust = super::pinning::Trust::from_settings(
             settings.ca_file.as_deref(),
             settings.fingerprint.as_deref(),
             "mikrotik",
-        )? {
-            http = http.use_preconfigured_tls(trust.client_config()?);
-        }
+        )?;
+        http = super::with_trust(http, trust)?;
         if settings.insecure {
             tracing::warn!(
                 url,

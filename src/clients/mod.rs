@@ -76,7 +76,7 @@ impl DeviceNetworks {
 }
 
 /// `builder` trusting `trust` (pinned certificates) when there is one, else the system's roots.
-pub(crate) fn with_trust(
+pub fn with_trust(
     builder: reqwest::ClientBuilder,
     trust: Option<pinning::Trust>,
 ) -> anyhow::Result<reqwest::ClientBuilder> {

@@ -2,10 +2,14 @@
 
 use std::sync::Arc;
 
+use serde_json::Value;
+
 use super::common::{plural, setting, tls_fix};
 use super::{bounded, Check};
+use crate::clients::hikvision::CameraClient;
 use crate::clients::http_auth::DeviceError;
 use crate::clients::mikrotik::{MikrotikClient, PollError};
+use crate::clients::shelly::ShellyClient;
 use crate::clients::DeviceNetworks;
 use crate::configuration::Settings;
 
@@ -66,132 +70,114 @@ fn device_failure(name: String, e: &DeviceError, hosts: &str, password: &str) ->
     Check::failed(name, detail, fix)
 }
 
+/// A device client made with the device networks, or the failed check that says why not.
+fn client<C>(
+    settings: &Settings,
+    (kind, hosts): (&str, &str),
+    make: impl FnOnce(Arc<DeviceNetworks>) -> anyhow::Result<C>,
+) -> Result<C, Check> {
+    let networks = DeviceNetworks::from_settings(settings)
+        .map_err(|e| Check::failed(kind, e.to_string(), setting("network.device_subnets")))?;
+    make(Arc::new(networks)).map_err(|e| Check::failed(kind, format!("{e:#}"), setting(hosts)))
+}
+
+/// `check` of each of `hosts` at once, each bounded and named `KIND HOST`.
+async fn each_host<F, Fut>(kind: &str, hosts: &[String], check: F) -> Vec<Check>
+where
+    F: Fn(String, String) -> Fut,
+    Fut: std::future::Future<Output = Check>,
+{
+    futures_util::future::join_all(hosts.iter().map(|host| {
+        let name = format!("{kind} {host}");
+        let check = check(name.clone(), host.clone());
+        async move { bounded(&name, check).await }
+    }))
+    .await
+}
+
 /// Each configured Shelly: its identity, then its status with the configured password.
 pub async fn shellys(settings: &Settings) -> Vec<Check> {
-    let hosts: Vec<String> = settings
-        .shelly
+    let shelly = &settings.shelly;
+    let hosts: Vec<String> = shelly
         .hosts
         .iter()
-        .chain(&settings.shelly.gen1_hosts)
+        .chain(&shelly.gen1_hosts)
         .cloned()
         .collect();
     if hosts.is_empty() {
         return Vec::new();
     }
-    let networks = match DeviceNetworks::from_settings(settings) {
-        Ok(networks) => Arc::new(networks),
-        Err(e) => {
-            return vec![Check::failed(
-                "shelly",
-                e.to_string(),
-                setting("network.device_subnets"),
-            )]
-        }
-    };
-    let client = match crate::clients::shelly::ShellyClient::new(&settings.shelly, networks) {
+    let client = match client(settings, ("shelly", "shelly.hosts"), |networks| {
+        ShellyClient::new(shelly, networks)
+    }) {
         Ok(client) => client,
-        Err(e) => {
-            return vec![Check::failed(
-                "shelly",
-                format!("{e:#}"),
-                setting("shelly.hosts"),
-            )]
-        }
+        Err(check) => return vec![check],
     };
-    let checks = hosts.into_iter().map(|host| {
+    each_host("shelly", &hosts, |name, host| {
         let client = client.clone();
-        async move {
-            let name = format!("shelly {host}");
-            let check = async {
-                let device = client.host(&host);
-                let identity = match device.get("/shelly").await {
-                    Ok(identity) => identity,
-                    Err(e) => {
-                        return device_failure(name.clone(), &e, "shelly.hosts", "shelly.password")
-                    }
-                };
-                let generation = identity
-                    .get("gen")
-                    .and_then(serde_json::Value::as_u64)
-                    .unwrap_or(1);
-                let model = identity
-                    .get("model")
-                    .or_else(|| identity.get("type"))
-                    .and_then(serde_json::Value::as_str)
-                    .unwrap_or("?")
-                    .to_owned();
-                let status = match generation {
-                    1 => "/status",
-                    _ => "/rpc/Shelly.GetStatus",
-                };
-                match device.get(status).await {
-                    Ok(_) => Check::ok(
-                        name.clone(),
-                        format!("{model} (Gen{generation}): status read"),
-                    ),
-                    Err(e) => {
-                        let password = match generation {
-                            1 if !client.is_gen1_host(&host) => "shelly.gen1_hosts",
-                            _ => "shelly.password",
-                        };
-                        device_failure(name.clone(), &e, "shelly.hosts", password)
-                    }
-                }
+        async move { shelly_host(&client, name, &host).await }
+    })
+    .await
+}
+
+async fn shelly_host(client: &ShellyClient, name: String, host: &str) -> Check {
+    let device = client.host(host);
+    let identity = match device.get("/shelly").await {
+        Ok(identity) => identity,
+        Err(e) => return device_failure(name, &e, "shelly.hosts", "shelly.password"),
+    };
+    let generation = identity.get("gen").and_then(Value::as_u64).unwrap_or(1);
+    let model = identity
+        .get("model")
+        .or_else(|| identity.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_owned();
+    let status = match generation {
+        1 => "/status",
+        _ => "/rpc/Shelly.GetStatus",
+    };
+    match device.get(status).await {
+        Ok(_) => Check::ok(name, format!("{model} (Gen{generation}): status read")),
+        Err(e) => {
+            let password = match generation {
+                1 if !client.is_gen1_host(host) => "shelly.gen1_hosts",
+                _ => "shelly.password",
             };
-            bounded(&name, check).await
+            device_failure(name, &e, "shelly.hosts", password)
         }
-    });
-    futures_util::future::join_all(checks).await
+    }
 }
 
 /// Each configured camera: its device info, with the configured credentials.
 pub async fn cameras(settings: &Settings) -> Vec<Check> {
-    if settings.hikvision.hosts.is_empty() {
+    let hosts = &settings.hikvision.hosts;
+    if hosts.is_empty() {
         return Vec::new();
     }
-    let networks = match DeviceNetworks::from_settings(settings) {
-        Ok(networks) => Arc::new(networks),
-        Err(e) => {
-            return vec![Check::failed(
-                "camera",
-                e.to_string(),
-                setting("network.device_subnets"),
-            )]
-        }
-    };
-    let client = match crate::clients::hikvision::CameraClient::new(&settings.hikvision, networks) {
+    let client = match client(settings, ("camera", "hikvision.hosts"), |networks| {
+        CameraClient::new(&settings.hikvision, networks)
+    }) {
         Ok(client) => client,
-        Err(e) => {
-            return vec![Check::failed(
-                "camera",
-                format!("{e:#}"),
-                setting("hikvision.hosts"),
-            )]
-        }
+        Err(check) => return vec![check],
     };
-    let checks = settings.hikvision.hosts.iter().map(|host| {
+    each_host("camera", hosts, |name, host| {
         let client = client.clone();
         async move {
-            let name = format!("camera {host}");
-            let check = async {
-                match client.device_info(&client.host(host)).await {
-                    Ok(info) => Check::ok(
-                        name.clone(),
-                        format!(
-                            "{} serial {}: device info read",
-                            info.model.as_deref().unwrap_or("HikVision camera"),
-                            info.serial
-                        ),
+            match client.device_info(&client.host(&host)).await {
+                Ok(info) => Check::ok(
+                    name,
+                    format!(
+                        "{} serial {}: device info read",
+                        info.model.as_deref().unwrap_or("HikVision camera"),
+                        info.serial
                     ),
-                    Err(e) => {
-                        device_failure(name.clone(), &e, "hikvision.hosts", "hikvision.password")
-                    }
-                }
-            };
-            bounded(&name, check).await
+                ),
+                Err(e) => device_failure(name, &e, "hikvision.hosts", "hikvision.password"),
+            }
         }
-    });
-    futures_util::future::join_all(checks).await
+    })
+    .await
 }
 
 /// The device metadata file: every row it cannot use, with its line.

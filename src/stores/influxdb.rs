@@ -180,17 +180,15 @@ impl InfluxClient {
     /// A client for `settings`; over https:// with `influxdb.ca_file` or `influxdb.fingerprint`
     /// set, InfluxDB's own certificate is pinned (see [`crate::clients::pinning`]).
     pub fn new(settings: &InfluxSettings) -> anyhow::Result<Self> {
-        let mut http = reqwest::Client::builder()
+        let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(settings.timeout_secs.max(1)))
             .pool_max_idle_per_host(4);
-        if let Some(trust) = crate::clients::pinning::Trust::from_settings(
+        let trust = crate::clients::pinning::Trust::from_settings(
             settings.ca_file.as_deref(),
             settings.fingerprint.as_deref(),
             "influxdb",
-        )? {
-            http = http.use_preconfigured_tls(trust.client_config()?);
-        }
-        let http = http.build()?;
+        )?;
+        let http = crate::clients::with_trust(http, trust)?.build()?;
         Ok(Self {
             http,
             base: settings.url.trim_end_matches('/').to_owned(),

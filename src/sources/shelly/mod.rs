@@ -39,10 +39,11 @@
 //! polled less often (the interval doubling up to five minutes) until it answers; its next
 //! reading brings it back online.
 
+mod delivery;
 mod identity;
 pub mod status;
 
-pub use status::{delivery_of, Delivery};
+pub use delivery::{delivery_of, Delivery};
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -120,10 +121,6 @@ pub struct ShellyPoller {
     origin: Origin,
 }
 
-/// A Shelly that says it pushes is looked at again after this many intervals: polled if its
-/// status has not arrived over MQTT meanwhile.
-const PUSH_WATCH_INTERVALS: u32 = 6;
-
 /// The longest a host that is offline waits between polls.
 const LONGEST_OFFLINE_WAIT: Duration = Duration::from_secs(300);
 
@@ -194,77 +191,6 @@ impl ShellyPoller {
             }
             Err(e) => {
                 tracing::warn!(error = %e, host = self.host(), "cannot register the Shelly; its readings register it bare")
-            }
-        }
-    }
-
-    /// Whether the device pushes its status over MQTT, by its own word.
-    async fn delivery(&self, identity: &Identity) -> Delivery {
-        if identity.generation < 2 {
-            return Delivery::Polled;
-        }
-        match self.get("/rpc/Mqtt.GetConfig").await {
-            Ok(config) => delivery_of(&config),
-            Err(e) => {
-                tracing::debug!(error = %e, host = self.host(), "the Shelly does not say whether it pushes");
-                Delivery::Unknown
-            }
-        }
-    }
-
-    /// Waits while the device pushes its status over MQTT (the push alternative): polling it
-    /// too would double its readings. `false` on shutdown.
-    async fn wait_while_pushing(&self, identity: &Identity, shutdown: &CancellationToken) -> bool {
-        let pool = &self.context.pool;
-        if registry::devices::is_polled(pool, &identity.device_id)
-            .await
-            .unwrap_or(false)
-        {
-            return true;
-        }
-        // Polled or not, the registry learns its address and, if it has none, its MAC (the
-        // inventory joins by MAC); the identity was checked against the record before.
-        let address = crate::clients::host_part(self.host());
-        let noted = match registry::devices::merge_metadata(
-            pool,
-            &identity.device_id,
-            &json!({"ip": address}),
-        )
-        .await
-        {
-            Ok(()) => {
-                let mac = json!({"mac": identity.mac});
-                registry::devices::pin_metadata(pool, &identity.device_id, &mac).await
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = noted {
-            tracing::debug!(error = %e, "cannot note the Shelly's address");
-        }
-        let watch = match self.delivery(identity).await {
-            Delivery::Polled => return true,
-            Delivery::Unknown => self.context.interval,
-            Delivery::Pushes => self.context.interval * PUSH_WATCH_INTERVALS,
-        };
-        let mut said = false;
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep(watch) => {}
-                () = shutdown.cancelled() => return false,
-            }
-            match registry::devices::pushes_over_mqtt(pool, &identity.device_id, watch).await {
-                Ok(true) => {
-                    if !said {
-                        tracing::info!(device_id = %identity.device_id, host = self.host(),
-                            "the Shelly pushes over MQTT; not polling it while it does");
-                        said = true;
-                    }
-                }
-                Ok(false) => return true,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot tell whether the Shelly pushes; polling it");
-                    return true;
-                }
             }
         }
     }

@@ -130,26 +130,6 @@ pub fn gen1_messages(id: &DeviceId, status: &Value) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// What a Shelly says of its MQTT status notifications.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    /// It publishes its status over MQTT.
-    Pushes,
-    /// It does not (or cannot in a way devicehub reads: Gen1).
-    Polled,
-    /// It would not say.
-    Unknown,
-}
-
-/// A Gen2+ `Mqtt.GetConfig` answer: pushes when MQTT is on with status or RPC notifications.
-pub fn delivery_of(config: &Value) -> Delivery {
-    let on = |key: &str| config.get(key).and_then(Value::as_bool).unwrap_or(false);
-    match on("enable") && (on("status_ntf") || on("rpc_ntf")) {
-        true => Delivery::Pushes,
-        false => Delivery::Polled,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,30 +188,5 @@ mod tests {
             ("shellyshsw-25-a8032ab1c2d4", 1)
         );
         assert!(gen2_identity(&json!({"id": "../etc"})).is_err());
-    }
-
-    #[test]
-    fn the_mqtt_config_shelly_documents_says_push_or_poll() {
-        // Mqtt.GetConfig as Shelly's Gen2 API documents it, MQTT off (the factory setting).
-        let off = serde_json::json!({"enable": false, "server": null, "client_id": "shellypro4pm-f008d1d8b8b8",
-            "user": null, "ssl_ca": null, "topic_prefix": "shellypro4pm-f008d1d8b8b8", "rpc_ntf": true,
-            "status_ntf": false, "use_client_cert": false, "enable_rpc": true, "enable_control": true});
-        assert_eq!(delivery_of(&off), Delivery::Polled);
-        let mut on = off.clone();
-        on["enable"] = true.into();
-        on["server"] = "broker.lan:1883".into();
-        assert_eq!(
-            delivery_of(&on),
-            Delivery::Pushes,
-            "NotifyStatus over rpc_ntf is a push"
-        );
-        on["rpc_ntf"] = false.into();
-        assert_eq!(delivery_of(&on), Delivery::Polled);
-        on["status_ntf"] = true.into();
-        assert_eq!(delivery_of(&on), Delivery::Pushes);
-        assert_eq!(
-            delivery_of(&serde_json::json!({"switch:0": {}})),
-            Delivery::Polled
-        );
     }
 }
